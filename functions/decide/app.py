@@ -1,0 +1,50 @@
+"""Decide: on user-state changes (DynamoDB stream) and on the due-sweep schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import EventType
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared import bootstrap
+from shared.decision import Decision
+from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, state_change_of
+from shared.user_state import StateChange
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+def count(decisions: Sequence[Decision]) -> None:
+    for decision in decisions:
+        metrics.add_metric(name=f"Decisions_{decision.action.value}", unit=MetricUnit.Count, value=1)
+
+
+def commit(
+    parsed: Sequence[Parsed[StateChange[DynamoDBRecord], DynamoDBRecord]],
+) -> list[CommitFailure[DynamoDBRecord]]:
+    result = bootstrap.decide_service().decide_changes([p.value for p in parsed])
+    count(result.decisions)
+    metrics.add_metric(name="ChangesSuperseded", unit=MetricUnit.Count, value=result.superseded)
+    return [CommitFailure(ref, error) for ref, error in result.failed]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(logger, event)
+    if event.get("source") == "aws.events":
+        scheduled = parse(event=event, model=EventBridgeModel)
+        decisions = bootstrap.decide_service().sweep(int(scheduled.time.timestamp()))
+        count(decisions)
+        return {"decided": len(decisions)}
+    return dict(process_with_commit(event, EventType.DynamoDBStreams, state_change_of, commit, context))

@@ -1,0 +1,48 @@
+"""Ingest: every stream record is archived to S3 or quarantined there with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import EventType
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared import bootstrap
+from shared.ingest import Checked, check_record
+from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, stream_record_of
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+def check(record: KinesisStreamRecord) -> Checked:
+    return check_record(stream_record_of(record))
+
+
+def commit(
+    parsed: Sequence[Parsed[Checked, KinesisStreamRecord]],
+) -> list[CommitFailure[KinesisStreamRecord]]:
+    # An S3 failure raises: the whole batch is retried (and bisected) by the event source mapping.
+    result = bootstrap.ingest_service().commit([p.value for p in parsed])
+    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=result.archived)
+    metrics.add_metric(
+        name="EventsQuarantined", unit=MetricUnit.Count, value=sum(result.quarantined.values())
+    )
+    if result.quarantined:
+        logger.warning(
+            "records quarantined", extra={"reasons": result.quarantined, "key": result.quarantine_key}
+        )
+    return []
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(logger, event)
+    return dict(process_with_commit(event, EventType.KinesisDataStreams, check, commit, context))

@@ -1,0 +1,69 @@
+"""The decision ledger: one item per decision, written once, then annotated with outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.adapters.aws_errors import translated
+from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.decision import Action, Decision, decision_prefix_at
+from shared.errors import VersionConflict
+
+
+class Ledger:
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._table = dynamodb.Table(table_name)
+
+    def record(self, decision: Decision, expires_at: int) -> tuple[Decision, bool]:
+        """Store the decision unless a retry stored it already; returns (stored decision, created)."""
+        item = to_dynamo(decision.model_dump(mode="json", exclude_none=True))
+        item["expires_at"] = expires_at
+        item["status"] = "decided"
+        item["outcomes"] = {}
+        try:
+            with translated("ledger.record"):
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(decision_id)")
+        except VersionConflict:
+            existing = self.get(decision.user_id, decision.decision_id)
+            if existing is None:  # expired between the two calls; nothing better to do than retry
+                raise
+            return Decision.model_validate(existing), False
+        return decision, True
+
+    def mark_sent(self, user_id: str, decision_id: str, message_id: str, sent_at: int) -> None:
+        with translated("ledger.mark_sent"):
+            self._table.update_item(
+                Key={"user_id": user_id, "decision_id": decision_id},
+                UpdateExpression="SET #s = :sent, message_id = :m, sent_at = :t",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":sent": "sent", ":m": message_id, ":t": sent_at},
+            )
+
+    def get(self, user_id: str, decision_id: str) -> dict[str, Any] | None:
+        with translated("ledger.get"):
+            item = self._table.get_item(
+                Key={"user_id": user_id, "decision_id": decision_id}, ConsistentRead=True
+            ).get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
+        """The user's push decisions from ``since`` on (oldest first), for caps and repeats."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "user_id = :u AND decision_id >= :from",
+            "FilterExpression": "#a = :push",
+            "ExpressionAttributeNames": {"#a": "action"},
+            "ExpressionAttributeValues": {":u": user_id, ":from": decision_prefix_at(since), ":push": "push"},
+            "ConsistentRead": True,
+        }
+        while True:
+            with translated("ledger.pushes_since"):
+                page = self._table.query(**kwargs)
+            items.extend(from_dynamo(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def is_push(item: dict[str, Any]) -> bool:
+    return item.get("action") == Action.PUSH.value

@@ -1,0 +1,94 @@
+"""The user-state table: batch reads and version-conditional writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.adapters.aws_errors import translated
+from shared.adapters.dynamo_batch import batch_get
+from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.errors import VersionConflict
+from shared.user_state import UserState
+
+
+class UserStateStore:
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._dynamodb = dynamodb
+        self._table_name = table_name
+        self._table = dynamodb.Table(table_name)
+
+    def get(self, user_id: str) -> UserState | None:
+        with translated("user_state.get"):
+            item = self._table.get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
+        return None if item is None else UserState.model_validate(from_dynamo(item))
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
+        """Strongly consistent batch read; users never seen before are simply absent."""
+        items = batch_get(self._dynamodb, self._table_name, "user_id", list(user_ids), consistent=True)
+        states = (UserState.model_validate(item) for item in items)
+        return {state.user_id: state for state in states}
+
+    def save(self, state: UserState, expected_version: int) -> None:
+        """Write the whole item if nobody wrote since we read ``expected_version``.
+
+        Raises VersionConflict otherwise; the caller re-reads and re-applies.
+        """
+        item = to_dynamo(state.model_dump(exclude_none=True))
+        if expected_version == 0:
+            condition = "attribute_not_exists(user_id)"
+            values: dict[str, Any] = {}
+        else:
+            condition = "version = :expected"
+            values = {":expected": expected_version}
+        with translated("user_state.save"):
+            kwargs: dict[str, Any] = {"Item": item, "ConditionExpression": condition}
+            if values:
+                kwargs["ExpressionAttributeValues"] = values
+            self._table.put_item(**kwargs)
+
+    def schedule(self, user_id: str, expected_version: int, due_at: int, due_shard: str, writer: str) -> None:
+        """Mark a deferred decision; the sparse due-index finds it when due."""
+        with translated("user_state.schedule"):
+            self._table.update_item(
+                Key={"user_id": user_id},
+                UpdateExpression="SET due_at = :due, due_shard = :shard, last_writer = :w ADD version :one",
+                ConditionExpression="version = :expected",
+                ExpressionAttributeValues={
+                    ":due": due_at,
+                    ":shard": due_shard,
+                    ":w": writer,
+                    ":one": 1,
+                    ":expected": expected_version,
+                },
+            )
+
+    def clear_due(self, user_id: str, due_at: int, writer: str) -> None:
+        """Take the user off the due-index, unless a newer deferral replaced this one."""
+        try:
+            with translated("user_state.clear_due"):
+                self._table.update_item(
+                    Key={"user_id": user_id},
+                    UpdateExpression="REMOVE due_at, due_shard SET last_writer = :w ADD version :one",
+                    ConditionExpression="due_at = :due",
+                    ExpressionAttributeValues={":due": due_at, ":w": writer, ":one": 1},
+                )
+        except VersionConflict:
+            return
+
+    def due_users(self, due_shard: str, now: int, limit: int = 500) -> list[tuple[str, int]]:
+        """(user_id, due_at) of deferred decisions due by ``now`` in one due-index shard."""
+        out: list[tuple[str, int]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": "due-index",
+            "KeyConditionExpression": "due_shard = :s AND due_at <= :now",
+            "ExpressionAttributeValues": {":s": due_shard, ":now": now},
+        }
+        while len(out) < limit:
+            with translated("user_state.due_users"):
+                page = self._table.query(**kwargs)
+            out.extend((str(i["user_id"]), int(i["due_at"])) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out[:limit]

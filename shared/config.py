@@ -1,0 +1,59 @@
+"""One settings model per function, read from the environment template.yaml sets.
+
+Each model is validated once per container on first use (see shared/bootstrap.py), so a
+misconfigured deployment fails its first invocation with a clear message instead of
+misbehaving later.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+
+class IngestSettings(_Settings):
+    archive_bucket: str = Field(min_length=3)
+    archive_prefix: str = "archive/"
+    quarantine_prefix: str = "quarantine/"
+
+
+class FeaturesSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    catalog_table: str = Field(min_length=3)
+    # Conditional-write attempts per user before the user's records are reported failed.
+    max_write_attempts: int = Field(default=5, ge=1, le=20)
+
+
+class DecideSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    catalog_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    push_topic_arn: str = Field(min_length=20)
+    model_dir: str = "/opt/model"
+    model_s3_uri: str = ""
+    daily_push_cap: int = Field(default=3, ge=0, le=100)
+    score_threshold: float = 0.0
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    candidates: int = Field(default=50, ge=1, le=500)
+    push_ttl_days: int = Field(default=90, ge=1)
+    silence_ttl_days: int = Field(default=7, ge=1)
+    due_shards: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _model_source(self) -> DecideSettings:
+        if self.model_s3_uri and not self.model_s3_uri.startswith("s3://"):
+            raise ValueError("MODEL_S3_URI must look like s3://bucket/prefix/")
+        return self
+
+
+class FeedbackSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    archive_bucket: str = Field(min_length=3)
+    feedback_prefix: str = "feedback/"

@@ -1,0 +1,172 @@
+"""Decide: score candidates for a user, apply the policy, record the decision, push at most once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.ledger import Ledger
+from shared.adapters.user_state_store import UserStateStore
+from shared.decision import Action, Decision, decision_id_for
+from shared.errors import NudgeError, VersionConflict
+from shared.model import Recommender
+from shared.policy import PastPush, PolicyConfig, decide
+from shared.user_state import StateChange, UserState
+
+WRITER = "decide"
+POLICY_NAME = "rules-v1"
+# How far back "already pushed" looks; pushes older than this may be repeated.
+REPEAT_WINDOW_SECONDS = 90 * 24 * 3600
+DAY_SECONDS = 24 * 3600
+
+Ref = TypeVar("Ref")
+
+# Called with the push payload; returns the publisher's message id. Wrapped by the
+# composition root in Powertools idempotency keyed by decision id.
+SendOnce = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class DecideConfig:
+    policy: PolicyConfig
+    candidates: int = 50
+    push_ttl_days: int = 90
+    silence_ttl_days: int = 7
+    due_shards: int = 4
+
+
+def due_shard_for(user_id: str, shards: int) -> str:
+    # Spreads deferred users over a few index partitions so one sweep query stays small.
+    return f"due-{sum(user_id.encode()) % shards}"
+
+
+def explanation_for(supporting: list[str], catalog: dict[str, CatalogItem]) -> str | None:
+    titles = [catalog[i].title for i in supporting if i in catalog and catalog[i].title]
+    if not titles:
+        return None
+    return "Because you watched " + (titles[0] if len(titles) == 1 else f"{titles[0]} and {titles[1]}")
+
+
+@dataclass
+class DecideBatchResult(Generic[Ref]):
+    decisions: list[Decision] = field(default_factory=list)
+    superseded: int = 0
+    failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+
+
+class DecideService:
+    def __init__(
+        self,
+        states: UserStateStore,
+        catalog: Catalog,
+        ledger: Ledger,
+        recommender: Recommender,
+        send_once: SendOnce,
+        config: DecideConfig,
+    ) -> None:
+        self._states = states
+        self._catalog = catalog
+        self._ledger = ledger
+        self._recommender = recommender
+        self._send_once = send_once
+        self._config = config
+
+    def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
+        history = state.history()
+        candidates = self._recommender.recommend([history], self._config.candidates)[0]
+        catalog = self._catalog.get_many([c.item_id for c in candidates] + history)
+        past = [
+            PastPush(item_id=str(p.get("item_id", "")), decided_at=int(p["decided_at"]))
+            for p in self._ledger.pushes_since(state.user_id, now - REPEAT_WINDOW_SECONDS)
+        ]
+        verdict = decide(state, candidates, catalog, past, now, self._config.policy)
+        item = catalog.get(verdict.item_id) if verdict.item_id else None
+        decision = Decision(
+            decision_id=decision_id_for(state.user_id, now, trigger),
+            user_id=state.user_id,
+            action=verdict.action,
+            reasons=verdict.reasons,
+            decided_at=now,
+            model_version=self._recommender.manifest.version,
+            policy=POLICY_NAME,
+            item_id=verdict.item_id,
+            score=verdict.score,
+            title=item.title if item else None,
+            explanation=explanation_for(verdict.supporting_items, catalog),
+            supporting_items=verdict.supporting_items,
+            due_at=verdict.due_at,
+            trigger=trigger,
+        )
+        ttl_days = (
+            self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
+        )
+        stored, _ = self._ledger.record(decision, expires_at=now + ttl_days * DAY_SECONDS)
+        if stored.action is Action.PUSH:
+            message_id = self._send_once(self.payload(stored, state))
+            self._ledger.mark_sent(stored.user_id, stored.decision_id, message_id, now)
+        elif stored.action is Action.DEFER and stored.due_at is not None:
+            self._defer(state, stored.due_at)
+        return stored
+
+    def decide_changes(self, changes: Sequence[StateChange[Ref]]) -> DecideBatchResult[Ref]:
+        """One decision per user per batch, on the newest state; older changes are superseded."""
+        result: DecideBatchResult[Ref] = DecideBatchResult()
+        by_user: dict[str, list[StateChange[Ref]]] = defaultdict(list)
+        for change in changes:
+            by_user[change.state.user_id].append(change)
+        for user_changes in by_user.values():
+            newest = max(user_changes, key=lambda c: c.state.version)
+            try:
+                decision = self.decide_for(newest.state, newest.changed_at, f"state:{newest.state.version}")
+            except NudgeError as error:
+                result.failed.extend((c.ref, error) for c in user_changes)
+                continue
+            result.decisions.append(decision)
+            result.superseded += len(user_changes) - 1
+        return result
+
+    def sweep(self, now: int) -> list[Decision]:
+        """Re-decide, with fresh state, every user whose deferred push is due."""
+        decisions: list[Decision] = []
+        for shard in range(self._config.due_shards):
+            for user_id, due_at in self._states.due_users(f"due-{shard}", now):
+                state = self._states.get(user_id)
+                if state is None or state.due_at != due_at:
+                    continue
+                # Decided "at" due_at so a re-run sweep reproduces the same decision id.
+                decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                if decision.action is not Action.DEFER:
+                    self._states.clear_due(user_id, due_at, WRITER)
+                decisions.append(decision)
+        return decisions
+
+    def _defer(self, state: UserState, due_at: int) -> None:
+        try:
+            self._states.schedule(
+                state.user_id,
+                expected_version=state.version,
+                due_at=due_at,
+                due_shard=due_shard_for(state.user_id, self._config.due_shards),
+                writer=WRITER,
+            )
+        except VersionConflict:
+            # Newer events arrived; the change they made triggers its own decision.
+            return
+
+    @staticmethod
+    def payload(decision: Decision, state: UserState) -> dict[str, Any]:
+        """What the delivery bridge needs; decision_id doubles as the APNs/FCM collapse id."""
+        return {
+            "decision_id": decision.decision_id,
+            "user_id": decision.user_id,
+            "push_token": state.push_token,
+            "item_id": decision.item_id,
+            "title": decision.title,
+            "body": decision.explanation,
+            "score": decision.score,
+            "model_version": decision.model_version,
+            "decided_at": decision.decided_at,
+        }

@@ -1,0 +1,86 @@
+"""Feedback: join outcomes with the ledger, keep a log in S3, update user fatigue once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from shared.adapters.feedback_store import FeedbackStore
+from shared.adapters.ledger import Ledger
+from shared.adapters.object_archive import ObjectArchive
+from shared.contract import FeedbackEvent
+from shared.errors import NudgeError
+
+WRITER = "feedback"
+
+Ref = TypeVar("Ref")
+
+
+@dataclass(frozen=True)
+class FeedbackItem(Generic[Ref]):
+    event: FeedbackEvent
+    shard_id: str
+    sequence_number: str
+    ref: Ref
+
+
+@dataclass
+class FeedbackResult(Generic[Ref]):
+    joined: int = 0
+    duplicates: int = 0
+    orphans: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    log_key: str | None = None
+    failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+
+
+class FeedbackService:
+    def __init__(self, ledger: Ledger, store: FeedbackStore, log: ObjectArchive, prefix: str) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._log = log
+        self._prefix = prefix
+
+    def apply(self, batch: Sequence[FeedbackItem[Ref]]) -> FeedbackResult[Ref]:
+        result: FeedbackResult[Ref] = FeedbackResult()
+        lines: list[dict[str, object]] = []
+        for item in batch:
+            event = item.event
+            try:
+                decision = self._ledger.get(event.user_id, event.decision_id)
+                status = "orphan"
+                if decision is not None:
+                    fresh = self._store.record_outcome(
+                        event.user_id, event.decision_id, event.type, event.epoch_seconds, WRITER
+                    )
+                    status = "joined" if fresh else "duplicate"
+            except NudgeError as error:
+                result.failed.append((item.ref, error))
+                continue
+            if status == "joined":
+                result.joined += 1
+                result.by_outcome[event.type] = result.by_outcome.get(event.type, 0) + 1
+            elif status == "duplicate":
+                result.duplicates += 1
+            else:
+                result.orphans += 1
+            lines.append(
+                {
+                    "event": event.model_dump(mode="json", exclude_none=True),
+                    "status": status,
+                    "pushed_item_id": decision.get("item_id") if decision else None,
+                    "model_version": decision.get("model_version") if decision else None,
+                    "decided_at": decision.get("decided_at") if decision else None,
+                }
+            )
+        if lines:
+            # Keyed by the batch, so a retried batch rewrites its object. The log is
+            # at-least-once per event (a retry logs it again as "duplicate"): dedupe by event_id.
+            first = batch[0]
+            at = datetime.fromtimestamp(first.event.epoch_seconds, UTC)
+            name = f"{first.shard_id}-{first.sequence_number}.jsonl.gz"
+            result.log_key = f"{self._prefix}dt={at:%Y-%m-%d}/hour={at:%H}/{name}"
+            self._log.put_lines(result.log_key, lines)
+        return result

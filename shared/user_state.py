@@ -1,0 +1,71 @@
+"""The per-user state item the features function keeps and decide reads.
+
+One DynamoDB item per user. Every list is bounded so the item stays far below
+DynamoDB's 400 KB limit however long a user lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_RECENT_ITEMS = 50
+MAX_CONSUMED_ITEMS = 1000
+MAX_RECENT_EVENT_IDS = 256
+HOURS_PER_DAY = 24
+
+
+class RecentItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    ts: int
+    type: str
+
+
+class UserState(BaseModel):
+    model_config = ConfigDict(validate_assignment=False)
+
+    user_id: str
+    version: int = 0
+    # Who wrote the item last; decide's stream filter only reacts to the features writer.
+    last_writer: str = ""
+    recent_items: list[RecentItem] = Field(default_factory=list)
+    consumed: list[str] = Field(default_factory=list)
+    counters: dict[str, int] = Field(default_factory=dict)
+    genre_affinity: dict[str, float] = Field(default_factory=dict)
+    affinity_at: int = 0
+    active_hours: list[int] = Field(default_factory=lambda: [0] * HOURS_PER_DAY)
+    last_seen: int = 0
+    timezone: str = "UTC"
+    # Push needs an explicit opt-in; silence is the safe default.
+    consent: bool = False
+    push_token: str | None = None
+    attributes: dict[str, str | int] = Field(default_factory=dict)
+    recent_event_ids: list[str] = Field(default_factory=list)
+    # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly.
+    shard_watermarks: dict[str, str] = Field(default_factory=dict)
+    pushes_delivered: int = 0
+    pushes_opened: int = 0
+    pushes_dismissed: int = 0
+    pushes_converted: int = 0
+    last_feedback_at: int = 0
+    due_at: int | None = None
+
+    def history(self) -> list[str]:
+        """Item ids oldest to newest, as the model reads them."""
+        return [item.item_id for item in self.recent_items]
+
+
+Ref = TypeVar("Ref")
+
+
+@dataclass(frozen=True)
+class StateChange(Generic[Ref]):
+    """A user-state change from the table's stream; ``ref`` maps failures back to the record."""
+
+    state: UserState
+    changed_at: int
+    ref: Ref

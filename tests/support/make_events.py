@@ -1,0 +1,188 @@
+"""Writes the sample Lambda events in events/ (run: python -m tests.support.make_events).
+
+The shapes are those `sam local generate-event kinesis get-records` and
+`sam local generate-event dynamodb update` give; payloads follow shared/contract.py.
+The same files feed `sam local invoke -e` and the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/nudge-events"
+TABLE_STREAM_ARN = (
+    f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/nudge-user-state/stream/2026-11-27T00:00:00.000"
+)
+# Every sample arrives at 2026-11-27T12:00:00Z; event times are set relative to it.
+ARRIVAL = 1795780800.0
+SHARD = "shardId-000000000000"
+
+
+def _iso(offset_seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ARRIVAL + offset_seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def kinesis_record(data: bytes | str, seq: int, partition_key: str = "u-196") -> dict[str, Any]:
+    encoded = data if isinstance(data, str) else base64.b64encode(data).decode()
+    sequence = f"4959{seq:052d}"
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence,
+            "data": encoded,
+            "approximateArrivalTimestamp": ARRIVAL,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{SHARD}:{sequence}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": f"arn:aws:iam::{ACCOUNT}:role/nudge-ingest-role",
+        "awsRegion": REGION,
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def payload(**fields: Any) -> bytes:
+    return json.dumps({"schema_version": 1, **fields}, separators=(",", ":")).encode()
+
+
+def rate(event_id: str, user: str, item: str, value: float, offset: float) -> bytes:
+    return payload(event_id=event_id, type="rate", user_id=user, item_id=item, value=value, timestamp=_iso(offset))
+
+
+def kinesis_event(datas: list[bytes | str], partition_key: str = "u-196") -> dict[str, Any]:
+    return {"Records": [kinesis_record(d, i + 1, partition_key) for i, d in enumerate(datas)]}
+
+
+def build() -> dict[str, dict[str, Any]]:
+    profile = payload(
+        event_id="e-profile-196",
+        type="profile",
+        user_id="u-196",
+        consent=True,
+        timezone="America/Chicago",
+        push_token="fcm:dGVzdC10b2tlbi0xOTY",
+        attributes={"age": 49, "gender": "M", "occupation": "writer"},
+        timestamp=_iso(-600),
+    )
+    behaviour = [
+        rate("e-196-1", "u-196", "242", 3, -540),
+        payload(event_id="e-196-2", type="view", user_id="u-196", item_id="302", timestamp=_iso(-480)),
+        payload(event_id="e-196-3", type="click", user_id="u-196", item_id="302", timestamp=_iso(-470)),
+        payload(event_id="e-196-4", type="add_to_cart", user_id="u-196", item_id="377", timestamp=_iso(-300)),
+        payload(event_id="e-196-5", type="purchase", user_id="u-196", item_id="377", timestamp=_iso(-200)),
+        rate("e-196-6", "u-196", "51", 5, -120),
+    ]
+    feedback = [
+        payload(
+            event_id=f"e-fb-{kind}",
+            type=kind,
+            user_id="u-196",
+            decision_id="01795780200-3f2a9c0d4b5e6f708192",
+            item_id="258",
+            timestamp=_iso(-60 + i),
+        )
+        for i, kind in enumerate(["delivered", "opened", "dismissed", "converted"])
+    ]
+    events: dict[str, dict[str, Any]] = {
+        "kinesis-profile.json": kinesis_event([profile]),
+        "kinesis-behaviour.json": kinesis_event(behaviour),
+        "kinesis-feedback.json": kinesis_event(feedback),
+        "kinesis-bad-base64.json": kinesis_event(["not*base64!!"]),
+        "kinesis-not-json.json": kinesis_event([b"user 196 rated 242: 3 stars"]),
+        "kinesis-invalid-utf8.json": kinesis_event([b"\xff\xfe{\"schema_version\":1}"]),
+        "kinesis-wrong-types.json": kinesis_event(
+            [payload(event_id="e-bad-1", type="rate", user_id=196, item_id=["242"], value="three", timestamp=_iso(0))]
+        ),
+        "kinesis-unknown-type.json": kinesis_event(
+            [payload(event_id="e-bad-2", type="teleport", user_id="u-196", timestamp=_iso(0))]
+        ),
+        "kinesis-missing-ids.json": kinesis_event([payload(type="view", item_id="242", timestamp=_iso(0))]),
+        "kinesis-wrong-schema-version.json": kinesis_event(
+            [json.dumps({"schema_version": 99, "event_id": "e-v99", "type": "view"}).encode()]
+        ),
+        "kinesis-too-large.json": kinesis_event(
+            [
+                payload(
+                    event_id="e-big",
+                    type="profile",
+                    user_id="u-196",
+                    attributes={"blob": "x" * 11_000},
+                    timestamp=_iso(0),
+                )
+            ]
+        ),
+        "kinesis-future-timestamp.json": kinesis_event([rate("e-future", "u-196", "242", 4, 3 * 24 * 3600)]),
+        "kinesis-old-timestamp.json": kinesis_event([rate("e-old", "u-196", "242", 4, -400 * 24 * 3600)]),
+        "kinesis-duplicates.json": kinesis_event([behaviour[0], behaviour[0], behaviour[1]]),
+        "kinesis-mixed-batch.json": kinesis_event(
+            [profile, behaviour[0], "%%%", b"{", behaviour[5], payload(event_id="x", type="nope", timestamp=_iso(0))]
+        ),
+    }
+    events["dynamodb-user-state-changed.json"] = {
+        "Records": [
+            {
+                "eventID": "c4ca4238a0b923820dcc509a6f75849b",
+                "eventName": "MODIFY",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": REGION,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": ARRIVAL,
+                    "Keys": {"user_id": {"S": "u-196"}},
+                    "NewImage": {
+                        "user_id": {"S": "u-196"},
+                        "version": {"N": "3"},
+                        "last_writer": {"S": "features"},
+                        "consent": {"BOOL": True},
+                        "push_token": {"S": "fcm:dGVzdC10b2tlbi0xOTY"},
+                        "timezone": {"S": "UTC"},
+                        "last_seen": {"N": str(int(ARRIVAL) - 120)},
+                        "recent_items": {
+                            "L": [
+                                {"M": {"item_id": {"S": "1"}, "ts": {"N": str(int(ARRIVAL) - 300)}, "type": {"S": "rate"}}},
+                                {"M": {"item_id": {"S": "2"}, "ts": {"N": str(int(ARRIVAL) - 120)}, "type": {"S": "rate"}}},
+                            ]
+                        },
+                        "consumed": {"L": [{"S": "1"}, {"S": "2"}]},
+                    },
+                    "SequenceNumber": "111000000000000000000001",
+                    "SizeBytes": 412,
+                    "StreamViewType": "NEW_IMAGE",
+                },
+                "eventSourceARN": TABLE_STREAM_ARN,
+            }
+        ]
+    }
+    events["schedule-due-sweep.json"] = {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": _iso(0),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/nudge-DecideFunctionDueSweep"],
+        "detail": {},
+    }
+    return events
+
+
+def main() -> None:
+    EVENTS_DIR.mkdir(exist_ok=True)
+    for name, event in build().items():
+        (EVENTS_DIR / name).write_text(json.dumps(event, indent=2) + "\n")
+    print(f"wrote {len(build())} events to {EVENTS_DIR}")
+
+
+if __name__ == "__main__":
+    main()

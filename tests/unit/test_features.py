@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.contract import BehaviourEvent, ProfileEvent
+from shared.features import GENRE_HALF_LIFE_SECONDS, StreamPosition, apply_event
+from shared.user_state import MAX_RECENT_ITEMS, UserState
+
+T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
+GENRES = {"1": ["Comedy"], "2": ["Drama", "Romance"], "3": ["Comedy", "Drama"]}
+
+
+def genres_of(item_id: str) -> list[str]:
+    return GENRES.get(item_id, [])
+
+
+def rate(event_id: str, item: str, value: float, at: datetime = T0) -> BehaviourEvent:
+    return BehaviourEvent(
+        schema_version=1, event_id=event_id, user_id="u1", timestamp=at, type="rate", item_id=item, value=value
+    )
+
+
+def test_behaviour_updates_every_feature() -> None:
+    state = UserState(user_id="u1")
+    assert apply_event(state, rate("e1", "2", 5.0), genres_of)
+    assert state.history() == ["2"]
+    assert state.consumed == ["2"]
+    assert state.counters == {"rate": 1}
+    assert state.genre_affinity == pytest.approx({"Drama": 0.5, "Romance": 0.5})
+    assert state.active_hours[9] == 1 and sum(state.active_hours) == 1
+    assert state.last_seen == int(T0.timestamp())
+
+
+def test_affinity_halves_after_one_half_life() -> None:
+    state = UserState(user_id="u1")
+    apply_event(state, rate("e1", "1", 5.0), genres_of)
+    later = T0 + timedelta(seconds=GENRE_HALF_LIFE_SECONDS)
+    apply_event(state, rate("e2", "2", 5.0, later), genres_of)
+    assert state.genre_affinity["Comedy"] == pytest.approx(0.5)
+    assert state.genre_affinity["Drama"] == pytest.approx(0.5)
+
+
+def test_profile_sets_consent_timezone_and_token() -> None:
+    state = UserState(user_id="u1")
+    profile = ProfileEvent(
+        schema_version=1,
+        event_id="p1",
+        user_id="u1",
+        timestamp=T0,
+        type="profile",
+        consent=True,
+        timezone="Asia/Tokyo",
+        push_token="tok",
+        attributes={"age": 30},
+    )
+    apply_event(state, profile, genres_of)
+    assert (state.consent, state.timezone, state.push_token, state.attributes) == (True, "Asia/Tokyo", "tok", {"age": 30})
+
+
+def test_same_event_id_is_applied_once() -> None:
+    state = UserState(user_id="u1")
+    assert apply_event(state, rate("e1", "1", 4.0), genres_of)
+    before = state.model_copy(deep=True)
+    assert not apply_event(state, rate("e1", "1", 4.0), genres_of)
+    assert state == before
+
+
+def test_replayed_stream_position_is_skipped_even_with_new_event_id() -> None:
+    state = UserState(user_id="u1")
+    apply_event(state, rate("e1", "1", 4.0), genres_of, StreamPosition("shard-0", "100"))
+    assert not apply_event(state, rate("e2", "2", 4.0), genres_of, StreamPosition("shard-0", "99"))
+    assert apply_event(state, rate("e3", "2", 4.0), genres_of, StreamPosition("shard-1", "5"))
+    assert state.shard_watermarks == {"shard-0": "100", "shard-1": "5"}
+
+
+def test_histories_are_bounded_and_time_ordered() -> None:
+    state = UserState(user_id="u1")
+    for i in range(MAX_RECENT_ITEMS + 10):
+        apply_event(state, rate(f"e{i}", str(i), 3.0, T0 + timedelta(minutes=i)), genres_of)
+    late = rate("late", "late-item", 3.0, T0 + timedelta(minutes=MAX_RECENT_ITEMS + 5, seconds=30))
+    apply_event(state, late, genres_of)
+    assert len(state.recent_items) == MAX_RECENT_ITEMS
+    timestamps = [item.ts for item in state.recent_items]
+    assert timestamps == sorted(timestamps)
+    assert "late-item" in state.history()
