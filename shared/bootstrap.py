@@ -91,19 +91,24 @@ def recommender() -> Recommender:
     return load_recommender(decide_settings())
 
 
-def _send_once(settings: DecideSettings) -> Any:
+@cache
+def idempotency_config() -> Any:
+    """Decide's handler registers each invocation's context here, so an in-progress send
+    expires with the Lambda timeout instead of blocking retries for the whole record lifetime."""
     # Imported here: the idempotency utility pulls in jmespath and hashing only decide needs.
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    return IdempotencyConfig(event_key_jmespath="decision_id", expires_after_seconds=7 * 24 * 3600)
+
+
+def _send_once(settings: DecideSettings) -> Any:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
     publisher = PushPublisher(client("sns"), settings.push_topic_arn)
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, boto3_client=client("dynamodb")
     )
-    config = IdempotencyConfig(event_key_jmespath="decision_id", expires_after_seconds=7 * 24 * 3600)
+    config = idempotency_config()
 
     @idempotent_function(  # type: ignore[untyped-decorator]
         data_keyword_argument="push", persistence_store=persistence, config=config
@@ -159,6 +164,7 @@ def reset() -> None:
         ingest_service,
         features_service,
         decide_settings,
+        idempotency_config,
         recommender,
         decide_service,
         feedback_service,

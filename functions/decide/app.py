@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -16,11 +15,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.decision import Decision
 from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, state_change_of
+from shared.observability import handler_tools
 from shared.user_state import StateChange
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+logger, metrics, tracer = handler_tools()
 
 
 def count(decisions: Sequence[Decision]) -> None:
@@ -42,9 +40,11 @@ def commit(
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     correlate(logger, event)
+    bootstrap.idempotency_config().register_lambda_context(context)
     if event.get("source") == "aws.events":
         scheduled = parse(event=event, model=EventBridgeModel)
         decisions = bootstrap.decide_service().sweep(int(scheduled.time.timestamp()))
         count(decisions)
+        metrics.add_metric(name="SweepRuns", unit=MetricUnit.Count, value=1)
         return {"decided": len(decisions)}
     return dict(process_with_commit(event, EventType.DynamoDBStreams, state_change_of, commit, context))

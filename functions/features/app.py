@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -16,10 +15,9 @@ from shared.feature_service import Positioned
 from shared.features import StreamPosition
 from shared.ingest import check_record
 from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, stream_record_of
+from shared.observability import handler_tools
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+logger, metrics, tracer = handler_tools()
 
 Item = Positioned[KinesisStreamRecord] | None
 

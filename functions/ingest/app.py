@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -14,10 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.ingest import Checked, check_record
 from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, stream_record_of
+from shared.observability import handler_tools
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+logger, metrics, tracer = handler_tools()
 
 
 def check(record: KinesisStreamRecord) -> Checked:

@@ -1,0 +1,1 @@
+"""The demo: MovieLens-100k replayed through the whole pipeline on the local runner."""

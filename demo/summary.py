@@ -1,0 +1,144 @@
+"""The demo's numbers, computed from what landed in storage and the real log, not from handlers."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from demo.outcomes import RatingLog, hit_rate
+from demo.replay import RunResult
+from shared.policy import PolicyConfig, in_quiet_hours
+
+DAY = 24 * 3600
+
+
+def cap_violations(pushes: list[dict[str, Any]], cap: int) -> int:
+    """Pushes that made some user's rolling 24 hours exceed the cap (checked over the ledger)."""
+    times: dict[str, list[int]] = defaultdict(list)
+    for row in pushes:
+        times[row["user_id"]].append(int(row["decided_at"]))
+    violations = 0
+    for stamps in times.values():
+        stamps.sort()
+        start = 0
+        for end, at in enumerate(stamps):
+            while stamps[start] <= at - DAY:
+                start += 1
+            if end - start + 1 > cap:
+                violations += 1
+    return violations
+
+
+def quiet_hour_violations(
+    pushes: list[dict[str, Any]], timezones: dict[str, str], config: PolicyConfig
+) -> int:
+    count = 0
+    for row in pushes:
+        tz = ZoneInfo(timezones.get(row["user_id"], "UTC"))
+        hour = datetime.fromtimestamp(int(row["decided_at"]), UTC).astimezone(tz).hour
+        count += in_quiet_hours(hour, config.quiet_hours_start, config.quiet_hours_end)
+    return count
+
+
+def policy_row(run: RunResult, log: RatingLog, config: PolicyConfig) -> dict[str, Any]:
+    pushed_rows = [r for r in run.ledger if r.get("action") == "push"]
+    timezones = {uid: str(s.get("timezone", "UTC")) for uid, s in run.final_states.items()}
+    pushes, hits, rate = hit_rate(run.pushes, log)
+    return {
+        "pushes": pushes,
+        "hits_7d": hits,
+        "push_hit_rate_7d": round(rate, 4),
+        "cap_violations": cap_violations(pushed_rows, config.daily_push_cap),
+        "quiet_hour_violations": quiet_hour_violations(pushed_rows, timezones, config),
+    }
+
+
+def handler_times(run: RunResult) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for fid, stats in run.stats.get("functions", {}).items():
+        out[fid] = {
+            "per_record_ms_p50": stats["handler_ms_per_record_p50"],
+            "per_record_ms_p99": stats["handler_ms_per_record_p99"],
+            "invocations": stats["invocations"],
+            "records": stats["records"],
+            "errors": stats["errors"],
+        }
+    return out
+
+
+def summarize(
+    main: RunResult, baseline: RunResult, log: RatingLog, users: int, config: PolicyConfig
+) -> dict[str, Any]:
+    processed = len(main.archive_event_ids)
+    quarantined = sum(main.quarantined.values())
+    dead = sum(main.dead_lettered.values())
+    suppressed: Counter[str] = Counter()
+    deferred = 0
+    for row in main.ledger:
+        if row.get("action") == "silence":
+            suppressed.update(row.get("reasons", []))
+        elif row.get("action") == "defer":
+            deferred += 1
+    outcomes: Counter[str] = Counter()
+    for row in main.ledger:
+        outcomes.update((row.get("outcomes") or {}).keys())
+    ingest_dead = main.dead_lettered.get("Ingest", 0)
+    rows = {main.policy: policy_row(main, log, config), baseline.policy: policy_row(baseline, log, config)}
+    return {
+        "events_in": main.events_in,
+        "events_processed": processed,
+        "events_quarantined": quarantined,
+        "events_quarantined_by_reason": dict(sorted(main.quarantined.items())),
+        "events_dead_lettered": ingest_dead,
+        "dead_lettered_by_stage": main.dead_lettered,
+        "accounted_for": main.events_in == processed + quarantined + ingest_dead,
+        "injected": {"malformed": main.bad_injected, "duplicates": main.duplicates_injected},
+        "users": users,
+        "pushes_sent": len(main.pushes),
+        "pushes_suppressed": dict(sorted(suppressed.items())),
+        "pushes_deferred": deferred,
+        "push_hit_rate_7d": rows[main.policy]["push_hit_rate_7d"],
+        "popularity": {
+            "pushes_sent": len(baseline.pushes),
+            "push_hit_rate_7d": rows[baseline.policy]["push_hit_rate_7d"],
+        },
+        "policies": rows,
+        "feedback_events_in": main.feedback_in,
+        "feedback_recorded_on_ledger": dict(sorted(outcomes.items())),
+        "handler_time": handler_times(main),
+        "dead_letters_total": dead,
+        "wall_seconds": {main.policy: round(main.wall_s, 1), baseline.policy: round(baseline.wall_s, 1)},
+    }
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# Nudge demo report",
+        "",
+        f"- events in: {summary['events_in']} (processed {summary['events_processed']}, "
+        f"quarantined {summary['events_quarantined']}, dead-lettered {summary['events_dead_lettered']}; "
+        f"all accounted for: {summary['accounted_for']})",
+        f"- users: {summary['users']}",
+        f"- pushes sent: {summary['pushes_sent']}, deferred for quiet hours: {summary['pushes_deferred']}",
+        f"- suppressed by reason: {summary['pushes_suppressed']}",
+        f"- feedback recorded on the ledger: {summary['feedback_recorded_on_ledger']}",
+        "",
+        "| policy | pushes | hits within 7 days | 7-day hit rate | cap violations | quiet-hour violations |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in summary["policies"].items():
+        lines.append(
+            f"| {name} | {row['pushes']} | {row['hits_7d']} | {row['push_hit_rate_7d']:.4f} | "
+            f"{row['cap_violations']} | {row['quiet_hour_violations']} |"
+        )
+    lines += [
+        "",
+        "| function | invocations | records | ms/record p50 | ms/record p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for fid, t in summary["handler_time"].items():
+        p50, p99 = t["per_record_ms_p50"], t["per_record_ms_p99"]
+        lines.append(f"| {fid} | {t['invocations']} | {t['records']} | {p50} | {p99} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,203 @@
+"""The whole pipeline through the local runner: template -> moto -> the four real handlers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from runner.clock import SimulatedClock
+from runner.pipeline import LocalPipeline
+from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.dynamo_codec import from_dynamo
+from shared.adapters.object_archive import ObjectArchive
+from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.features import apply_event
+from shared.user_state import UserState
+from tests.events import load_event
+from tests.support.tiny_model import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEMS = [str(i) for i in range(1, 9)]
+GENRES = {i: ["Drama"] if int(i) % 2 else ["Comedy"] for i in ITEMS}
+T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # 10:00 UTC: outside quiet hours in UTC
+CAP = 2
+# Fields only the pipeline sets (bookkeeping), left out when comparing with the reference fold.
+BOOKKEEPING = {"version", "last_writer", "shard_watermarks", "due_at", "due_shard", "recent_event_ids"}
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
+    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
+    clock = SimulatedClock(T0)
+    with LocalPipeline(
+        ROOT / "template.yaml",
+        stack_name="nudge-it",
+        clock=clock,
+        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
+        parameter_overrides={"DailyPushCap": CAP},
+        log_dir=tmp_path / "logs",
+    ) as pipe:
+        pipe.start()
+        Catalog(boto3.resource("dynamodb", region_name=pipe.region), pipe.outputs["CatalogTableName"]).put_many(
+            CatalogItem(item_id=i, title=f"Film {i}", genres=GENRES[i]) for i in ITEMS
+        )
+        yield pipe
+
+
+def subscribe_outbox(pipe: LocalPipeline) -> str:
+    sqs = pipe.client("sqs")
+    url: str = sqs.create_queue(QueueName="it-outbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pipe.client("sns").subscribe(
+        TopicArn=pipe.outputs["PushTopicArn"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
+def profile(user: str) -> ProfileEvent:
+    return ProfileEvent(
+        schema_version=1,
+        event_id=f"p-{user}",
+        user_id=user,
+        timestamp=T0,
+        type="profile",
+        consent=user != "u5",  # u5 never consented: must never get a push
+        timezone="UTC",
+        push_token=f"tok-{user}",
+    )
+
+
+def behaviour(user: str, n: int) -> list[BehaviourEvent]:
+    return [
+        BehaviourEvent(
+            schema_version=1,
+            event_id=f"{user}-b{k}",
+            user_id=user,
+            timestamp=T0 + timedelta(minutes=k),
+            type="rate" if k % 2 else "view",
+            item_id=ITEMS[(k * 3 + len(user)) % len(ITEMS)],
+            value=4.0 if k % 2 else None,
+        )
+        for k in range(n)
+    ]
+
+
+def bad_payloads() -> list[bytes]:
+    names = ["kinesis-not-json.json", "kinesis-wrong-types.json", "kinesis-unknown-type.json", "kinesis-bad-base64.json"]
+    out = []
+    for name in names:
+        data = load_event(name)["Records"][0]["kinesis"]["data"]
+        try:
+            out.append(base64.b64decode(data, validate=True))
+        except ValueError:
+            out.append(b"\x00not base64 decodable as an event")
+    return out
+
+
+def read_lines(pipe: LocalPipeline, prefix: str) -> list[dict[str, Any]]:
+    archive = ObjectArchive(pipe.client("s3"), pipe.outputs["ArchiveBucketName"])
+    return [line for key in archive.keys(prefix) for line in archive.read_lines(key)]
+
+
+def scan(pipe: LocalPipeline, output: str) -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb", region_name=pipe.region).Table(pipe.outputs[output])
+    return [from_dynamo(i) for i in table.scan()["Items"]]
+
+
+def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalPipeline) -> None:
+    outbox = subscribe_outbox(pipeline)
+    users = ["u1", "u2", "u3", "u4", "u5"]
+    good: list[ProfileEvent | BehaviourEvent] = [profile(u) for u in users]
+    for u in users:
+        good += behaviour(u, 6)
+    records: list[Any] = [json.loads(e.model_dump_json(exclude_none=True)) for e in good]
+    keys = [e.user_id for e in good]
+    bad = bad_payloads()
+    records += bad
+    keys += ["u1"] * len(bad)
+    records.append(records[5])  # a producer retry: same event twice
+    keys.append(keys[5])
+    key_of = {id(r): k for r, k in zip(records, keys, strict=True)}
+    pipeline.put_events(records, partition_key=lambda r: key_of[id(r)])
+    assert pipeline.pump().quiescent
+
+    # Every record ends in exactly one place.
+    archived = read_lines(pipeline, "archive/")
+    quarantined = read_lines(pipeline, "quarantine/")
+    dead = [m for m in pipeline.receive_json("IngestDeadLetterQueue")]
+    assert len(records) == len(archived) + len(quarantined) + sum(m["KinesisBatchInfo"]["batchSize"] for m in dead)
+    assert {line["event"]["event_id"] for line in archived} == {e.event_id for e in good}
+    assert len(quarantined) >= len(bad)
+
+    # The stored state equals a reference fold of the valid input, duplicates applied once.
+    reference: dict[str, UserState] = {}
+    for event in good:
+        state = reference.setdefault(event.user_id, UserState(user_id=event.user_id))
+        apply_event(state, event, lambda item: GENRES.get(item, []))
+    stored = {s["user_id"]: UserState.model_validate(s) for s in scan(pipeline, "UserStateTableName")}
+    assert set(stored) == set(reference)
+    for user, ref in reference.items():
+        got = stored[user].model_dump(exclude=BOOKKEEPING)
+        want = ref.model_dump(exclude=BOOKKEEPING)
+        assert got.pop("genre_affinity") == pytest.approx(want.pop("genre_affinity"))
+        assert got == want, user
+
+    # Pushes obey the policy: consent, the cap, no repeats, one send per decision.
+    pushes = pipeline.receive_json(outbox)
+    assert pushes, "the tiny model should find something worth pushing"
+    assert all(p["user_id"] != "u5" for p in pushes)
+    per_user = Counter(p["user_id"] for p in pushes)
+    assert max(per_user.values()) <= CAP
+    pushed_items: dict[str, list[str]] = defaultdict(list)
+    for p in pushes:
+        pushed_items[p["user_id"]].append(p["item_id"])
+    assert all(len(items) == len(set(items)) for items in pushed_items.values())
+    assert len({p["decision_id"] for p in pushes}) == len(pushes)
+    ledger = scan(pipeline, "LedgerTableName")
+    sent = {row["decision_id"] for row in ledger if row.get("status") == "sent"}
+    assert sent == {p["decision_id"] for p in pushes}
+    assert any(Counter(r["reasons"][0] for r in ledger if r["action"] == "silence")), "silences are recorded"
+
+    # Feedback reaches the ledger and the user's fatigue counters, once.
+    push = pushes[0]
+    opened = FeedbackEvent(
+        schema_version=1,
+        event_id="fb-1",
+        user_id=push["user_id"],
+        timestamp=T0 + timedelta(minutes=30),
+        type="opened",
+        decision_id=push["decision_id"],
+        item_id=push["item_id"],
+    )
+    pipeline.clock.set(T0 + timedelta(minutes=31))  # type: ignore[attr-defined]
+    body = json.loads(opened.model_dump_json(exclude_none=True))
+    pipeline.put_events([body, dict(body)], partition_key="user_id")
+    assert pipeline.pump().quiescent
+    row = next(r for r in scan(pipeline, "LedgerTableName") if r["decision_id"] == push["decision_id"])
+    assert set(row["outcomes"]) == {"opened"}
+    user_state = next(s for s in scan(pipeline, "UserStateTableName") if s["user_id"] == push["user_id"])
+    assert user_state["pushes_opened"] == 1
+    assert [line["status"] for line in read_lines(pipeline, "feedback/")].count("joined") == 1
+
+
+def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipeline) -> None:
+    """The files in events/ are valid input for the real handlers (as `sam local invoke -e`)."""
+    ingest = pipeline.invoke("IngestFunction", load_event("kinesis-mixed-batch.json"))
+    assert ingest.ok and ingest.response == {"batchItemFailures": []}
+    features = pipeline.invoke("FeaturesFunction", load_event("kinesis-behaviour.json"))
+    assert features.ok and features.response == {"batchItemFailures": []}
+    feedback = pipeline.invoke("FeedbackFunction", load_event("kinesis-feedback.json"))
+    assert feedback.ok and feedback.response == {"batchItemFailures": []}
+    sweep = pipeline.invoke("DecideFunction", load_event("schedule-due-sweep.json"))
+    assert sweep.ok and sweep.response == {"decided": 0}
+    change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
+    assert change.ok and change.response == {"batchItemFailures": []}
+    assert any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))

@@ -1,0 +1,265 @@
+"""The logic in shared/ against moto resources built from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from runner.resources import Stack
+from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.feedback_store import FeedbackStore
+from shared.adapters.ledger import Ledger
+from shared.adapters.object_archive import ObjectArchive
+from shared.adapters.user_state_store import UserStateStore
+from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.decide_service import DecideConfig, DecideService
+from shared.decision import Action, Reason
+from shared.feature_service import FeaturesService, Positioned
+from shared.features import StreamPosition
+from shared.feedback_service import FeedbackItem, FeedbackService
+from shared.ingest import IngestService, StreamRecord, check_record
+from shared.policy import PolicyConfig
+from shared.user_state import StateChange, UserState
+from tests.support.fakes import FakeRecommender, RecordingSender
+
+REGION = "us-east-1"
+NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+
+def out(stack: Stack, name: str) -> str:
+    return stack.outputs[name]
+
+
+def record(data: bytes | str, seq: int) -> StreamRecord:
+    b64 = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return StreamRecord("shardId-000000000000", str(1000 + seq), "u1", b64, NOON)
+
+
+def rate(event_id: str, user: str, item: str, at: datetime = NOON) -> BehaviourEvent:
+    return BehaviourEvent(
+        schema_version=1, event_id=event_id, user_id=user, timestamp=at, type="rate", item_id=item, value=4.0
+    )
+
+
+def profile(user: str, tz: str = "UTC") -> ProfileEvent:
+    return ProfileEvent(
+        schema_version=1,
+        event_id=f"p-{user}",
+        user_id=user,
+        timestamp=NOON - timedelta(hours=1),
+        type="profile",
+        consent=True,
+        timezone=tz,
+        push_token=f"tok-{user}",
+    )
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack) -> None:
+    archive = ObjectArchive(boto3.client("s3", region_name=REGION), out(stack, "ArchiveBucketName"))
+    service = IngestService(archive, "archive/", "quarantine/")
+    good = rate("e1", "u1", "1").model_dump_json().encode()
+    batch = [check_record(record(good, 1)), check_record(record(b"{oops", 2)), check_record(record(good, 3))]
+    first = service.commit(batch)
+    assert first.archived == 1
+    assert first.quarantined == {"not_json": 1, "duplicate_event_id": 1}
+    lines = archive.read_lines(first.archive_key or "")
+    assert [line["event"]["event_id"] for line in lines] == ["e1"]
+    refused = archive.read_lines(first.quarantine_key or "")
+    assert {r["reason"] for r in refused} == {"not_json", "duplicate_event_id"}
+    assert base64.b64decode(refused[0]["data"]) == b"{oops"
+    # A retried batch lands on the same keys: nothing is archived twice.
+    service.commit(batch)
+    assert len(archive.keys("archive/")) == 1 and len(archive.keys("quarantine/")) == 1
+    assert first.archive_key and first.archive_key.startswith("archive/dt=2026-11-27/hour=12/")
+
+
+# ---------------------------------------------------------------- features
+
+
+def features(
+    stack: Stack, dynamodb: Any, store: UserStateStore | None = None, seed: bool = True
+) -> FeaturesService:
+    catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
+    if seed:
+        catalog.put_many([CatalogItem(item_id="1", title="A", genres=["Comedy"])])
+    return FeaturesService(store or UserStateStore(dynamodb, out(stack, "UserStateTableName")), catalog)
+
+
+def positioned(event: BehaviourEvent | ProfileEvent, seq: int) -> Positioned[int]:
+    return Positioned(event, StreamPosition("shardId-000000000000", str(seq)), seq)
+
+
+def test_features_writes_once_per_user_per_batch_and_ignores_retries(stack: Stack, dynamodb: Any) -> None:
+    service = features(stack, dynamodb)
+    batch = [
+        positioned(profile("u1"), 1),
+        positioned(rate("e1", "u1", "1"), 2),
+        positioned(rate("e2", "u2", "1"), 3),
+        positioned(rate("e3", "u1", "2"), 4),
+    ]
+    result = service.apply(batch)
+    assert (result.applied, result.users_written, result.write_requests, result.failed) == (4, 2, 2, [])
+    store = UserStateStore(dynamodb, out(stack, "UserStateTableName"))
+    u1 = store.get("u1")
+    assert u1 is not None and u1.version == 1 and u1.history() == ["1", "2"] and u1.consent
+    assert u1.last_writer == "features" and u1.genre_affinity == pytest.approx({"Comedy": 0.8})
+    again = service.apply(batch)
+    assert (again.applied, again.duplicates, again.write_requests) == (0, 4, 0)
+    assert store.get("u1") == u1
+
+
+class RacingStore(UserStateStore):
+    """A concurrent writer slips in once between our read and our write."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        super().__init__(dynamodb, table)
+        self.raced = False
+
+    def save(self, state: UserState, expected_version: int) -> None:
+        if not self.raced:
+            self.raced = True
+            current = self.get(state.user_id) or UserState(user_id=state.user_id)
+            bumped = current.model_copy(update={"version": current.version + 1, "pushes_opened": 7})
+            super().save(bumped, current.version)
+        super().save(state, expected_version)
+
+
+def test_features_rereads_after_a_version_conflict(stack: Stack, dynamodb: Any) -> None:
+    store = RacingStore(dynamodb, out(stack, "UserStateTableName"))
+    result = features(stack, dynamodb, store).apply([positioned(rate("e1", "u1", "1"), 1)])
+    assert (result.conflicts, result.applied, result.failed) == (1, 1, [])
+    state = store.get("u1")
+    # Both writers' changes survive: nothing lost to the race.
+    assert state is not None and state.version == 2 and state.pushes_opened == 7 and state.history() == ["1"]
+
+
+# ---------------------------------------------------------------- decide
+
+
+def decide_service(stack: Stack, dynamodb: Any, sender: RecordingSender, cap: int = 2) -> DecideService:
+    catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
+    catalog.put_many(
+        [CatalogItem(item_id=i, title=f"Movie {i}", genres=["Drama"]) for i in ("1", "2", "3", "4", "5")]
+    )
+    return DecideService(
+        UserStateStore(dynamodb, out(stack, "UserStateTableName")),
+        catalog,
+        Ledger(dynamodb, out(stack, "LedgerTableName")),
+        FakeRecommender([("1", 0.9), ("2", 0.8), ("3", 0.7), ("4", 0.6), ("5", 0.5)]),
+        sender,
+        DecideConfig(policy=PolicyConfig(daily_push_cap=cap), due_shards=2),
+    )
+
+
+def stored_user(stack: Stack, dynamodb: Any, tz: str = "UTC") -> UserState:
+    service = features(stack, dynamodb, seed=False)
+    service.apply([positioned(profile("u1", tz), 1), positioned(rate("e1", "u1", "1"), 2)])
+    state = UserStateStore(dynamodb, out(stack, "UserStateTableName")).get("u1")
+    assert state is not None
+    return state
+
+
+def test_decide_pushes_records_and_never_sends_a_retry_twice(stack: Stack, dynamodb: Any) -> None:
+    sender = RecordingSender()
+    service = decide_service(stack, dynamodb, sender)
+    state = stored_user(stack, dynamodb)
+    now = int(NOON.timestamp())
+    decision = service.decide_for(state, now, "state:1")
+    assert (decision.action, decision.item_id) == (Action.PUSH, "2")
+    assert decision.explanation == "Because you watched Movie 1"
+    assert sender.sent[0]["decision_id"] == decision.decision_id and sender.sent[0]["push_token"] == "tok-u1"
+    ledger = Ledger(dynamodb, out(stack, "LedgerTableName"))
+    row = ledger.get("u1", decision.decision_id)
+    assert row is not None and row["status"] == "sent" and row["expires_at"] > now
+    # The same trigger again (a retried stream batch) yields the same decision id.
+    assert service.decide_for(state, now, "state:1").decision_id == decision.decision_id
+
+
+def test_decide_respects_cap_and_never_repeats_an_item(stack: Stack, dynamodb: Any) -> None:
+    sender = RecordingSender()
+    service = decide_service(stack, dynamodb, sender, cap=2)
+    state = stored_user(stack, dynamodb)
+    now = int(NOON.timestamp())
+    actions = [service.decide_for(state, now + i * 60, f"state:{i}") for i in range(4)]
+    assert [a.action for a in actions] == [Action.PUSH, Action.PUSH, Action.SILENCE, Action.SILENCE]
+    assert actions[2].reasons == [Reason.DAILY_CAP]
+    assert [p["item_id"] for p in sender.sent] == ["2", "3"]
+    tomorrow = service.decide_for(state, now + 86400 + 600, "state:9")
+    assert (tomorrow.action, tomorrow.item_id) == (Action.PUSH, "4")
+
+
+def test_quiet_hours_defer_then_the_sweep_pushes(stack: Stack, dynamodb: Any) -> None:
+    sender = RecordingSender()
+    service = decide_service(stack, dynamodb, sender)
+    state = stored_user(stack, dynamodb, tz="Asia/Tokyo")  # 12:00 UTC = 21:00 in Tokyo
+    result = service.decide_changes([StateChange(state, int(NOON.timestamp()), "ref")])
+    decision = result.decisions[0]
+    assert decision.action is Action.DEFER and sender.sent == []
+    due = decision.due_at
+    assert due == int(datetime(2026, 11, 27, 23, tzinfo=UTC).timestamp())
+    assert service.sweep(due - 60) == []
+    swept = service.sweep(due + 60)
+    assert [d.action for d in swept] == [Action.PUSH] and len(sender.sent) == 1
+    after = UserStateStore(dynamodb, out(stack, "UserStateTableName")).get("u1")
+    assert after is not None and after.due_at is None and after.last_writer == "decide"
+    assert service.sweep(due + 600) == []
+
+
+def test_decide_changes_coalesces_per_user(stack: Stack, dynamodb: Any) -> None:
+    sender = RecordingSender()
+    service = decide_service(stack, dynamodb, sender)
+    state = stored_user(stack, dynamodb)
+    newer = state.model_copy(update={"version": state.version + 1})
+    now = int(NOON.timestamp())
+    result = service.decide_changes([StateChange(state, now, 1), StateChange(newer, now, 2)])
+    assert result.superseded == 1 and len(result.decisions) == 1 and len(sender.sent) == 1
+    assert result.decisions[0].trigger == f"state:{newer.version}"
+
+
+# ---------------------------------------------------------------- feedback
+
+
+def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> None:
+    sender = RecordingSender()
+    state = stored_user(stack, dynamodb)
+    decision = decide_service(stack, dynamodb, sender).decide_for(state, int(NOON.timestamp()), "state:1")
+    s3 = boto3.client("s3", region_name=REGION)
+    ledger = Ledger(dynamodb, out(stack, "LedgerTableName"))
+    service = FeedbackService(
+        ledger,
+        FeedbackStore(boto3.client("dynamodb", region_name=REGION), out(stack, "LedgerTableName"), out(stack, "UserStateTableName")),
+        ObjectArchive(s3, out(stack, "ArchiveBucketName")),
+        "feedback/",
+    )
+
+    def fb(event_id: str, kind: str, decision_id: str) -> FeedbackItem[int]:
+        event = FeedbackEvent(
+            schema_version=1,
+            event_id=event_id,
+            user_id="u1",
+            timestamp=NOON + timedelta(minutes=5),
+            type=kind,  # type: ignore[arg-type]
+            decision_id=decision_id,
+        )
+        return FeedbackItem(event, "shardId-000000000000", event_id, 0)
+
+    result = service.apply(
+        [fb("f1", "opened", decision.decision_id), fb("f2", "opened", decision.decision_id), fb("f3", "opened", "nope")]
+    )
+    assert (result.joined, result.duplicates, result.orphans) == (1, 1, 1)
+    row = ledger.get("u1", decision.decision_id)
+    assert row is not None and row["outcomes"] == {"opened": int((NOON + timedelta(minutes=5)).timestamp())}
+    after = UserStateStore(dynamodb, out(stack, "UserStateTableName")).get("u1")
+    assert after is not None and after.pushes_opened == 1 and after.last_writer == "feedback"
+    assert after.version == state.version + 1
+    lines = ObjectArchive(s3, out(stack, "ArchiveBucketName")).read_lines(result.log_key or "")
+    assert [line["status"] for line in lines] == ["joined", "duplicate", "orphan"]
+    assert json.dumps(lines)  # the log is plain JSON
