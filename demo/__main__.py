@@ -63,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     models = {
-        "model": build_model(
-            "cooccurrence", data_dir, out_dir / "models" / "cooccurrence", args.split_quantile
-        ),
-        "popularity": build_model(
-            "popularity", data_dir, out_dir / "models" / "popularity", args.split_quantile
-        ),
+        "model": build_model("cooccurrence", data_dir, out_dir / "models" / "cooccurrence", args.split_quantile),
+        "popularity": build_model("popularity", data_dir, out_dir / "models" / "popularity", args.split_quantile),
     }
     runs = {
         policy: run_policy(
@@ -82,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet_hours_start=int(defaults["quiet_hours_start"].default),
         quiet_hours_end=int(defaults["quiet_hours_end"].default),
     )
+    for policy, run in runs.items():
+        with (out_dir / f"pushes-{policy}.jsonl").open("w") as fh:
+            for push in run.pushes:
+                fh.write(json.dumps(push.__dict__) + "\n")
     summary = summarize(runs["model"], runs["popularity"], RatingLog(replay), len(replay_users), config)
     summary["total_wall_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -11,6 +11,7 @@ real log (delivered, then opened+converted if they rate it within 7 days, else d
 from __future__ import annotations
 
 import heapq
+import logging
 import json
 import sys
 import time
@@ -68,26 +69,20 @@ def bad_record(n: int, at: datetime) -> bytes:
         json.dumps(
             {"schema_version": 1, "event_id": f"bad-{n}", "user_id": "1", "type": "like", "timestamp": stamp}
         ).encode(),
-        json.dumps(
-            {"schema_version": 1, "event_id": f"bad-{n}", "type": "view", "timestamp": stamp}
-        ).encode(),
+        json.dumps({"schema_version": 1, "event_id": f"bad-{n}", "type": "view", "timestamp": stamp}).encode(),
         b"\xc3\x28 not utf-8",
     ]
     return cases[n % len(cases)]
 
 
-def _backfill(
-    pipeline: LocalPipeline, train: Interactions, users: set[str], genres: dict[str, list[str]]
-) -> int:
+def _backfill(pipeline: LocalPipeline, train: Interactions, users: set[str], genres: dict[str, list[str]]) -> int:
     """Fold the training period into user state directly: history the replay starts from."""
     states: dict[str, UserState] = {}
     for event in rating_events(train):
         if event.user_id in users:
             state = states.setdefault(event.user_id, UserState(user_id=event.user_id))
             apply_event(state, event, lambda item: genres.get(item, []))
-    table = boto3.resource("dynamodb", region_name=pipeline.region).Table(
-        pipeline.outputs["UserStateTableName"]
-    )
+    table = boto3.resource("dynamodb", region_name=pipeline.region).Table(pipeline.outputs["UserStateTableName"])
     with table.batch_writer() as batch:
         for state in states.values():
             state.version = 1
@@ -181,15 +176,18 @@ def run_policy(
     )
     with pipeline:
         pipeline.start()
-        Catalog(
-            boto3.resource("dynamodb", region_name=pipeline.region), pipeline.outputs["CatalogTableName"]
-        ).put_many(catalog_items(data.items))
+        # A tick jumps an hour of simulated time; one sweep per tick is enough for the demo
+        # (the missed 5-minute occurrences would only find the same due users again).
+        logging.getLogger("runner").setLevel(logging.ERROR)
+        for schedule in pipeline.schedules.values():
+            schedule.max_catch_up = 1
+        Catalog(boto3.resource("dynamodb", region_name=pipeline.region), pipeline.outputs["CatalogTableName"]).put_many(
+            catalog_items(data.items)
+        )
         _backfill(pipeline, train, users, genres)
         outbox = _subscribe_outbox(pipeline)
         by_id = {u.user_id: u for u in data.users}
-        profiles: list[AnyEvent] = [
-            profile_event(by_id[u], start_at) for u in sorted(users, key=int) if u in by_id
-        ]
+        profiles: list[AnyEvent] = [profile_event(by_id[u], start_at) for u in sorted(users, key=int) if u in by_id]
         pending: list[tuple[int, int, AnyEvent]] = []  # (time, tiebreak, event) heap
         order = 0
         for event in profiles:

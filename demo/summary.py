@@ -31,9 +31,7 @@ def cap_violations(pushes: list[dict[str, Any]], cap: int) -> int:
     return violations
 
 
-def quiet_hour_violations(
-    pushes: list[dict[str, Any]], timezones: dict[str, str], config: PolicyConfig
-) -> int:
+def quiet_hour_violations(pushes: list[dict[str, Any]], timezones: dict[str, str], config: PolicyConfig) -> int:
     count = 0
     for row in pushes:
         tz = ZoneInfo(timezones.get(row["user_id"], "UTC"))
@@ -68,9 +66,7 @@ def handler_times(run: RunResult) -> dict[str, dict[str, float]]:
     return out
 
 
-def summarize(
-    main: RunResult, baseline: RunResult, log: RatingLog, users: int, config: PolicyConfig
-) -> dict[str, Any]:
+def summarize(main: RunResult, baseline: RunResult, log: RatingLog, users: int, config: PolicyConfig) -> dict[str, Any]:
     processed = len(main.archive_event_ids)
     quarantined = sum(main.quarantined.values())
     dead = sum(main.dead_lettered.values())

@@ -16,7 +16,6 @@ import boto3
 from botocore.config import Config
 
 from shared.adapters.catalog import Catalog
-from shared.adapters.feedback_store import FeedbackStore
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.push_publisher import PushPublisher
@@ -105,9 +104,7 @@ def _send_once(settings: DecideSettings) -> Any:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
     publisher = PushPublisher(client("sns"), settings.push_topic_arn)
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table, boto3_client=client("dynamodb")
-    )
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
     config = idempotency_config()
 
     @idempotent_function(  # type: ignore[untyped-decorator]
@@ -149,7 +146,7 @@ def feedback_service() -> FeedbackService:
     settings = FeedbackSettings()
     return FeedbackService(
         Ledger(dynamodb(), settings.ledger_table),
-        FeedbackStore(client("dynamodb"), settings.ledger_table, settings.user_state_table),
+        UserStateStore(dynamodb(), settings.user_state_table),
         ObjectArchive(client("s3"), settings.archive_bucket),
         prefix=settings.feedback_prefix,
     )

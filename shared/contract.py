@@ -34,9 +34,7 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 # Older events would rewrite history that decisions were already made on.
 MAX_EVENT_AGE = timedelta(days=7)
 
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$")
-]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$")]
 
 BEHAVIOUR_TYPES = ("view", "click", "add_to_cart", "purchase", "rate")
 PROFILE_TYPES = ("profile",)

@@ -100,9 +100,7 @@ class DecideService:
             due_at=verdict.due_at,
             trigger=trigger,
         )
-        ttl_days = (
-            self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
-        )
+        ttl_days = self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
         stored, _ = self._ledger.record(decision, expires_at=now + ttl_days * DAY_SECONDS)
         if stored.action is Action.PUSH:
             message_id = self._send_once(self.payload(stored, state))

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from shared.adapters.feedback_store import FeedbackStore
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
+from shared.adapters.user_state_store import UserStateStore
 from shared.contract import FeedbackEvent
-from shared.errors import NudgeError
+from shared.errors import NudgeError, VersionConflict
 
 WRITER = "feedback"
 
@@ -37,11 +37,41 @@ class FeedbackResult(Generic[Ref]):
 
 
 class FeedbackService:
-    def __init__(self, ledger: Ledger, store: FeedbackStore, log: ObjectArchive, prefix: str) -> None:
+    def __init__(
+        self, ledger: Ledger, states: UserStateStore, log: ObjectArchive, prefix: str, max_attempts: int = 5
+    ) -> None:
         self._ledger = ledger
-        self._store = store
+        self._states = states
         self._log = log
         self._prefix = prefix
+        self._max_attempts = max_attempts
+
+    def _count_once(self, event: FeedbackEvent) -> str:
+        """Count the outcome in user state once, then annotate the ledger.
+
+        Both steps are idempotent (a seen-key on the user, first-write-wins on the ledger),
+        so a crash between them is repaired by the retry without counting twice. This
+        avoids a two-table transaction (twice the write cost on DynamoDB).
+        """
+        seen_key = f"{event.decision_id}:{event.type}"
+        status = "orphan"
+        for _ in range(self._max_attempts):
+            state = self._states.get(event.user_id)
+            if state is None:
+                return "orphan"
+            if seen_key in state.feedback_seen:
+                status = "duplicate"
+                break
+            try:
+                self._states.record_feedback(state, seen_key, event.type, event.epoch_seconds, WRITER)
+            except VersionConflict:
+                continue
+            status = "joined"
+            break
+        else:
+            raise VersionConflict(f"user state kept changing after {self._max_attempts} attempts")
+        self._ledger.record_outcome(event.user_id, event.decision_id, event.type, event.epoch_seconds)
+        return status
 
     def apply(self, batch: Sequence[FeedbackItem[Ref]]) -> FeedbackResult[Ref]:
         result: FeedbackResult[Ref] = FeedbackResult()
@@ -50,12 +80,7 @@ class FeedbackService:
             event = item.event
             try:
                 decision = self._ledger.get(event.user_id, event.decision_id)
-                status = "orphan"
-                if decision is not None:
-                    fresh = self._store.record_outcome(
-                        event.user_id, event.decision_id, event.type, event.epoch_seconds, WRITER
-                    )
-                    status = "joined" if fresh else "duplicate"
+                status = "orphan" if decision is None else self._count_once(event)
             except NudgeError as error:
                 result.failed.append((item.ref, error))
                 continue

@@ -57,10 +57,7 @@ def batch_key(prefix: str, records: Sequence[StreamRecord], suffix: str) -> str:
     """
     first = records[0]
     at = first.arrived_at.astimezone(UTC)
-    return (
-        f"{prefix}dt={at:%Y-%m-%d}/hour={at:%H}/"
-        f"{first.shard_id}-{first.sequence_number}-{len(records)}{suffix}"
-    )
+    return f"{prefix}dt={at:%Y-%m-%d}/hour={at:%H}/{first.shard_id}-{first.sequence_number}-{len(records)}{suffix}"
 
 
 class IngestService:

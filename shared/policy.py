@@ -61,9 +61,7 @@ def quiet_hours_end_after(now: int, timezone: str, end_hour: int) -> int:
     return int(target.astimezone(UTC).timestamp())
 
 
-def supporting_history(
-    state: UserState, item: CatalogItem | None, catalog: Mapping[str, CatalogItem]
-) -> list[str]:
+def supporting_history(state: UserState, item: CatalogItem | None, catalog: Mapping[str, CatalogItem]) -> list[str]:
     """History items that best explain a push: the most recent ones sharing a genre with it.
 
     A heuristic attribution (the co-occurrence model has no attention weights to show);
@@ -111,6 +109,4 @@ def decide(
         due = quiet_hours_end_after(now, state.timezone, config.quiet_hours_end)
         return Verdict(Action.DEFER, [Reason.QUIET_HOURS], item_id=best.item_id, score=best.score, due_at=due)
     support = supporting_history(state, catalog.get(best.item_id), catalog)
-    return Verdict(
-        Action.PUSH, [Reason.SCORE], item_id=best.item_id, score=best.score, supporting_items=support
-    )
+    return Verdict(Action.PUSH, [Reason.SCORE], item_id=best.item_id, score=best.score, supporting_items=support)

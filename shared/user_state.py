@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_RECENT_ITEMS = 50
 MAX_CONSUMED_ITEMS = 1000
 MAX_RECENT_EVENT_IDS = 256
+MAX_FEEDBACK_SEEN = 256
 HOURS_PER_DAY = 24
 
 
@@ -52,6 +53,8 @@ class UserState(BaseModel):
     pushes_dismissed: int = 0
     pushes_converted: int = 0
     last_feedback_at: int = 0
+    # "decision_id:outcome" keys already counted, so a redelivered outcome is counted once.
+    feedback_seen: list[str] = Field(default_factory=list)
     due_at: int | None = None
 
     def history(self) -> list[str]:

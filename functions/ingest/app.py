@@ -28,13 +28,9 @@ def commit(
     # An S3 failure raises: the whole batch is retried (and bisected) by the event source mapping.
     result = bootstrap.ingest_service().commit([p.value for p in parsed])
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=result.archived)
-    metrics.add_metric(
-        name="EventsQuarantined", unit=MetricUnit.Count, value=sum(result.quarantined.values())
-    )
+    metrics.add_metric(name="EventsQuarantined", unit=MetricUnit.Count, value=sum(result.quarantined.values()))
     if result.quarantined:
-        logger.warning(
-            "records quarantined", extra={"reasons": result.quarantined, "key": result.quarantine_key}
-        )
+        logger.warning("records quarantined", extra={"reasons": result.quarantined, "key": result.quarantine_key})
     return []
 
 

@@ -58,7 +58,6 @@ class Catalog:
 
     def _fetch(self, item_ids: list[str]) -> dict[str, CatalogItem]:
         items = (
-            CatalogItem.model_validate(raw)
-            for raw in batch_get(self._dynamodb, self._table_name, "item_id", item_ids)
+            CatalogItem.model_validate(raw) for raw in batch_get(self._dynamodb, self._table_name, "item_id", item_ids)
         )
         return {item.item_id: item for item in items}

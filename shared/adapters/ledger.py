@@ -39,11 +39,22 @@ class Ledger:
                 ExpressionAttributeValues={":sent": "sent", ":m": message_id, ":t": sent_at},
             )
 
+    def record_outcome(self, user_id: str, decision_id: str, outcome: str, at: int) -> None:
+        """First time wins; repeating it is harmless (the feedback path relies on that)."""
+        with translated("ledger.record_outcome"):
+            self._table.update_item(
+                Key={"user_id": user_id, "decision_id": decision_id},
+                UpdateExpression="SET outcomes.#o = if_not_exists(outcomes.#o, :at)",
+                ConditionExpression="attribute_exists(decision_id)",
+                ExpressionAttributeNames={"#o": outcome},
+                ExpressionAttributeValues={":at": at},
+            )
+
     def get(self, user_id: str, decision_id: str) -> dict[str, Any] | None:
         with translated("ledger.get"):
-            item = self._table.get_item(
-                Key={"user_id": user_id, "decision_id": decision_id}, ConsistentRead=True
-            ).get("Item")
+            item = self._table.get_item(Key={"user_id": user_id, "decision_id": decision_id}, ConsistentRead=True).get(
+                "Item"
+            )
         return None if item is None else dict(from_dynamo(item))
 
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:

@@ -47,8 +47,6 @@ class ObjectArchive:
     def keys(self, prefix: str) -> list[str]:
         out: list[str] = []
         with translated("archive.list"):
-            for page in self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self._bucket, Prefix=prefix
-            ):
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
                 out.extend(obj["Key"] for obj in page.get("Contents", []))
         return out

@@ -9,7 +9,7 @@ from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
 from shared.errors import VersionConflict
-from shared.user_state import UserState
+from shared.user_state import MAX_FEEDBACK_SEEN, UserState
 
 
 class UserStateStore:
@@ -46,6 +46,25 @@ class UserStateStore:
             if values:
                 kwargs["ExpressionAttributeValues"] = values
             self._table.put_item(**kwargs)
+
+    def record_feedback(self, state: UserState, seen_key: str, outcome: str, at: int, writer: str) -> None:
+        """Count one push outcome, conditional on the version read (VersionConflict otherwise)."""
+        seen = [*state.feedback_seen, seen_key][-MAX_FEEDBACK_SEEN:]
+        with translated("user_state.record_feedback"):
+            self._table.update_item(
+                Key={"user_id": state.user_id},
+                UpdateExpression="ADD #c :one, version :one "
+                "SET last_feedback_at = :at, last_writer = :w, feedback_seen = :seen",
+                ConditionExpression="version = :expected",
+                ExpressionAttributeNames={"#c": f"pushes_{outcome}"},
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":at": at,
+                    ":w": writer,
+                    ":seen": seen,
+                    ":expected": state.version,
+                },
+            )
 
     def schedule(self, user_id: str, expected_version: int, due_at: int, due_shard: str, writer: str) -> None:
         """Mark a deferred decision; the sparse due-index finds it when due."""

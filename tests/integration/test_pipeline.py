@@ -57,7 +57,10 @@ def subscribe_outbox(pipe: LocalPipeline) -> str:
     url: str = sqs.create_queue(QueueName="it-outbox")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     pipe.client("sns").subscribe(
-        TopicArn=pipe.outputs["PushTopicArn"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+        TopicArn=pipe.outputs["PushTopicArn"],
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
     )
     return url
 
@@ -91,7 +94,12 @@ def behaviour(user: str, n: int) -> list[BehaviourEvent]:
 
 
 def bad_payloads() -> list[bytes]:
-    names = ["kinesis-not-json.json", "kinesis-wrong-types.json", "kinesis-unknown-type.json", "kinesis-bad-base64.json"]
+    names = [
+        "kinesis-not-json.json",
+        "kinesis-wrong-types.json",
+        "kinesis-unknown-type.json",
+        "kinesis-bad-base64.json",
+    ]
     out = []
     for name in names:
         data = load_event(name)["Records"][0]["kinesis"]["data"]

@@ -25,7 +25,10 @@ class FakeRecommender:
             item_vocab=vocab,
             max_history=10,
             training_data_sha256="0" * 64,
-            training_window={"start": datetime(2026, 1, 1, tzinfo=UTC), "end": datetime(2026, 1, 2, tzinfo=UTC)},
+            training_window={
+                "start": datetime(2026, 1, 1, tzinfo=UTC),
+                "end": datetime(2026, 1, 2, tzinfo=UTC),
+            },
             metrics={},
             code_version="test",
         )

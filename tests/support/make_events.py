@@ -16,9 +16,7 @@ EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/nudge-events"
-TABLE_STREAM_ARN = (
-    f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/nudge-user-state/stream/2026-11-27T00:00:00.000"
-)
+TABLE_STREAM_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/nudge-user-state/stream/2026-11-27T00:00:00.000"
 # Every sample arrives at 2026-11-27T12:00:00Z; event times are set relative to it.
 ARRIVAL = 1795780800.0
 SHARD = "shardId-000000000000"
@@ -99,9 +97,18 @@ def build() -> dict[str, dict[str, Any]]:
         "kinesis-feedback.json": kinesis_event(feedback),
         "kinesis-bad-base64.json": kinesis_event(["not*base64!!"]),
         "kinesis-not-json.json": kinesis_event([b"user 196 rated 242: 3 stars"]),
-        "kinesis-invalid-utf8.json": kinesis_event([b"\xff\xfe{\"schema_version\":1}"]),
+        "kinesis-invalid-utf8.json": kinesis_event([b'\xff\xfe{"schema_version":1}']),
         "kinesis-wrong-types.json": kinesis_event(
-            [payload(event_id="e-bad-1", type="rate", user_id=196, item_id=["242"], value="three", timestamp=_iso(0))]
+            [
+                payload(
+                    event_id="e-bad-1",
+                    type="rate",
+                    user_id=196,
+                    item_id=["242"],
+                    value="three",
+                    timestamp=_iso(0),
+                )
+            ]
         ),
         "kinesis-unknown-type.json": kinesis_event(
             [payload(event_id="e-bad-2", type="teleport", user_id="u-196", timestamp=_iso(0))]
@@ -125,7 +132,14 @@ def build() -> dict[str, dict[str, Any]]:
         "kinesis-old-timestamp.json": kinesis_event([rate("e-old", "u-196", "242", 4, -400 * 24 * 3600)]),
         "kinesis-duplicates.json": kinesis_event([behaviour[0], behaviour[0], behaviour[1]]),
         "kinesis-mixed-batch.json": kinesis_event(
-            [profile, behaviour[0], "%%%", b"{", behaviour[5], payload(event_id="x", type="nope", timestamp=_iso(0))]
+            [
+                profile,
+                behaviour[0],
+                "%%%",
+                b"{",
+                behaviour[5],
+                payload(event_id="x", type="nope", timestamp=_iso(0)),
+            ]
         ),
     }
     events["dynamodb-user-state-changed.json"] = {
@@ -149,8 +163,20 @@ def build() -> dict[str, dict[str, Any]]:
                         "last_seen": {"N": str(int(ARRIVAL) - 120)},
                         "recent_items": {
                             "L": [
-                                {"M": {"item_id": {"S": "1"}, "ts": {"N": str(int(ARRIVAL) - 300)}, "type": {"S": "rate"}}},
-                                {"M": {"item_id": {"S": "2"}, "ts": {"N": str(int(ARRIVAL) - 120)}, "type": {"S": "rate"}}},
+                                {
+                                    "M": {
+                                        "item_id": {"S": "1"},
+                                        "ts": {"N": str(int(ARRIVAL) - 300)},
+                                        "type": {"S": "rate"},
+                                    }
+                                },
+                                {
+                                    "M": {
+                                        "item_id": {"S": "2"},
+                                        "ts": {"N": str(int(ARRIVAL) - 120)},
+                                        "type": {"S": "rate"},
+                                    }
+                                },
                             ]
                         },
                         "consumed": {"L": [{"S": "1"}, {"S": "2"}]},

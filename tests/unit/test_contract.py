@@ -52,14 +52,20 @@ def test_each_event_kind_round_trips() -> None:
         (b'{"schema_version": 1, "x": NaN}', QuarantineReason.NOT_JSON),
         (b"[" * 100_000 + b"]" * 100_000, QuarantineReason.TOO_LARGE),
         (b"[" * 5000 + b"]" * 5000, QuarantineReason.NOT_JSON),
-        (event_bytes(schema_version=2, type="view", item_id="1"), QuarantineReason.UNSUPPORTED_SCHEMA_VERSION),
+        (
+            event_bytes(schema_version=2, type="view", item_id="1"),
+            QuarantineReason.UNSUPPORTED_SCHEMA_VERSION,
+        ),
         (event_bytes(type="teleport"), QuarantineReason.UNKNOWN_EVENT_TYPE),
         (event_bytes(type="view"), QuarantineReason.INVALID_FIELDS),
         (event_bytes(type="rate", item_id="1"), QuarantineReason.INVALID_FIELDS),
         (event_bytes(type="rate", item_id="1", value=9), QuarantineReason.INVALID_FIELDS),
         (event_bytes(type="view", item_id="1", extra="field"), QuarantineReason.INVALID_FIELDS),
         (event_bytes(type="view", item_id="1", user_id="<script>"), QuarantineReason.INVALID_FIELDS),
-        (event_bytes(type="view", item_id="1", timestamp="2026-11-27T12:00:00"), QuarantineReason.INVALID_FIELDS),
+        (
+            event_bytes(type="view", item_id="1", timestamp="2026-11-27T12:00:00"),
+            QuarantineReason.INVALID_FIELDS,
+        ),
         (event_bytes(type="profile", timezone="Mars/Olympus"), QuarantineReason.INVALID_FIELDS),
         (event_bytes(type="opened"), QuarantineReason.INVALID_FIELDS),
         (

@@ -18,7 +18,13 @@ def genres_of(item_id: str) -> list[str]:
 
 def rate(event_id: str, item: str, value: float, at: datetime = T0) -> BehaviourEvent:
     return BehaviourEvent(
-        schema_version=1, event_id=event_id, user_id="u1", timestamp=at, type="rate", item_id=item, value=value
+        schema_version=1,
+        event_id=event_id,
+        user_id="u1",
+        timestamp=at,
+        type="rate",
+        item_id=item,
+        value=value,
     )
 
 
@@ -56,7 +62,12 @@ def test_profile_sets_consent_timezone_and_token() -> None:
         attributes={"age": 30},
     )
     apply_event(state, profile, genres_of)
-    assert (state.consent, state.timezone, state.push_token, state.attributes) == (True, "Asia/Tokyo", "tok", {"age": 30})
+    assert (state.consent, state.timezone, state.push_token, state.attributes) == (
+        True,
+        "Asia/Tokyo",
+        "tok",
+        {"age": 30},
+    )
 
 
 def test_same_event_id_is_applied_once() -> None:

@@ -53,9 +53,7 @@ def test_no_consent_or_token_means_silence(state: UserState, reason: Reason) -> 
 
 def test_already_pushed_unknown_and_weak_candidates() -> None:
     past = [PastPush("3", NOON - 10 * 86400)]
-    assert decide(user(), cands(("3", 0.9), ("99", 0.8)), CATALOG, past, NOON, CONFIG).reasons == [
-        Reason.NO_CANDIDATE
-    ]
+    assert decide(user(), cands(("3", 0.9), ("99", 0.8)), CATALOG, past, NOON, CONFIG).reasons == [Reason.NO_CANDIDATE]
     assert decide(user(), cands(("3", 0.05)), CATALOG, [], NOON, CONFIG).reasons == [Reason.BELOW_THRESHOLD]
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from runner.resources import Stack
 from shared.adapters.catalog import Catalog, CatalogItem
-from shared.adapters.feedback_store import FeedbackStore
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_store import UserStateStore
@@ -84,9 +83,7 @@ def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack) -> Non
 # ---------------------------------------------------------------- features
 
 
-def features(
-    stack: Stack, dynamodb: Any, store: UserStateStore | None = None, seed: bool = True
-) -> FeaturesService:
+def features(stack: Stack, dynamodb: Any, store: UserStateStore | None = None, seed: bool = True) -> FeaturesService:
     catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
     if seed:
         catalog.put_many([CatalogItem(item_id="1", title="A", genres=["Comedy"])])
@@ -146,9 +143,7 @@ def test_features_rereads_after_a_version_conflict(stack: Stack, dynamodb: Any) 
 
 def decide_service(stack: Stack, dynamodb: Any, sender: RecordingSender, cap: int = 2) -> DecideService:
     catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
-    catalog.put_many(
-        [CatalogItem(item_id=i, title=f"Movie {i}", genres=["Drama"]) for i in ("1", "2", "3", "4", "5")]
-    )
+    catalog.put_many([CatalogItem(item_id=i, title=f"Movie {i}", genres=["Drama"]) for i in ("1", "2", "3", "4", "5")])
     return DecideService(
         UserStateStore(dynamodb, out(stack, "UserStateTableName")),
         catalog,
@@ -235,7 +230,7 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
     ledger = Ledger(dynamodb, out(stack, "LedgerTableName"))
     service = FeedbackService(
         ledger,
-        FeedbackStore(boto3.client("dynamodb", region_name=REGION), out(stack, "LedgerTableName"), out(stack, "UserStateTableName")),
+        UserStateStore(dynamodb, out(stack, "UserStateTableName")),
         ObjectArchive(s3, out(stack, "ArchiveBucketName")),
         "feedback/",
     )
@@ -252,7 +247,11 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
         return FeedbackItem(event, "shardId-000000000000", event_id, 0)
 
     result = service.apply(
-        [fb("f1", "opened", decision.decision_id), fb("f2", "opened", decision.decision_id), fb("f3", "opened", "nope")]
+        [
+            fb("f1", "opened", decision.decision_id),
+            fb("f2", "opened", decision.decision_id),
+            fb("f3", "opened", "nope"),
+        ]
     )
     assert (result.joined, result.duplicates, result.orphans) == (1, 1, 1)
     row = ledger.get("u1", decision.decision_id)

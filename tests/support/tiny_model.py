@@ -1,0 +1,88 @@
+"""A tiny, hand-set model written through the real export path, for tests of anything that loads a model.
+
+Default rule (n items, vocabulary order): item j's neighbours are item j+1 (score 1.0) and item j+2
+(score 0.5), wrapping around; popularity prior 0.001 * (n - j), so the first item is the most popular;
+position weights halve with age (newest = 1.0). With the default vocabulary ``i1..i6``:
+
+* ``["i1"]``       -> i2 1.005, i3 0.504, i4 0.003, i5 0.002, i6 0.001
+* ``["i1", "i2"]`` -> i3 1.254, i4 0.503, i5 0.002, i6 0.001
+* ``[]``           -> i1 0.006, i2 0.005, ... (popularity)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from shared.model import PAD_TOKEN
+from training.onnx_export import ModelArrays, export_model
+
+DEFAULT_VOCAB = ["i1", "i2", "i3", "i4", "i5", "i6"]
+CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+PRIOR_STEP = 0.001
+
+
+def default_neighbours(vocab: Sequence[str]) -> dict[str, dict[str, float]]:
+    n = len(vocab)
+    return {
+        item: {vocab[(j + 1) % n]: 1.0, vocab[(j + 2) % n]: 0.5} if n > 2 else {}
+        for j, item in enumerate(vocab)
+    }
+
+
+def build_tiny_model(
+    out_dir: Path,
+    vocab: list[str] | None = None,
+    *,
+    neighbours: Mapping[str, Mapping[str, float]] | None = None,
+    popularity: Mapping[str, float] | None = None,
+    max_history: int = 4,
+    kind: str = "cooccurrence",
+    created_at: datetime = CREATED_AT,
+) -> Path:
+    """Write ``model.onnx`` + ``manifest.json`` into ``out_dir`` and return ``out_dir``.
+
+    ``vocab`` lists item ids (without the padding token). ``neighbours[a][b]`` is the score b gets
+    from a at the newest history position; ``popularity[b]`` is b's prior. Both default to the rule
+    in the module docstring.
+    """
+    items = [item for item in (vocab or DEFAULT_VOCAB) if item != PAD_TOKEN]
+    full_vocab = [PAD_TOKEN, *items]
+    index = {item: i for i, item in enumerate(full_vocab)}
+    table = neighbours if neighbours is not None else default_neighbours(items)
+    width = max([len(row) for row in table.values()] + [1])
+    ids = np.zeros((len(full_vocab), width), dtype=np.int64)
+    scores = np.zeros((len(full_vocab), width), dtype=np.float32)
+    for source, row in table.items():
+        ranked = sorted(row.items(), key=lambda pair: -pair[1])
+        for column, (target, score) in enumerate(ranked):
+            ids[index[source], column] = index[target]
+            scores[index[source], column] = score
+    prior = np.zeros(len(full_vocab), dtype=np.float32)
+    for j, item in enumerate(items):
+        prior[j + 1] = popularity[item] if popularity is not None else PRIOR_STEP * (len(items) - j)
+    arrays = ModelArrays(
+        neighbour_ids=ids,
+        neighbour_scores=scores,
+        popularity_prior=prior,
+        position_weights=(0.5 ** np.arange(max_history - 1, -1, -1)).astype(np.float32),
+    )
+    export_model(
+        out_dir,
+        arrays,
+        item_vocab=full_vocab,
+        kind=kind,
+        name=f"tiny-{kind}",
+        training_data_sha256="0" * 64,
+        training_window={
+            "start": datetime(2025, 12, 1, tzinfo=UTC),
+            "end": datetime(2025, 12, 31, tzinfo=UTC),
+        },
+        metrics={"push_hit@10": 0.0},
+        code_version="test",
+        created_at=created_at,
+    )
+    return out_dir
