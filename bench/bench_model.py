@@ -70,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     top_ids, top_scores = rec.run(one_ids, args.k)
     size = (args.model_dir / "model.onnx").stat().st_size
 
-    print(
-        f"model {manifest.version} ({manifest.kind}): {size / 1e6:.2f} MB, {manifest.vocab_size - 1} items,"
-    )
+    print(f"model {manifest.version} ({manifest.kind}): {size / 1e6:.2f} MB, {manifest.vocab_size - 1} items,")
     print(f"max_history {manifest.max_history}, k={args.k}, {args.iterations} iterations, 1 thread")
     print(f"import shared.model (numpy, onnxruntime, pydantic) {import_ms:.0f} ms")
     print(f"first load in a fresh process {first_load_ms:.1f} ms\n")

@@ -11,8 +11,8 @@ real log (delivered, then opened+converted if they rate it within 7 days, else d
 from __future__ import annotations
 
 import heapq
-import logging
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -29,7 +29,8 @@ from demo.outcomes import Push, RatingLog, feedback_for
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
-from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.adapters.dynamo_codec import from_dynamo
+from shared.adapters.user_state_codec import encode_user_state
 from shared.contract import AnyEvent, FeedbackEvent
 from shared.features import apply_event
 from shared.user_state import UserState
@@ -88,7 +89,7 @@ def _backfill(pipeline: LocalPipeline, train: Interactions, users: set[str], gen
             state.version = 1
             # Not "features": decide's stream filter ignores the snapshot load.
             state.last_writer = BACKFILL_WRITER
-            batch.put_item(Item=to_dynamo(state.model_dump(exclude_none=True)))
+            batch.put_item(Item=encode_user_state(state))
     return len(states)
 
 

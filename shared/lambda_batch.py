@@ -23,9 +23,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.dynamo_codec import from_dynamo
+from shared.adapters.user_state_codec import decode_user_state
 from shared.ingest import StreamRecord
-from shared.user_state import StateChange, UserState
+from shared.user_state import StateChange
 
 T = TypeVar("T")
 R = TypeVar("R", KinesisStreamRecord, DynamoDBRecord)
@@ -99,6 +99,6 @@ def state_change_of(record: DynamoDBRecord) -> StateChange[DynamoDBRecord]:
     stream = record.dynamodb
     if stream is None or not stream.new_image:
         raise ValueError("user-state stream record without NewImage")
-    state = UserState.model_validate(from_dynamo(stream.new_image))
+    state = decode_user_state(stream.new_image)
     changed_at = stream.approximate_creation_date_time or state.last_seen
     return StateChange(state=state, changed_at=int(changed_at), ref=record)

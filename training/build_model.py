@@ -103,16 +103,10 @@ def build(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.build_model", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--data", default=None, help="ml-100k folder (default: $NUDGE_ML100K_DIR or ../shared/...)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m training.build_model", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="ml-100k folder (default: $NUDGE_ML100K_DIR or ../shared/...)")
     parser.add_argument("--kind", choices=KINDS, default="cooccurrence")
-    parser.add_argument(
-        "--split-quantile", type=float, default=0.8, help="train on this earliest share of time"
-    )
+    parser.add_argument("--split-quantile", type=float, default=0.8, help="train on this earliest share of time")
     parser.add_argument("--out", type=Path, required=True, help="directory for model.onnx + manifest.json")
     args = parser.parse_args(argv)
     began = time.perf_counter()

@@ -90,9 +90,7 @@ def pair_counts(
         counts += np.bincount(earlier * vocab_size + later, minlength=vocab_size * vocab_size) * weight
         if backward_weight:
             counts += (
-                np.bincount(later * vocab_size + earlier, minlength=vocab_size * vocab_size)
-                * weight
-                * backward_weight
+                np.bincount(later * vocab_size + earlier, minlength=vocab_size * vocab_size) * weight * backward_weight
             )
     matrix = counts.reshape(vocab_size, vocab_size)
     np.fill_diagonal(matrix, 0.0)  # re-consuming the same item says nothing about what to push next

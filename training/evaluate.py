@@ -179,9 +179,7 @@ def leave_last_out(interactions: Interactions) -> LeaveLastOut:
         int(u): str(i)
         for u, i in zip(users[held_out & (from_end == 0)], items[held_out & (from_end == 0)], strict=True)
     }
-    return LeaveLastOut(
-        train=train, histories={u: histories.get(u, []) for u in test}, valid=valid, test=test
-    )
+    return LeaveLastOut(train=train, histories={u: histories.get(u, []) for u in test}, valid=valid, test=test)
 
 
 def evaluate_leave_last_out(ranker: Ranker, split: LeaveLastOut, target: str = "test") -> dict[str, float]:
@@ -248,8 +246,7 @@ def evaluate_push(ranker: Ranker, cases: Sequence[PushCase], ks: Iterable[int] =
     if n == 0:
         return {"push_events": 0.0}
     metrics = {
-        f"push_hit@{k}": sum(1 for r, c in zip(ranked, cases, strict=True) if c.future.intersection(r[:k]))
-        / n
+        f"push_hit@{k}": sum(1 for r, c in zip(ranked, cases, strict=True) if c.future.intersection(r[:k])) / n
         for k in ks
     }
     metrics["push_reachable"] = sum(1 for c in cases if c.future) / n
@@ -283,9 +280,7 @@ def transition_ranker(sequences: Mapping[int, NDArray[np.int64]], vocab: Sequenc
     return DenseRanker("Transition(last item)", vocab, score)
 
 
-def cooccurrence_baseline_ranker(
-    sequences: Mapping[int, NDArray[np.int64]], vocab: Sequence[str]
-) -> DenseRanker:
+def cooccurrence_baseline_ranker(sequences: Mapping[int, NDArray[np.int64]], vocab: Sequence[str]) -> DenseRanker:
     """Untuned item co-occurrence: users who have both items, summed over the whole history."""
     vocab_size = len(vocab)
     users = np.zeros((len(sequences), vocab_size), dtype=np.float32)
@@ -305,9 +300,7 @@ def cooccurrence_baseline_ranker(
 
 def arrays_ranker(name: str, arrays: ModelArrays, vocab: Sequence[str]) -> DenseRanker:
     """The numpy twin of an exported graph (same tables, same window, same prior)."""
-    return DenseRanker(
-        name, vocab, lambda batch: dense_scores(arrays, pad_histories(batch, arrays.max_history))
-    )
+    return DenseRanker(name, vocab, lambda batch: dense_scores(arrays, pad_histories(batch, arrays.max_history)))
 
 
 def onnx_ranker(model_dir: Path, name: str | None = None) -> RecommenderRanker:
@@ -380,9 +373,7 @@ def format_table(rows: Sequence[tuple[str, Mapping[str, float]]], columns: Seque
     width = max([len(name) for name, _ in rows] + [5])
     lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>10}" for c in columns)]
     for name, metrics in rows:
-        lines.append(
-            f"{name:<{width}}  " + "  ".join(f"{metrics.get(c, float('nan')):>10.4f}" for c in columns)
-        )
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{metrics.get(c, float('nan')):>10.4f}" for c in columns))
     return "\n".join(lines)
 
 
@@ -481,12 +472,8 @@ def run_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description="Offline evaluation report"
-    )
-    parser.add_argument(
-        "--data", default=None, help="ml-100k folder (default: $NUDGE_ML100K_DIR or ../shared/...)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description="Offline evaluation report")
+    parser.add_argument("--data", default=None, help="ml-100k folder (default: $NUDGE_ML100K_DIR or ../shared/...)")
     parser.add_argument("--split-quantile", type=float, default=0.8)
     parser.add_argument("--tune", action="store_true", help="coordinate ascent on validation targets first")
     parser.add_argument(
@@ -498,9 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="write every table as JSON here")
     args = parser.parse_args(argv)
-    report = run_report(
-        resolve_data_dir(args.data), args.split_quantile, CoocConfig(), args.tune, args.artifact
-    )
+    report = run_report(resolve_data_dir(args.data), args.split_quantile, CoocConfig(), args.tune, args.artifact)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -198,9 +198,7 @@ def load_items(data_dir: Path) -> list[Item]:
         fields = line.split("|")
         flags = fields[-GENRE_FLAGS:]
         genres = tuple(genre_names[i] for i, flag in enumerate(flags) if flag == "1")
-        items.append(
-            Item(item_id=fields[0], title=fields[1], year=_year(fields[2], fields[1]), genres=genres)
-        )
+        items.append(Item(item_id=fields[0], title=fields[1], year=_year(fields[2], fields[1]), genres=genres))
     return items
 
 
@@ -328,9 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.movielens", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     download = sub.add_parser("download", help="fetch the official zip and verify the files' sha256")
-    download.add_argument(
-        "--dest", type=Path, default=None, help=f"default: ${ENV_VAR} or {DEFAULT_DATA_DIR}"
-    )
+    download.add_argument("--dest", type=Path, default=None, help=f"default: ${ENV_VAR} or {DEFAULT_DATA_DIR}")
     download.add_argument("--url", default=OFFICIAL_URL)
     verify = sub.add_parser("verify", help="check an extracted folder against the pinned sha256")
     verify.add_argument("--data", default=None)

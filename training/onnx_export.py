@@ -73,9 +73,7 @@ class ModelArrays:
     def validate(self) -> None:
         vocab, width = self.neighbour_ids.shape
         if self.neighbour_scores.shape != (vocab, width) or self.popularity_prior.shape != (vocab,):
-            raise ValueError(
-                "neighbour_ids, neighbour_scores and popularity_prior disagree on the vocabulary"
-            )
+            raise ValueError("neighbour_ids, neighbour_scores and popularity_prior disagree on the vocabulary")
         if width < 1 or self.max_history < 1:
             raise ValueError("need at least one neighbour column and one history position")
         if self.neighbour_ids.min() < 0 or self.neighbour_ids.max() >= min(vocab, np.iinfo(np.int32).max):
@@ -97,9 +95,7 @@ class ModelArrays:
         return hasher.hexdigest()
 
 
-def io_specs(
-    vocab_size: int, max_history: int, with_scores: bool = True
-) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def io_specs(vocab_size: int, max_history: int, with_scores: bool = True) -> tuple[list[TensorSpec], list[TensorSpec]]:
     inputs = [
         TensorSpec(name=INPUT_ITEM_IDS, dtype="int64", shape=[BATCH_DIM, max_history]),
         TensorSpec(name=INPUT_K, dtype="int64", shape=[1]),
@@ -149,9 +145,7 @@ def build_graph(arrays: ModelArrays, version: str, *, kind: str, with_scores: bo
         helper.make_node("Shape", [INPUT_ITEM_IDS], ["batch_dim"], start=0, end=1),
         helper.make_node("Concat", ["batch_dim", "vocab_dim"], ["score_shape"], axis=0),
         helper.make_node("Expand", ["popularity_prior", "score_shape"], ["base"]),
-        helper.make_node(
-            "ScatterElements", ["base", "flat_ids", "flat_scores"], ["summed"], axis=1, reduction="add"
-        ),
+        helper.make_node("ScatterElements", ["base", "flat_ids", "flat_scores"], ["summed"], axis=1, reduction="add"),
         helper.make_node("Shape", [INPUT_ITEM_IDS], ["history_shape"]),
         helper.make_node(
             "ConstantOfShape",

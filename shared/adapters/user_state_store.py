@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
-from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.adapters.user_state_codec import decode_user_state, encode_user_state, pack_list
 from shared.errors import VersionConflict
 from shared.user_state import MAX_FEEDBACK_SEEN, UserState
 
@@ -21,12 +21,12 @@ class UserStateStore:
     def get(self, user_id: str) -> UserState | None:
         with translated("user_state.get"):
             item = self._table.get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
-        return None if item is None else UserState.model_validate(from_dynamo(item))
+        return None if item is None else decode_user_state(item)
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
         """Strongly consistent batch read; users never seen before are simply absent."""
         items = batch_get(self._dynamodb, self._table_name, "user_id", list(user_ids), consistent=True)
-        states = (UserState.model_validate(item) for item in items)
+        states = (decode_user_state(item) for item in items)
         return {state.user_id: state for state in states}
 
     def save(self, state: UserState, expected_version: int) -> None:
@@ -34,7 +34,7 @@ class UserStateStore:
 
         Raises VersionConflict otherwise; the caller re-reads and re-applies.
         """
-        item = to_dynamo(state.model_dump(exclude_none=True))
+        item = encode_user_state(state)
         if expected_version == 0:
             condition = "attribute_not_exists(user_id)"
             values: dict[str, Any] = {}
@@ -49,7 +49,7 @@ class UserStateStore:
 
     def record_feedback(self, state: UserState, seen_key: str, outcome: str, at: int, writer: str) -> None:
         """Count one push outcome, conditional on the version read (VersionConflict otherwise)."""
-        seen = [*state.feedback_seen, seen_key][-MAX_FEEDBACK_SEEN:]
+        seen = pack_list([*state.feedback_seen, seen_key][-MAX_FEEDBACK_SEEN:])
         with translated("user_state.record_feedback"):
             self._table.update_item(
                 Key={"user_id": state.user_id},

@@ -18,6 +18,7 @@ from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
+from shared.adapters.user_state_codec import decode_user_state
 from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.features import apply_event
 from shared.user_state import UserState
@@ -150,7 +151,7 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
     for event in good:
         state = reference.setdefault(event.user_id, UserState(user_id=event.user_id))
         apply_event(state, event, lambda item: GENRES.get(item, []))
-    stored = {s["user_id"]: UserState.model_validate(s) for s in scan(pipeline, "UserStateTableName")}
+    stored = {s["user_id"]: decode_user_state(s) for s in scan(pipeline, "UserStateTableName")}
     assert set(stored) == set(reference)
     for user, ref in reference.items():
         got = stored[user].model_dump(exclude=BOOKKEEPING)
@@ -192,7 +193,7 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
     row = next(r for r in scan(pipeline, "LedgerTableName") if r["decision_id"] == push["decision_id"])
     assert set(row["outcomes"]) == {"opened"}
     user_state = next(s for s in scan(pipeline, "UserStateTableName") if s["user_id"] == push["user_id"])
-    assert user_state["pushes_opened"] == 1
+    assert decode_user_state(user_state).pushes_opened == 1
     assert [line["status"] for line in read_lines(pipeline, "feedback/")].count("joined") == 1
 
 

@@ -27,10 +27,7 @@ PRIOR_STEP = 0.001
 
 def default_neighbours(vocab: Sequence[str]) -> dict[str, dict[str, float]]:
     n = len(vocab)
-    return {
-        item: {vocab[(j + 1) % n]: 1.0, vocab[(j + 2) % n]: 0.5} if n > 2 else {}
-        for j, item in enumerate(vocab)
-    }
+    return {item: {vocab[(j + 1) % n]: 1.0, vocab[(j + 2) % n]: 0.5} if n > 2 else {} for j, item in enumerate(vocab)}
 
 
 def build_tiny_model(

@@ -96,3 +96,18 @@ def test_histories_are_bounded_and_time_ordered() -> None:
     timestamps = [item.ts for item in state.recent_items]
     assert timestamps == sorted(timestamps)
     assert "late-item" in state.history()
+
+
+def test_user_state_survives_the_packed_item_format() -> None:
+    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+
+    state = UserState(user_id="u1", consent=True, push_token="t", timezone="Asia/Tokyo")
+    for i in range(60):
+        apply_event(
+            state, rate(f"e{i}", f"item:{i}", 4.5, T0 + timedelta(hours=i)), genres_of, StreamPosition("s", str(i))
+        )
+    state.feedback_seen = ["d1:opened"]
+    item = encode_user_state(state)
+    assert isinstance(item["consumed"], str) and isinstance(item["recent_items"], str)
+    assert decode_user_state(item) == state
+    assert decode_user_state(encode_user_state(UserState(user_id="new"))) == UserState(user_id="new")

@@ -1,0 +1,61 @@
+"""User state <-> its DynamoDB item.
+
+The long lists (consumed items, recent items, recent event ids, feedback keys, the hour
+histogram) are stored as single space-separated strings. A list attribute costs a type tag
+and framing per element; packed, a user with 1,000 consumed items is one attribute, which
+keeps the item (and every stream record of it) small: fewer write units per update and
+much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
+(see shared/contract.py), so the packing is unambiguous.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.user_state import RecentItem, UserState
+
+_PACKED_LISTS = ("consumed", "recent_event_ids", "feedback_seen")
+
+
+def pack_list(values: list[str]) -> str:
+    return " ".join(values)
+
+
+def unpack_list(packed: Any) -> list[str]:
+    if isinstance(packed, list):  # items written before packing, or by hand
+        return [str(v) for v in packed]
+    return str(packed or "").split()
+
+
+def encode_user_state(state: UserState) -> dict[str, Any]:
+    """The item to put (boto3 resource types: floats as Decimal)."""
+    item = state.model_dump(exclude_none=True)
+    for name in _PACKED_LISTS:
+        item[name] = pack_list(item[name])
+    item["recent_items"] = " ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items)
+    item["active_hours"] = " ".join(str(n) for n in state.active_hours)
+    # DynamoDB refuses empty strings in key attributes only, but empty values say nothing: drop them.
+    return {k: v for k, v in to_dynamo(item).items() if v != ""}
+
+
+def decode_user_state(item: dict[str, Any]) -> UserState:
+    """From a table item or a deserialised stream image (boto3 resource types)."""
+    data = from_dynamo(item)
+    for name in _PACKED_LISTS:
+        data[name] = unpack_list(data.get(name))
+    recent = data.get("recent_items")
+    if isinstance(recent, str):
+        data["recent_items"] = [
+            RecentItem(item_id=item_id, ts=int(ts), type=kind)
+            for item_id, ts, kind in (entry.split("|") for entry in recent.split())
+        ]
+    elif recent is None:
+        data["recent_items"] = []
+    hours = data.get("active_hours")
+    if isinstance(hours, str):
+        data["active_hours"] = [int(n) for n in hours.split()]
+    elif hours is None:
+        data.pop("active_hours", None)
+    data.pop("due_shard", None)
+    return UserState.model_validate(data)
