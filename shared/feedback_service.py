@@ -47,31 +47,25 @@ class FeedbackService:
         self._max_attempts = max_attempts
 
     def _count_once(self, event: FeedbackEvent) -> str:
-        """Count the outcome in user state once, then annotate the ledger.
+        """Count the outcome in the user's fatigue counters once.
 
-        Both steps are idempotent (a seen-key on the user, first-write-wins on the ledger),
-        so a crash between them is repaired by the retry without counting twice. This
-        avoids a two-table transaction (twice the write cost on DynamoDB).
+        Together with the ledger's first-write-wins annotation this makes both steps
+        idempotent, so a crash between them is repaired by the retry without counting
+        twice, and no two-table transaction (twice the write cost) is needed.
         """
         seen_key = f"{event.decision_id}:{event.type}"
-        status = "orphan"
         for _ in range(self._max_attempts):
             state = self._states.get(event.user_id)
             if state is None:
                 return "orphan"
             if seen_key in state.feedback_seen:
-                status = "duplicate"
-                break
+                return "duplicate"
             try:
                 self._states.record_feedback(state, seen_key, event.type, event.epoch_seconds, WRITER)
             except VersionConflict:
                 continue
-            status = "joined"
-            break
-        else:
-            raise VersionConflict(f"user state kept changing after {self._max_attempts} attempts")
-        self._ledger.record_outcome(event.user_id, event.decision_id, event.type, event.epoch_seconds)
-        return status
+            return "joined"
+        raise VersionConflict(f"user state kept changing after {self._max_attempts} attempts")
 
     def apply(self, batch: Sequence[FeedbackItem[Ref]]) -> FeedbackResult[Ref]:
         result: FeedbackResult[Ref] = FeedbackResult()
@@ -79,7 +73,10 @@ class FeedbackService:
         for item in batch:
             event = item.event
             try:
-                decision = self._ledger.get(event.user_id, event.decision_id)
+                # The ledger first: it is the join (None: no such decision) and is idempotent.
+                decision = self._ledger.record_outcome(
+                    event.user_id, event.decision_id, event.type, event.epoch_seconds
+                )
                 status = "orphan" if decision is None else self._count_once(event)
             except NudgeError as error:
                 result.failed.append((item.ref, error))

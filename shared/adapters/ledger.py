@@ -39,16 +39,24 @@ class Ledger:
                 ExpressionAttributeValues={":sent": "sent", ":m": message_id, ":t": sent_at},
             )
 
-    def record_outcome(self, user_id: str, decision_id: str, outcome: str, at: int) -> None:
-        """First time wins; repeating it is harmless (the feedback path relies on that)."""
-        with translated("ledger.record_outcome"):
-            self._table.update_item(
-                Key={"user_id": user_id, "decision_id": decision_id},
-                UpdateExpression="SET outcomes.#o = if_not_exists(outcomes.#o, :at)",
-                ConditionExpression="attribute_exists(decision_id)",
-                ExpressionAttributeNames={"#o": outcome},
-                ExpressionAttributeValues={":at": at},
-            )
+    def record_outcome(self, user_id: str, decision_id: str, outcome: str, at: int) -> dict[str, Any] | None:
+        """Annotate a decision with an outcome (first time wins, so repeating it is harmless).
+
+        Returns the decision as stored, or None when the ledger has no such decision.
+        """
+        try:
+            with translated("ledger.record_outcome"):
+                response = self._table.update_item(
+                    Key={"user_id": user_id, "decision_id": decision_id},
+                    UpdateExpression="SET outcomes.#o = if_not_exists(outcomes.#o, :at)",
+                    ConditionExpression="attribute_exists(decision_id)",
+                    ExpressionAttributeNames={"#o": outcome},
+                    ExpressionAttributeValues={":at": at},
+                    ReturnValues="ALL_NEW",
+                )
+        except VersionConflict:
+            return None
+        return dict(from_dynamo(response.get("Attributes", {})))
 
     def get(self, user_id: str, decision_id: str) -> dict[str, Any] | None:
         with translated("ledger.get"):

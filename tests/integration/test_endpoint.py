@@ -1,0 +1,151 @@
+"""The real pipeline behind `python -m runner serve`, driven from this process with boto3.
+
+A client in another process puts app events on the stream (as a producer would, through the
+moto server on 127.0.0.1) and receives the push on the outbox queue subscribed to the topic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+import pytest
+
+from tests.support.tiny_model import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEMS = [str(i) for i in range(1, 9)]
+READY_TIMEOUT_S = 60.0
+PUSH_TIMEOUT_S = 60.0
+
+
+def client(service: str, info: dict[str, Any]) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=info["endpoint_url"],
+        region_name=info["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], ready: Path, err: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}:\n{err.read_text()[-3000:]}")
+        if ready.exists():
+            data: dict[str, Any] = json.loads(ready.read_text())
+            return data
+        time.sleep(0.1)
+    pytest.fail(f"serve not ready after {READY_TIMEOUT_S}s:\n{err.read_text()[-3000:]}")
+
+
+def daytime_zone(now: datetime) -> str:
+    """A time zone where it is day now, so default quiet hours do not defer the push."""
+    for zone in ("UTC", "Asia/Tokyo", "America/New_York", "Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin"):
+        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 20:
+            return zone
+    raise AssertionError("some zone is always in daytime")
+
+
+@pytest.mark.endpoint
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path: Path) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
+    ready, out, err = tmp_path / "ready.json", tmp_path / "serve.out", tmp_path / "serve.err"
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "serve",
+        "--port",
+        "0",
+        "--template",
+        str(ROOT / "template.yaml"),
+        "--stack-name",
+        "nudge-endpoint",
+        "--ready-file",
+        str(ready),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--env",
+        f"DecideFunction.MODEL_DIR={model_dir}",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+    try:
+        info = wait_ready(proc, ready, err)
+        dynamodb = client("dynamodb", info)
+        for item in ITEMS:
+            dynamodb.put_item(
+                TableName=info["outputs"]["CatalogTableName"],
+                Item={"item_id": {"S": item}, "title": {"S": f"Film {item}"}, "genres": {"L": [{"S": "Drama"}]}},
+            )
+        now = datetime.now(UTC).replace(microsecond=0)
+        stamp = (now - timedelta(minutes=1)).isoformat()
+        events = [
+            {
+                "schema_version": 1,
+                "event_id": "ep-1",
+                "type": "profile",
+                "user_id": "u-42",
+                "timestamp": stamp,
+                "consent": True,
+                "timezone": daytime_zone(now),
+                "push_token": "tok-42",
+            },
+            {
+                "schema_version": 1,
+                "event_id": "ep-2",
+                "type": "rate",
+                "user_id": "u-42",
+                "item_id": "1",
+                "value": 5,
+                "timestamp": stamp,
+            },
+        ]
+        kinesis = client("kinesis", info)
+        for event in events:
+            kinesis.put_record(
+                StreamName=info["outputs"]["EventsStreamName"], Data=json.dumps(event).encode(), PartitionKey="u-42"
+            )
+        sqs = client("sqs", info)
+        pushes: list[dict[str, Any]] = []
+        deadline = time.monotonic() + PUSH_TIMEOUT_S
+        while not pushes and time.monotonic() < deadline:
+            page = sqs.receive_message(QueueUrl=info["push_outbox_queue_url"], WaitTimeSeconds=1)
+            pushes.extend(json.loads(m["Body"]) for m in page.get("Messages", []))
+        assert pushes, f"no push arrived; server log:\n{err.read_text()[-3000:]}"
+        push = pushes[0]
+        assert push["user_id"] == "u-42" and push["push_token"] == "tok-42" and push["item_id"] in ITEMS
+        assert push["item_id"] != "1"  # never the item the user just rated
+        # The ledger is marked sent right after the publish; give the server a moment.
+        status = ""
+        deadline = time.monotonic() + 10
+        while status != "sent" and time.monotonic() < deadline:
+            row = dynamodb.get_item(
+                TableName=info["outputs"]["LedgerTableName"],
+                Key={"user_id": {"S": "u-42"}, "decision_id": {"S": push["decision_id"]}},
+            )
+            status = row.get("Item", {}).get("status", {}).get("S", "")
+            time.sleep(0.1)
+        assert status == "sent"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
