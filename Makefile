@@ -54,9 +54,17 @@ format: $(STAMP)
 events: $(STAMP)
 	$(BIN)/python -m tests.support.make_events
 
-build: $(STAMP)
-	$(BIN)/python -m pip install --quiet aws-sam-cli
-	$(BIN)/sam build --template template.yaml
+# SAM CLI lives in its own virtualenv: its pins must not move the project's.
+SAM_VENV := .venv-sam
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==1.170.0
+
+build: $(SAM_VENV)/bin/sam
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam validate --lint --template template.yaml
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --template template.yaml
+	du -sh .aws-sam/build/*
 
 clean:
 	rm -rf out .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -56,3 +56,89 @@ class RecordingSender:
     def __call__(self, push: dict[str, Any]) -> str:
         self.sent.append(push)
         return f"msg-{len(self.sent)}"
+
+
+class InMemoryArchive:
+    """ObjectArchive without S3: keeps the gzip bytes (so serialisation cost stays real)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_lines(self, key: str, records: Any) -> None:
+        from shared.adapters.object_archive import jsonl_gz
+
+        self.objects[key] = jsonl_gz(records)
+
+    def read_lines(self, key: str) -> list[dict[str, Any]]:
+        from shared.adapters.object_archive import read_jsonl_gz
+
+        return read_jsonl_gz(self.objects[key])
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+class InMemoryUserStates:
+    """UserStateStore semantics (versioned conditional save) over a dict, counting requests."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.reads = 0
+        self.writes = 0
+
+    def get(self, user_id: str) -> Any:
+        from shared.adapters.user_state_codec import decode_user_state
+
+        self.reads += 1
+        item = self.items.get(user_id)
+        return None if item is None else decode_user_state(item)
+
+    def get_many(self, user_ids: Any) -> dict[str, Any]:
+        from shared.adapters.user_state_codec import decode_user_state
+
+        self.reads += 1
+        return {u: decode_user_state(self.items[u]) for u in set(user_ids) if u in self.items}
+
+    def save(self, state: Any, expected_version: int) -> None:
+        from shared.adapters.user_state_codec import encode_user_state
+        from shared.errors import VersionConflict
+
+        self.writes += 1
+        current = self.items.get(state.user_id)
+        if (current is None and expected_version != 0) or (
+            current is not None and int(current["version"]) != expected_version
+        ):
+            raise VersionConflict(state.user_id)
+        self.items[state.user_id] = encode_user_state(state)
+
+
+class InMemoryCatalog:
+    def __init__(self, items: Sequence[Any]) -> None:
+        self._items = {i.item_id: i for i in items}
+
+    def get_many(self, item_ids: Any) -> dict[str, Any]:
+        return {i: self._items[i] for i in set(item_ids) if i in self._items}
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def record(self, decision: Any, expires_at: int) -> tuple[Any, bool]:
+        key = (decision.user_id, decision.decision_id)
+        if key in self.rows:
+            from shared.decision import Decision
+
+            return Decision.model_validate(self.rows[key]), False
+        self.rows[key] = {**decision.model_dump(mode="json"), "expires_at": expires_at, "status": "decided"}
+        return decision, True
+
+    def mark_sent(self, user_id: str, decision_id: str, message_id: str, sent_at: int) -> None:
+        self.rows[(user_id, decision_id)]["status"] = "sent"
+
+    def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
+        return [
+            r
+            for (u, _), r in sorted(self.rows.items())
+            if u == user_id and r["action"] == "push" and r["decided_at"] >= since
+        ]
