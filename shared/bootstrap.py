@@ -3,57 +3,62 @@
 Nothing here runs at import time. Every factory is cached, so a warm container reuses
 its boto3 clients, its catalog cache and its ONNX session; ``reset()`` exists for tests,
 which build several "containers" in one process.
+
+boto3, the services and the model are imported inside the factories, so each function pays
+only for what its own factory builds at cold start: ingest, features and feedback never load
+numpy or onnxruntime (bench/cold_start.py measures it).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-
-from shared.adapters.catalog import Catalog
-from shared.adapters.ledger import Ledger
-from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.push_publisher import PushPublisher
-from shared.adapters.user_state_store import UserStateStore
 from shared.config import DecideSettings, FeaturesSettings, FeedbackSettings, IngestSettings
-from shared.decide_service import DecideConfig, DecideService
-from shared.feature_service import FeaturesService
-from shared.feedback_service import FeedbackService
-from shared.ingest import IngestService
-from shared.model import OnnxRecommender, Recommender, download_model
-from shared.policy import PolicyConfig
 
-# Fail fast inside a Lambda timeout; the event source mapping retries the batch.
-_BOTO_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"},
-    connect_timeout=2,
-    read_timeout=5,
-    tcp_keepalive=True,
-)
+if TYPE_CHECKING:
+    from shared.decide_service import DecideService, SendOnce
+    from shared.feature_service import FeaturesService
+    from shared.feedback_service import FeedbackService
+    from shared.ingest import IngestService
+    from shared.model import Recommender
 
 
 @cache
-def _session() -> boto3.session.Session:
+def _boto_config() -> Any:
+    from botocore.config import Config
+
+    # Fail fast inside a Lambda timeout; the event source mapping retries the batch.
+    return Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
+    )
+
+
+@cache
+def _session() -> Any:
+    import boto3
+
     return boto3.session.Session()
 
 
 @cache
 def client(service: str) -> Any:
-    return _session().client(service, config=_BOTO_CONFIG)
+    return _session().client(service, config=_boto_config())
 
 
 @cache
 def dynamodb() -> Any:
-    return _session().resource("dynamodb", config=_BOTO_CONFIG)
+    return _session().resource("dynamodb", config=_boto_config())
 
 
 @cache
 def ingest_service() -> IngestService:
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.ingest import IngestService
+
     settings = IngestSettings()
     return IngestService(
         ObjectArchive(client("s3"), settings.archive_bucket),
@@ -64,6 +69,10 @@ def ingest_service() -> IngestService:
 
 @cache
 def features_service() -> FeaturesService:
+    from shared.adapters.catalog import Catalog
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.feature_service import FeaturesService
+
     settings = FeaturesSettings()
     return FeaturesService(
         UserStateStore(dynamodb(), settings.user_state_table),
@@ -79,6 +88,8 @@ def decide_settings() -> DecideSettings:
 
 def load_recommender(settings: DecideSettings) -> Recommender:
     """The model layer by default; a given S3 version when MODEL_S3_URI is set (no code redeploy)."""
+    from shared.model import OnnxRecommender, download_model
+
     if settings.model_s3_uri:
         cache_dir = Path(tempfile.gettempdir()) / "nudge-model"
         return OnnxRecommender.from_dir(download_model(settings.model_s3_uri, cache_dir, client("s3")))
@@ -100,30 +111,55 @@ def idempotency_config() -> Any:
     return IdempotencyConfig(event_key_jmespath="decision_id", expires_after_seconds=7 * 24 * 3600)
 
 
-def _send_once(settings: DecideSettings) -> Any:
+def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, dynamodb_client: Any) -> SendOnce:
+    """Wrap a publish in Powertools idempotency keyed by decision id: a decision is sent once,
+    however often a retried or duplicated trigger reaches it."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
-    publisher = PushPublisher(client("sns"), settings.push_topic_arn)
-    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
-    config = idempotency_config()
+    persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb_client)
 
     @idempotent_function(  # type: ignore[untyped-decorator]
-        data_keyword_argument="push", persistence_store=persistence, config=config
+        data_keyword_argument="push", persistence_store=persistence, config=idempotency_config()
     )
     def send(push: dict[str, Any]) -> str:
-        return publisher.publish(push, decision_id=str(push["decision_id"]))
+        return publish(push)
 
-    return lambda push: send(push=push)
+    return lambda push: str(send(push=push))
+
+
+def _send_once(settings: DecideSettings) -> SendOnce:
+    from shared.adapters.push_publisher import PushPublisher
+
+    publisher = PushPublisher(client("sns"), settings.push_topic_arn)
+    return send_once(
+        lambda push: publisher.publish(push, decision_id=str(push["decision_id"])),
+        settings.idempotency_table,
+        client("dynamodb"),
+    )
 
 
 @cache
 def decide_service() -> DecideService:
+    from shared.adapters.catalog import Catalog
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.push_counters import PushCounters
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.caps import CapsConfig
+    from shared.decide_service import DecideConfig, DecideService
+    from shared.policy import PolicyConfig
+
     settings = decide_settings()
     policy = PolicyConfig(
         daily_push_cap=settings.daily_push_cap,
         score_threshold=settings.score_threshold,
         quiet_hours_start=settings.quiet_hours_start,
         quiet_hours_end=settings.quiet_hours_end,
+        exploration_share=settings.exploration_share,
+    )
+    caps = CapsConfig(
+        daily=settings.daily_push_cap,
+        weekly=settings.weekly_push_cap,
+        global_per_minute=settings.global_pushes_per_minute,
     )
     return DecideService(
         UserStateStore(dynamodb(), settings.user_state_table),
@@ -133,16 +169,23 @@ def decide_service() -> DecideService:
         _send_once(settings),
         DecideConfig(
             policy=policy,
+            caps=caps,
             candidates=settings.candidates,
             push_ttl_days=settings.push_ttl_days,
             silence_ttl_days=settings.silence_ttl_days,
             due_shards=settings.due_shards,
         ),
+        PushCounters(dynamodb(), settings.push_counters_table),
     )
 
 
 @cache
 def feedback_service() -> FeedbackService:
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.feedback_service import FeedbackService
+
     settings = FeedbackSettings()
     return FeedbackService(
         Ledger(dynamodb(), settings.ledger_table),
@@ -167,3 +210,4 @@ def reset() -> None:
         feedback_service,
     ):
         factory.cache_clear()
+    _boto_config.cache_clear()

@@ -33,13 +33,18 @@ class DecideSettings(_Settings):
     catalog_table: str = Field(min_length=3)
     ledger_table: str = Field(min_length=3)
     idempotency_table: str = Field(min_length=3)
+    push_counters_table: str = Field(min_length=3)
     push_topic_arn: str = Field(min_length=20)
     model_dir: str = "/opt/model"
     model_s3_uri: str = ""
     daily_push_cap: int = Field(default=3, ge=0, le=100)
+    weekly_push_cap: int = Field(default=10, ge=0, le=500)
+    global_pushes_per_minute: int = Field(default=1000, ge=1)
     score_threshold: float = 0.0
     quiet_hours_start: int = Field(default=21, ge=0, le=23)
     quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    # Share of decisions given to exploration (read by the policy); 0 turns exploration off.
+    exploration_share: float = Field(default=0.05, ge=0.0, le=1.0)
     candidates: int = Field(default=50, ge=1, le=500)
     push_ttl_days: int = Field(default=90, ge=1)
     silence_ttl_days: int = Field(default=7, ge=1)

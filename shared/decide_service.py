@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,8 +10,10 @@ from typing import Any, Generic, TypeVar
 
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.ledger import Ledger
+from shared.adapters.push_counters import CapReached, PushCounters
 from shared.adapters.user_state_store import UserStateStore
-from shared.decision import Action, Decision, decision_id_for
+from shared.caps import CapsConfig, counters_for
+from shared.decision import Action, Decision, Reason, decision_id_for
 from shared.errors import NudgeError, VersionConflict
 from shared.model import Recommender
 from shared.policy import PastPush, PolicyConfig, decide
@@ -32,10 +35,18 @@ SendOnce = Callable[[dict[str, Any]], str]
 @dataclass(frozen=True)
 class DecideConfig:
     policy: PolicyConfig
+    caps: CapsConfig = field(default_factory=CapsConfig)
     candidates: int = 50
     push_ttl_days: int = 90
     silence_ttl_days: int = 7
     due_shards: int = 4
+
+
+def draws_for(decision_id: str) -> tuple[float, float]:
+    """Two uniform numbers fixed by the decision id: exploration is random across decisions
+    but repeatable for one, so a retry explores (or not) exactly as the first attempt did."""
+    digest = hashlib.sha256(f"explore\x1f{decision_id}".encode()).digest()
+    return int.from_bytes(digest[:8]) / 2**64, int.from_bytes(digest[8:16]) / 2**64
 
 
 def due_shard_for(user_id: str, shards: int) -> str:
@@ -66,6 +77,7 @@ class DecideService:
         recommender: Recommender,
         send_once: SendOnce,
         config: DecideConfig,
+        counters: PushCounters | None = None,
     ) -> None:
         self._states = states
         self._catalog = catalog
@@ -73,19 +85,25 @@ class DecideService:
         self._recommender = recommender
         self._send_once = send_once
         self._config = config
+        self._counters = counters
 
     def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
         history = state.history()
         candidates = self._recommender.recommend([history], self._config.candidates)[0]
-        catalog = self._catalog.get_many([c.item_id for c in candidates] + history)
+        pushed = self._ledger.pushes_since(state.user_id, now - REPEAT_WINDOW_SECONDS)
+        pushed_ids = [str(p.get("item_id", "")) for p in pushed]
+        catalog = self._catalog.get_many([c.item_id for c in candidates] + history + pushed_ids)
         past = [
-            PastPush(item_id=str(p.get("item_id", "")), decided_at=int(p["decided_at"]))
-            for p in self._ledger.pushes_since(state.user_id, now - REPEAT_WINDOW_SECONDS)
+            PastPush(
+                item_id=i, decided_at=int(p["decided_at"]), genres=tuple(catalog[i].genres) if i in catalog else ()
+            )
+            for i, p in zip(pushed_ids, pushed, strict=True)
         ]
-        verdict = decide(state, candidates, catalog, past, now, self._config.policy)
+        decision_id = decision_id_for(state.user_id, now, trigger)
+        verdict = decide(state, candidates, catalog, past, now, self._config.policy, draws_for(decision_id))
         item = catalog.get(verdict.item_id) if verdict.item_id else None
         decision = Decision(
-            decision_id=decision_id_for(state.user_id, now, trigger),
+            decision_id=decision_id,
             user_id=state.user_id,
             action=verdict.action,
             reasons=verdict.reasons,
@@ -99,9 +117,13 @@ class DecideService:
             supporting_items=verdict.supporting_items,
             due_at=verdict.due_at,
             trigger=trigger,
+            propensity=verdict.propensity,
         )
         ttl_days = self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
+        # The ledger decides which computation of this decision counts (create-once); only that
+        # one takes cap slots, so a duplicate that computed something else cannot leak a slot.
         stored, _ = self._ledger.record(decision, expires_at=now + ttl_days * DAY_SECONDS)
+        stored = self._within_caps(stored, state)
         if stored.action is Action.PUSH:
             message_id = self._send_once(self.payload(stored, state))
             self._ledger.mark_sent(stored.user_id, stored.decision_id, message_id, now)
@@ -125,6 +147,17 @@ class DecideService:
             result.decisions.append(decision)
             result.superseded += len(user_changes) - 1
         return result
+
+    def _within_caps(self, decision: Decision, state: UserState) -> Decision:
+        """Take the push's slots in the atomic counters; a full counter turns it into silence."""
+        if decision.action is not Action.PUSH or self._counters is None or decision.item_id is None:
+            return decision
+        plan = counters_for(state.user_id, state.timezone, decision.decided_at, self._config.caps, decision.item_id)
+        try:
+            self._counters.reserve(decision.decision_id, plan)
+        except CapReached as cap:
+            return self._ledger.downgrade(decision, Reason(cap.cap))
+        return decision
 
     def sweep(self, now: int) -> list[Decision]:
         """Re-decide, with fresh state, every user whose deferred push is due."""

@@ -20,10 +20,14 @@ class Reason(StrEnum):
     NO_CONSENT = "no_consent"
     NO_PUSH_TOKEN = "no_push_token"
     DAILY_CAP = "daily_cap"
+    WEEKLY_CAP = "weekly_cap"
+    GLOBAL_RATE = "global_rate"
+    ITEM_COOLDOWN = "item_cooldown"
     QUIET_HOURS = "quiet_hours"
     NO_CANDIDATE = "no_candidate"
     BELOW_THRESHOLD = "below_threshold"
     SCORE = "score"
+    EXPLORATION = "exploration"
 
 
 class Decision(BaseModel):
@@ -43,6 +47,8 @@ class Decision(BaseModel):
     supporting_items: list[str] = Field(default_factory=list)
     due_at: int | None = None
     trigger: str = ""
+    # Probability that the logging policy takes this action here (for off-policy evaluation).
+    propensity: float = 1.0
 
 
 def decision_id_for(user_id: str, decided_at: int, trigger: str) -> str:

@@ -25,12 +25,20 @@ class PolicyConfig:
     score_threshold: float = 0.0
     quiet_hours_start: int = 21
     quiet_hours_end: int = 8
+    # Share of pushes that try one of the top candidates instead of the best (0 = never).
+    exploration_share: float = 0.05
+    explore_top_k: int = 5
+    # No push repeats a genre that each of the user's last ``diversity_window`` pushes led with.
+    diversity_window: int = 2
+    # Events needed before a user's own active hours choose the slot of a deferred push.
+    min_events_for_active_hours: int = 20
 
 
 @dataclass(frozen=True)
 class PastPush:
     item_id: str
     decided_at: int
+    genres: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class Verdict:
     score: float | None = None
     due_at: int | None = None
     supporting_items: list[str] = field(default_factory=list)
+    propensity: float = 1.0
 
 
 def in_quiet_hours(local_hour: int, start: int, end: int) -> bool:
@@ -49,6 +58,53 @@ def in_quiet_hours(local_hour: int, start: int, end: int) -> bool:
     if start < end:
         return start <= local_hour < end
     return local_hour >= start or local_hour < end
+
+
+def deferred_slot(now: int, state: UserState, config: PolicyConfig) -> int:
+    """When a push deferred out of quiet hours should go: the user's busiest hour outside them.
+
+    Learned from the user's own event times (the hour histogram features keeps), read in
+    their time zone; users with little history get the end of quiet hours.
+    """
+    end = quiet_hours_end_after(now, state.timezone, config.quiet_hours_end)
+    if sum(state.active_hours) < config.min_events_for_active_hours:
+        return end
+    tz = ZoneInfo(state.timezone)
+    best, best_count = end, -1
+    for offset in range(24):
+        slot = end + offset * 3600
+        local = datetime.fromtimestamp(slot, UTC).astimezone(tz)
+        if in_quiet_hours(local.hour, config.quiet_hours_start, config.quiet_hours_end):
+            continue
+        count = state.active_hours[datetime.fromtimestamp(slot, UTC).hour]
+        if count > best_count:
+            best, best_count = slot, count
+    return best
+
+
+def explore_pick(
+    eligible: Sequence[Recommendation], draws: tuple[float, float], config: PolicyConfig
+) -> tuple[int, float]:
+    """(index of the chosen candidate, its propensity) for an epsilon-greedy choice.
+
+    ``draws`` are two uniform numbers in [0, 1) fixed by the decision id, so a retried decision
+    makes the same choice. With probability epsilon one of the top-k is taken uniformly, so the
+    best item's propensity is (1 - epsilon) + epsilon / k and any other top-k item's epsilon / k.
+    """
+    k = min(config.explore_top_k, len(eligible))
+    epsilon = config.exploration_share if k > 1 else 0.0
+    explored = draws[0] < epsilon
+    index = min(int(draws[1] * k), k - 1) if explored else 0
+    propensity = epsilon / k + (1.0 - epsilon if index == 0 else 0.0)
+    return index, propensity
+
+
+def _repeats_recent_genre(item: CatalogItem, past_pushes: Sequence[PastPush], window: int) -> bool:
+    recent = sorted(past_pushes, key=lambda p: p.decided_at)[-window:] if window > 0 else []
+    if len(recent) < window or not item.genres:
+        return False
+    lead = item.genres[0]
+    return all(p.genres and p.genres[0] == lead for p in recent)
 
 
 def quiet_hours_end_after(now: int, timezone: str, end_hour: int) -> int:
@@ -81,6 +137,7 @@ def decide(
     past_pushes: Sequence[PastPush],
     now: int,
     config: PolicyConfig,
+    draws: tuple[float, float] = (1.0, 0.0),
 ) -> Verdict:
     if not state.consent:
         return Verdict(Action.SILENCE, [Reason.NO_CONSENT])
@@ -96,8 +153,12 @@ def decide(
         and c.item_id not in consumed
         and c.item_id not in pushed
     ]
-    if not eligible:
+    varied = [
+        c for c in eligible if not _repeats_recent_genre(catalog[c.item_id], past_pushes, config.diversity_window)
+    ]
+    if not varied:
         return Verdict(Action.SILENCE, [Reason.NO_CANDIDATE])
+    eligible = varied
     best = eligible[0]
     if best.score <= config.score_threshold:
         return Verdict(Action.SILENCE, [Reason.BELOW_THRESHOLD], item_id=best.item_id, score=best.score)
@@ -106,7 +167,17 @@ def decide(
         return Verdict(Action.SILENCE, [Reason.DAILY_CAP], item_id=best.item_id, score=best.score)
     local_hour = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(state.timezone)).hour
     if in_quiet_hours(local_hour, config.quiet_hours_start, config.quiet_hours_end):
-        due = quiet_hours_end_after(now, state.timezone, config.quiet_hours_end)
+        due = deferred_slot(now, state, config)
         return Verdict(Action.DEFER, [Reason.QUIET_HOURS], item_id=best.item_id, score=best.score, due_at=due)
-    support = supporting_history(state, catalog.get(best.item_id), catalog)
-    return Verdict(Action.PUSH, [Reason.SCORE], item_id=best.item_id, score=best.score, supporting_items=support)
+    index, propensity = explore_pick(eligible, draws, config)
+    chosen = eligible[index]
+    reasons = [Reason.SCORE] if index == 0 else [Reason.EXPLORATION]
+    support = supporting_history(state, catalog.get(chosen.item_id), catalog)
+    return Verdict(
+        Action.PUSH,
+        reasons,
+        item_id=chosen.item_id,
+        score=chosen.score,
+        supporting_items=support,
+        propensity=propensity,
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.decision import Action, Decision, decision_prefix_at
+from shared.decision import Action, Decision, Reason, decision_prefix_at
 from shared.errors import VersionConflict
 
 
@@ -29,6 +29,26 @@ class Ledger:
                 raise
             return Decision.model_validate(existing), False
         return decision, True
+
+    def downgrade(self, decision: Decision, reason: Reason) -> Decision:
+        """A push that found its cap full becomes a silence, unless it was already sent."""
+        silenced = decision.model_copy(update={"action": Action.SILENCE, "reasons": [reason]})
+        try:
+            with translated("ledger.downgrade"):
+                self._table.update_item(
+                    Key={"user_id": decision.user_id, "decision_id": decision.decision_id},
+                    UpdateExpression="SET #a = :silence, reasons = :reasons",
+                    ConditionExpression="#s = :decided",
+                    ExpressionAttributeNames={"#a": "action", "#s": "status"},
+                    ExpressionAttributeValues={
+                        ":silence": Action.SILENCE.value,
+                        ":reasons": [reason.value],
+                        ":decided": "decided",
+                    },
+                )
+        except VersionConflict:
+            return decision  # sent already: the slot was ours after all
+        return silenced
 
     def mark_sent(self, user_id: str, decision_id: str, message_id: str, sent_at: int) -> None:
         with translated("ledger.mark_sent"):

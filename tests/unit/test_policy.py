@@ -78,3 +78,43 @@ def test_quiet_hours_window_arithmetic() -> None:
     # DST change in New York on 2026-11-01: the 08:00 local after a 23:00 local is 13:00 UTC.
     late = int(datetime(2026, 11, 1, 3, tzinfo=UTC).timestamp())
     assert quiet_hours_end_after(late, "America/New_York", 8) == int(datetime(2026, 11, 1, 13, tzinfo=UTC).timestamp())
+
+
+def test_exploration_is_epsilon_greedy_with_recorded_propensity() -> None:
+    explore = PolicyConfig(
+        daily_push_cap=5, exploration_share=0.2, explore_top_k=4, quiet_hours_start=0, quiet_hours_end=0
+    )
+    ranked = cands(("2", 0.9), ("3", 0.8))
+    # No draw below epsilon: the best item, propensity (1 - e) + e / k (k = the 2 eligible items).
+    greedy = decide(user(), ranked, CATALOG, [], NOON, explore, draws=(0.5, 0.9))
+    assert (greedy.item_id, greedy.reasons, greedy.propensity) == ("2", [Reason.SCORE], pytest.approx(0.9))
+    explored = decide(user(), ranked, CATALOG, [], NOON, explore, draws=(0.1, 0.9))
+    assert (explored.item_id, explored.reasons, explored.propensity) == ("3", [Reason.EXPLORATION], pytest.approx(0.1))
+    # The same draws give the same choice: a retried decision explores the same way.
+    assert decide(user(), ranked, CATALOG, [], NOON, explore, draws=(0.1, 0.9)) == explored
+
+
+def test_diversity_skips_a_third_push_of_the_same_leading_genre() -> None:
+    catalog = {
+        **CATALOG,
+        "5": CatalogItem(item_id="5", title="Babe", genres=["Comedy"]),
+        "6": CatalogItem(item_id="6", title="Heat", genres=["Action"]),
+    }
+    config = PolicyConfig(daily_push_cap=9, quiet_hours_start=0, quiet_hours_end=0)
+    two_comedies = [PastPush("3", NOON - 9 * 86400, ("Comedy",)), PastPush("7", NOON - 8 * 86400, ("Comedy",))]
+    verdict = decide(user(), cands(("5", 0.9), ("6", 0.5)), catalog, two_comedies, NOON, config)
+    assert verdict.item_id == "6"
+
+
+def test_deferred_push_goes_to_the_users_busiest_hour_after_quiet_hours() -> None:
+    hours = [0] * 24
+    hours[18] = 30  # this user is active at 18:00 UTC = 19:00 in Berlin (winter)
+    hours[9] = 5
+    state = user(timezone="Europe/Berlin", active_hours=hours)
+    night = int(datetime(2026, 11, 27, 22, tzinfo=UTC).timestamp())  # 23:00 in Berlin: quiet
+    verdict = decide(state, cands(("3", 0.9)), CATALOG, [], night, CONFIG)
+    assert verdict.action is Action.DEFER
+    assert verdict.due_at == int(datetime(2026, 11, 28, 18, tzinfo=UTC).timestamp())
+    # Too little history: the end of quiet hours (08:00 Berlin = 07:00 UTC).
+    sparse = decide(user(timezone="Europe/Berlin"), cands(("3", 0.9)), CATALOG, [], night, CONFIG)
+    assert sparse.due_at == int(datetime(2026, 11, 28, 7, tzinfo=UTC).timestamp())

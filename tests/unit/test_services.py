@@ -143,7 +143,9 @@ def test_features_rereads_after_a_version_conflict(stack: Stack, dynamodb: Any) 
 
 def decide_service(stack: Stack, dynamodb: Any, sender: RecordingSender, cap: int = 2) -> DecideService:
     catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
-    catalog.put_many([CatalogItem(item_id=i, title=f"Movie {i}", genres=["Drama"]) for i in ("1", "2", "3", "4", "5")])
+    catalog.put_many(
+        CatalogItem(item_id=i, title=f"Movie {i}", genres=["Drama"] if int(i) % 2 else ["Comedy"]) for i in "12345"
+    )
     return DecideService(
         UserStateStore(dynamodb, out(stack, "UserStateTableName")),
         catalog,
@@ -262,3 +264,75 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
     lines = ObjectArchive(s3, out(stack, "ArchiveBucketName")).read_lines(result.log_key or "")
     assert [line["status"] for line in lines] == ["joined", "duplicate", "orphan"]
     assert json.dumps(lines)  # the log is plain JSON
+
+
+@pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
+def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack, dynamodb: Any) -> None:
+    """Two shards' worth of deciders race on one user; the counters, not the ledger check, hold the cap."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    from shared.adapters.push_counters import PushCounters
+    from shared.caps import CapsConfig
+
+    lock = threading.Lock()
+    original = BotocoreStubber.process_request
+
+    def locked(self: BotocoreStubber, request: Any) -> Any:
+        with lock:  # DynamoDB applies each request atomically; moto needs help for that
+            return original(self, request)
+
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    from shared.bootstrap import send_once
+    from shared.decision import Decision
+
+    sender = RecordingSender()
+    send = send_once(sender, out(stack, "IdempotencyTableName"), boto3.client("dynamodb", region_name=REGION))
+    catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
+    catalog.put_many(CatalogItem(item_id=str(i), title=f"M{i}", genres=[f"G{i}"]) for i in range(1, 12))
+    counters = PushCounters(dynamodb, out(stack, "PushCountersTableName"))
+    state = stored_user(stack, dynamodb)
+
+    def decider() -> DecideService:
+        return DecideService(
+            UserStateStore(dynamodb, out(stack, "UserStateTableName")),
+            Catalog(dynamodb, out(stack, "CatalogTableName")),
+            Ledger(dynamodb, out(stack, "LedgerTableName")),
+            FakeRecommender([(str(i), 1.0 - i / 20) for i in range(1, 12)]),
+            send,
+            DecideConfig(policy=PolicyConfig(daily_push_cap=50), caps=CapsConfig(daily=2, weekly=10)),
+            counters,
+        )
+
+    services = [decider(), decider()]
+    now = int(NOON.timestamp())
+
+    def attempt(service: DecideService, trigger: str) -> Decision | None:
+        try:
+            return service.decide_for(state, now, trigger)
+        except IdempotencyAlreadyInProgressError:
+            return None
+
+    BotocoreStubber.process_request = locked  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            # 10 triggers, each delivered twice (a duplicated stream record on the other shard).
+            jobs = [(services[n % 2], f"state:{n // 2}") for n in range(20)]
+            outcomes = list(pool.map(lambda job: attempt(*job), jobs))
+        # What was in progress elsewhere is retried, as the event source mapping would.
+        decisions = [
+            d if d is not None else job[0].decide_for(state, now, job[1]) for d, job in zip(outcomes, jobs, strict=True)
+        ]
+    finally:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+    # Each decision is sent once (idempotent publish), never more than the cap, never one item twice.
+    sent = len(sender.sent)
+    assert 1 <= sent <= 2
+    assert len({p["decision_id"] for p in sender.sent}) == sent
+    assert len({p["item_id"] for p in sender.sent}) == sent
+    assert counters.count(f"user#u1#day#{NOON:%Y-%m-%d}") == sent
+    capped = [d for d in decisions if d.action is Action.SILENCE]
+    assert capped and all(d.reasons[0] in (Reason.DAILY_CAP, Reason.ITEM_COOLDOWN) for d in capped)
