@@ -14,6 +14,7 @@ from shared.adapters.push_counters import CapReached, PushCounters
 from shared.adapters.user_state_store import UserStateStore
 from shared.caps import CapsConfig, counters_for
 from shared.decision import Action, Decision, Reason, decision_id_for
+from shared.engagement import Calibration
 from shared.errors import NudgeError, VersionConflict
 from shared.model import Recommender
 from shared.policy import PastPush, PolicyConfig, decide
@@ -78,6 +79,7 @@ class DecideService:
         send_once: SendOnce,
         config: DecideConfig,
         counters: PushCounters | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self._states = states
         self._catalog = catalog
@@ -86,6 +88,7 @@ class DecideService:
         self._send_once = send_once
         self._config = config
         self._counters = counters
+        self._calibration = calibration
 
     def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
         history = state.history()
@@ -100,7 +103,9 @@ class DecideService:
             for i, p in zip(pushed_ids, pushed, strict=True)
         ]
         decision_id = decision_id_for(state.user_id, now, trigger)
-        verdict = decide(state, candidates, catalog, past, now, self._config.policy, draws_for(decision_id))
+        verdict = decide(
+            state, candidates, catalog, past, now, self._config.policy, draws_for(decision_id), self._calibration
+        )
         item = catalog.get(verdict.item_id) if verdict.item_id else None
         decision = Decision(
             decision_id=decision_id,
@@ -118,6 +123,9 @@ class DecideService:
             due_at=verdict.due_at,
             trigger=trigger,
             propensity=verdict.propensity,
+            candidates=list(verdict.candidates),
+            engagement=verdict.engagement,
+            fatigue=verdict.fatigue,
         )
         ttl_days = self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
         # The ledger decides which computation of this decision counts (create-once); only that

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     QUIET_HOURS = "quiet_hours"
     NO_CANDIDATE = "no_candidate"
     BELOW_THRESHOLD = "below_threshold"
+    BELOW_FATIGUE = "below_fatigue_cost"
     SCORE = "score"
     EXPLORATION = "exploration"
 
@@ -49,6 +50,11 @@ class Decision(BaseModel):
     trigger: str = ""
     # Probability that the logging policy takes this action here (for off-policy evaluation).
     propensity: float = 1.0
+    # Calibrated engagement probability and the fatigue cost it had to beat (when calibrated).
+    engagement: float | None = None
+    fatigue: float | None = None
+    # The top eligible candidates at decision time, best first (what exploration chose among).
+    candidates: list[str] = Field(default_factory=list)
 
 
 def decision_id_for(user_id: str, decided_at: int, trigger: str) -> str:

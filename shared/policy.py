@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from shared.adapters.catalog import CatalogItem
 from shared.decision import Action, Reason
+from shared.engagement import Calibration, FatigueConfig, fatigue_cost
 from shared.model import Recommendation
 from shared.user_state import UserState
 
@@ -32,6 +33,12 @@ class PolicyConfig:
     diversity_window: int = 2
     # Events needed before a user's own active hours choose the slot of a deferred push.
     min_events_for_active_hours: int = 20
+    fatigue: FatigueConfig = field(default_factory=FatigueConfig)
+    # "full": every rule; "rules": no engagement/fatigue test (the first policy);
+    # "none": only consent and eligibility (the model's choice, pushed on every decision).
+    variant: str = "full"
+    # "model": the best candidate (with exploration); "random": uniform among the eligible.
+    item_choice: str = "model"
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class Verdict:
     due_at: int | None = None
     supporting_items: list[str] = field(default_factory=list)
     propensity: float = 1.0
+    candidates: tuple[str, ...] = ()
+    engagement: float | None = None
+    fatigue: float | None = None
 
 
 def in_quiet_hours(local_hour: int, start: int, end: int) -> bool:
@@ -138,6 +148,7 @@ def decide(
     now: int,
     config: PolicyConfig,
     draws: tuple[float, float] = (1.0, 0.0),
+    calibration: Calibration | None = None,
 ) -> Verdict:
     if not state.consent:
         return Verdict(Action.SILENCE, [Reason.NO_CONSENT])
@@ -153,6 +164,18 @@ def decide(
         and c.item_id not in consumed
         and c.item_id not in pushed
     ]
+    if config.item_choice == "random" and eligible:
+        # Fixed by the decision id like exploration, so a retry picks the same item.
+        pick = eligible[min(int(draws[1] * len(eligible)), len(eligible) - 1)]
+        eligible = [pick, *[c for c in eligible if c is not pick]]
+    if config.variant == "none":
+        if not eligible:
+            return Verdict(Action.SILENCE, [Reason.NO_CANDIDATE])
+        chosen = eligible[0]
+        support = supporting_history(state, catalog.get(chosen.item_id), catalog)
+        return Verdict(
+            Action.PUSH, [Reason.SCORE], item_id=chosen.item_id, score=chosen.score, supporting_items=support
+        )
     varied = [
         c for c in eligible if not _repeats_recent_genre(catalog[c.item_id], past_pushes, config.diversity_window)
     ]
@@ -165,11 +188,36 @@ def decide(
     pushes_today = sum(1 for p in past_pushes if p.decided_at > now - DAY_SECONDS)
     if pushes_today >= config.daily_push_cap:
         return Verdict(Action.SILENCE, [Reason.DAILY_CAP], item_id=best.item_id, score=best.score)
+    engagement = fatigue = None
+    if calibration is not None and config.variant == "full":
+        engagement = calibration(best.score)
+        week = sum(1 for p in past_pushes if p.decided_at > now - 7 * DAY_SECONDS)
+        fatigue = fatigue_cost(week, state.pushes_delivered, state.pushes_dismissed, config.fatigue)
+        if engagement <= fatigue:
+            return Verdict(
+                Action.SILENCE,
+                [Reason.BELOW_FATIGUE],
+                item_id=best.item_id,
+                score=best.score,
+                engagement=engagement,
+                fatigue=fatigue,
+            )
     local_hour = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(state.timezone)).hour
     if in_quiet_hours(local_hour, config.quiet_hours_start, config.quiet_hours_end):
         due = deferred_slot(now, state, config)
-        return Verdict(Action.DEFER, [Reason.QUIET_HOURS], item_id=best.item_id, score=best.score, due_at=due)
-    index, propensity = explore_pick(eligible, draws, config)
+        return Verdict(
+            Action.DEFER,
+            [Reason.QUIET_HOURS],
+            item_id=best.item_id,
+            score=best.score,
+            due_at=due,
+            engagement=engagement,
+            fatigue=fatigue,
+        )
+    if config.item_choice == "model":
+        index, propensity = explore_pick(eligible, draws, config)
+    else:
+        index, propensity = 0, 1.0 / len(eligible)
     chosen = eligible[index]
     reasons = [Reason.SCORE] if index == 0 else [Reason.EXPLORATION]
     support = supporting_history(state, catalog.get(chosen.item_id), catalog)
@@ -180,4 +228,7 @@ def decide(
         score=chosen.score,
         supporting_items=support,
         propensity=propensity,
+        candidates=tuple(c.item_id for c in eligible[: config.explore_top_k]),
+        engagement=engagement,
+        fatigue=fatigue,
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -118,3 +119,45 @@ def test_deferred_push_goes_to_the_users_busiest_hour_after_quiet_hours() -> Non
     # Too little history: the end of quiet hours (08:00 Berlin = 07:00 UTC).
     sparse = decide(user(timezone="Europe/Berlin"), cands(("3", 0.9)), CATALOG, [], night, CONFIG)
     assert sparse.due_at == int(datetime(2026, 11, 28, 7, tzinfo=UTC).timestamp())
+
+
+def test_push_only_when_engagement_beats_fatigue() -> None:
+    from shared.engagement import Calibration, FatigueConfig, fatigue_cost
+
+    calibration = Calibration(model_version="m", upper=[0.5, 1.0], probability=[0.01, 0.20])
+    config = PolicyConfig(daily_push_cap=9, quiet_hours_start=0, quiet_hours_end=0, exploration_share=0.0)
+    strong, weak = cands(("3", 0.9)), cands(("3", 0.4))
+    pushed = decide(user(), strong, CATALOG, [], NOON, config, calibration=calibration)
+    assert pushed.action is Action.PUSH and pushed.engagement == 0.20 and pushed.fatigue == pytest.approx(0.03)
+    quiet = decide(user(), weak, CATALOG, [], NOON, config, calibration=calibration)
+    assert (quiet.action, quiet.reasons) == (Action.SILENCE, [Reason.BELOW_FATIGUE])
+    # A tired user: six pushes this week, most dismissed; even the strong candidate is not worth it.
+    week = [PastPush(str(90 + i), NOON - i * 86400, (f"G{i}",)) for i in range(1, 7)]
+    tired = user(pushes_delivered=10, pushes_dismissed=9)
+    assert fatigue_cost(6, 10, 9, FatigueConfig()) > 0.085
+    verdict = decide(
+        tired,
+        strong,
+        CATALOG,
+        week,
+        NOON,
+        PolicyConfig(**{**config.__dict__, "fatigue": FatigueConfig(per_recent_push=0.03)}),
+        calibration=calibration,
+    )
+    assert verdict.reasons == [Reason.BELOW_FATIGUE]
+    # The first policy ("rules") has no engagement test; "none" ignores caps and quiet hours too.
+    rules = dataclasses.replace(config, variant="rules")
+    assert decide(user(), weak, CATALOG, [], NOON, rules, calibration=calibration).action is Action.PUSH
+    capped = [PastPush("2", NOON - 60, ("Action",))] * 9
+    night = int(datetime(2026, 11, 27, 23, tzinfo=UTC).timestamp())
+    none = dataclasses.replace(config, variant="none", quiet_hours_start=21, quiet_hours_end=8)
+    assert decide(user(), strong, CATALOG, capped, night, none).action is Action.PUSH
+
+
+def test_calibration_must_be_monotone() -> None:
+    from pydantic import ValidationError
+
+    from shared.engagement import Calibration
+
+    with pytest.raises(ValidationError):
+        Calibration(model_version="m", upper=[0.5, 1.0], probability=[0.3, 0.1])
