@@ -3,19 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
 DEMO_USERS ?= 0
 ML100K_DIR ?= ../shared/datasets/ml-100k
 
-.PHONY: help venv test test-all demo model evaluate bench lint format build events clean
+.PHONY: help venv test test-all demo model evaluate train bench lint format build deploy-test coldstart cost events clean
 
 help:
 	@echo "make demo [DEMO_USERS=100]  replay MovieLens-100k through the whole pipeline locally"
 	@echo "make test                   the test suite (moto only, no network)"
 	@echo "make model                  rebuild the shipped model in layers/model from ML-100k"
+	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~25 min"
 	@echo "make evaluate               evaluate the shipped model artifact -> out/eval/metrics.json"
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
-	@echo "make lint                   ruff, mypy, cfn-lint"
-	@echo "make build                  sam build (python3.12 arm64 layers, no Docker)"
+	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
+	@echo "make build                  sam build (python3.12 arm64 layers, no Docker), fails above 250 MB unzipped"
+	@echo "make deploy-test            build, then deploy the built artifacts into moto CloudFormation and run the pipeline"
+	@echo "make coldstart              per-function init time in fresh processes -> out/bench/cold_start.json"
+	@echo "make cost                   dollars per million events from a replay -> out/bench/cost.json"
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,17 +40,25 @@ model: $(STAMP)
 	$(BIN)/python -m training.build_model --data $(ML100K_DIR) --kind cooccurrence --out layers/model
 
 evaluate: $(STAMP)
-	$(BIN)/python -m training.evaluate --data $(ML100K_DIR) --artifact layers/model --out out/eval/metrics.json
+	$(BIN)/python -m training.evaluate_artifacts --data $(ML100K_DIR) --artifact layers/model --artifact layers/model/sasrec --artifact layers/model/sasrec/int8 --out out/eval/metrics.json
+
+# Torch is a training-only dependency (requirements/train.txt); the artifacts it writes are committed.
+train: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements/train.txt
+	$(BIN)/python -m training.train_sasrec --data $(ML100K_DIR) --seeds 0 1 2 --out layers/model/sasrec --int8-out layers/model/sasrec/int8 --report out/train/report.json
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_handlers
 	$(BIN)/python -m bench.bench_model
+	$(BIN)/python -m pip install --quiet -r requirements/train.txt
+	$(BIN)/python -m bench.bench_transformer
 
-lint: $(STAMP)
+lint: $(STAMP) $(SAM_VENV)/bin/sam
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared functions runner
-	$(BIN)/cfn-lint template.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -55,7 +68,6 @@ events: $(STAMP)
 	$(BIN)/python -m tests.support.make_events
 
 # SAM CLI lives in its own virtualenv: its pins must not move the project's.
-SAM_VENV := .venv-sam
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -64,7 +76,16 @@ $(SAM_VENV)/bin/sam:
 build: $(SAM_VENV)/bin/sam
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam validate --lint --template template.yaml
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --template template.yaml
-	du -sh .aws-sam/build/*
+	$(SAM_VENV)/bin/python bench/package_size.py .aws-sam/build --limit-mb 250
+
+deploy-test: build $(STAMP)
+	NUDGE_BUILD_DIR=.aws-sam/build $(BIN)/python -m pytest tests/deploy
+
+coldstart: $(STAMP)
+	$(BIN)/python -m bench.cold_start
+
+cost: $(STAMP)
+	$(BIN)/python -m bench.cost_model
 
 clean:
 	rm -rf out .aws-sam .pytest_cache .mypy_cache .ruff_cache

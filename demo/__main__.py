@@ -13,6 +13,7 @@ from pathlib import Path
 
 from demo.outcomes import RatingLog
 from demo.replay import ROOT, progress_bar, run_policy
+from demo.report_html import write_report
 from demo.summary import report_markdown, summarize
 from shared.config import DecideSettings
 from shared.policy import PolicyConfig
@@ -38,13 +39,22 @@ def build_model(kind: str, data_dir: Path, out: Path, quantile: float) -> Path:
     return out
 
 
+def calibrate(data_dir: Path, model_dir: Path, quantile: float) -> None:
+    """Engagement calibration for the full policy, fitted inside the training window only."""
+    command = [sys.executable, "-m", "training.calibration", "--data", str(data_dir), "--model-dir", str(model_dir)]
+    subprocess.run([*command, "--split-quantile", str(quantile)], check=True, cwd=ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=None, help="ml-100k folder (default ../shared/datasets/ml-100k)")
     parser.add_argument("--users", type=int, default=0, help="replay only users 1..N (0 = all)")
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"))
     parser.add_argument("--split-quantile", type=float, default=0.8)
-    parser.add_argument("--tick-seconds", type=int, default=3600, help="simulated time per pipeline drain")
+    parser.add_argument("--tick-seconds", type=int, default=300, help="simulated time per pipeline drain")
+    parser.add_argument(
+        "--policies", default="full,popularity,random,model", help="which of full,popularity,random,model to replay"
+    )
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,13 +74,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(replay)} after it are replayed ({len(replay_users)} users selected)",
         file=sys.stderr,
     )
-    models = {
-        "model": build_model("cooccurrence", data_dir, out_dir / "models" / "cooccurrence", args.split_quantile),
-        "popularity": build_model("popularity", data_dir, out_dir / "models" / "popularity", args.split_quantile),
+    models_dir = out_dir / "models"
+    cooc = build_model("cooccurrence", data_dir, models_dir / "cooccurrence", args.split_quantile)
+    popularity = build_model("popularity", data_dir, models_dir / "popularity", args.split_quantile)
+    calibrate(data_dir, cooc, args.split_quantile)
+    # The policies compared on the same replay: (model, decide settings). "full" is Nudge.
+    policies: dict[str, tuple[Path, dict[str, str]]] = {
+        "full": (cooc, {"POLICY_VARIANT": "full"}),
+        "popularity": (popularity, {"POLICY_VARIANT": "rules", "EXPLORATION_SHARE": "0"}),
+        "random": (popularity, {"POLICY_VARIANT": "rules", "ITEM_CHOICE": "random", "CANDIDATES": "2000"}),
+        "model": (cooc, {"POLICY_VARIANT": "none", "EXPLORATION_SHARE": "0"}),
+        # Diagnostics, not in the default set: the full policy without quiet hours.
+        "full-no-quiet": (cooc, {"POLICY_VARIANT": "full", "QUIET_HOURS_START": "0", "QUIET_HOURS_END": "0"}),
     }
-    # Each policy replays in its own process with its own moto: they share nothing, and a
-    # 2-core machine halves the wall time.
-    with ProcessPoolExecutor(max_workers=min(len(models), os.cpu_count() or 1)) as pool:
+    selected = {name: policies[name] for name in args.policies.split(",")}
+    # Each policy replays in its own process with its own moto: they share nothing, so the
+    # machine's cores run them side by side.
+    with ProcessPoolExecutor(max_workers=min(len(selected), os.cpu_count() or 1)) as pool:
         futures = {
             policy: pool.submit(
                 run_policy,
@@ -83,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 out_dir,
                 args.tick_seconds,
                 progress_bar,
+                env,
             )
-            for policy, model_dir in models.items()
+            for policy, (model_dir, env) in selected.items()
         }
         runs = {policy: future.result() for policy, future in futures.items()}
     defaults = DecideSettings.model_fields
@@ -97,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         with (out_dir / f"pushes-{policy}.jsonl").open("w") as fh:
             for push in run.pushes:
                 fh.write(json.dumps(push.__dict__) + "\n")
-    summary = summarize(runs["model"], runs["popularity"], RatingLog(replay), len(replay_users), config)
+    summary = summarize(runs, RatingLog(replay), len(replay_users), config)
     summary["total_wall_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "report.md").write_text(report_markdown(summary))
+    report = write_report(summary, runs, RatingLog(replay), out_dir)
     print(report_markdown(summary))
-    print(f"written: {out_dir / 'summary.json'} and {out_dir / 'report.md'}")
-    return 0 if summary["accounted_for"] else 1
+    print(f"written: {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {report} (charts in {out_dir / 'charts'})")
+    return 0 if summary["accounted_for"] and not summary["problems"] else 1
 
 
 if __name__ == "__main__":

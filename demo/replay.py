@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +158,9 @@ def run_policy(
     replay: Interactions,
     users: set[str],
     out_dir: Path,
-    tick_seconds: int = 3600,
+    tick_seconds: int = 300,
     progress: Callable[[str, int, int], None] | None = None,
+    decide_env: dict[str, str] | None = None,
 ) -> RunResult:
     result = RunResult(policy=policy)
     started = time.perf_counter()
@@ -172,7 +173,9 @@ def run_policy(
         ROOT / "template.yaml",
         stack_name=f"nudge-demo-{policy}",
         clock=clock,
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "WARNING"}},
+        env_overrides={
+            "DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "WARNING", **(decide_env or {})}
+        },
         log_dir=out_dir / "logs" / policy,
     )
     with pipeline:
@@ -188,7 +191,17 @@ def run_policy(
         _backfill(pipeline, train, users, genres)
         outbox = _subscribe_outbox(pipeline)
         by_id = {u.user_id: u for u in data.users}
-        profiles: list[AnyEvent] = [profile_event(by_id[u], start_at) for u in sorted(users, key=int) if u in by_id]
+        # The app reports consent, time zone and token when the user opens it: a second before
+        # their first replayed event (not all at once at the start, which would push to users
+        # who are not around).
+        first_seen: dict[str, datetime] = {}
+        for event in events:
+            first_seen.setdefault(event.user_id, event.timestamp)
+        profiles: list[AnyEvent] = [
+            profile_event(by_id[u], first_seen[u] - timedelta(seconds=1))
+            for u in sorted(users, key=int)
+            if u in by_id and u in first_seen
+        ]
         pending: list[tuple[int, int, AnyEvent]] = []  # (time, tiebreak, event) heap
         order = 0
         for event in profiles:

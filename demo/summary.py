@@ -66,10 +66,11 @@ def handler_times(run: RunResult) -> dict[str, dict[str, float]]:
     return out
 
 
-def summarize(main: RunResult, baseline: RunResult, log: RatingLog, users: int, config: PolicyConfig) -> dict[str, Any]:
+def summarize(runs: dict[str, RunResult], log: RatingLog, users: int, config: PolicyConfig) -> dict[str, Any]:
+    """Top-level figures come from the first run (the full policy); every run gets a policy row."""
+    main = next(iter(runs.values()))
     processed = len(main.archive_event_ids)
     quarantined = sum(main.quarantined.values())
-    dead = sum(main.dead_lettered.values())
     suppressed: Counter[str] = Counter()
     deferred = 0
     for row in main.ledger:
@@ -81,32 +82,50 @@ def summarize(main: RunResult, baseline: RunResult, log: RatingLog, users: int, 
     for row in main.ledger:
         outcomes.update((row.get("outcomes") or {}).keys())
     ingest_dead = main.dead_lettered.get("Ingest", 0)
-    rows = {main.policy: policy_row(main, log, config), baseline.policy: policy_row(baseline, log, config)}
-    return {
+    rows = {name: policy_row(run, log, config) for name, run in runs.items()}
+    summary: dict[str, Any] = {
+        "policy": main.policy,
         "events_in": main.events_in,
         "events_processed": processed,
         "events_quarantined": quarantined,
         "events_quarantined_by_reason": dict(sorted(main.quarantined.items())),
         "events_dead_lettered": ingest_dead,
         "dead_lettered_by_stage": main.dead_lettered,
-        "accounted_for": main.events_in == processed + quarantined + ingest_dead,
+        "accounted_for": all(
+            run.events_in
+            == len(run.archive_event_ids) + sum(run.quarantined.values()) + run.dead_lettered.get("Ingest", 0)
+            for run in runs.values()
+        ),
         "injected": {"malformed": main.bad_injected, "duplicates": main.duplicates_injected},
         "users": users,
         "pushes_sent": len(main.pushes),
         "pushes_suppressed": dict(sorted(suppressed.items())),
         "pushes_deferred": deferred,
         "push_hit_rate_7d": rows[main.policy]["push_hit_rate_7d"],
-        "popularity": {
-            "pushes_sent": len(baseline.pushes),
-            "push_hit_rate_7d": rows[baseline.policy]["push_hit_rate_7d"],
-        },
         "policies": rows,
         "feedback_events_in": main.feedback_in,
         "feedback_recorded_on_ledger": dict(sorted(outcomes.items())),
         "handler_time": handler_times(main),
-        "dead_letters_total": dead,
-        "wall_seconds": {main.policy: round(main.wall_s, 1), baseline.policy: round(baseline.wall_s, 1)},
+        "wall_seconds": {name: round(run.wall_s, 1) for name, run in runs.items()},
     }
+    problems = [
+        f"{name}: {count} records of {stage} dead-lettered"
+        for name, run in runs.items()
+        for stage, count in run.dead_lettered.items()
+        if count
+    ] + [
+        f"{name}: {fid} raised in {stats['errors']} of {stats['invocations']} invocations"
+        for name, run in runs.items()
+        for fid, stats in run.stats.get("functions", {}).items()
+        if stats.get("errors")
+    ]
+    summary["problems"] = problems
+    if "popularity" in runs:
+        summary["popularity"] = {
+            "pushes_sent": len(runs["popularity"].pushes),
+            "push_hit_rate_7d": rows["popularity"]["push_hit_rate_7d"],
+        }
+    return summary
 
 
 def report_markdown(summary: dict[str, Any]) -> str:
@@ -117,6 +136,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         f"quarantined {summary['events_quarantined']}, dead-lettered {summary['events_dead_lettered']}; "
         f"all accounted for: {summary['accounted_for']})",
         f"- users: {summary['users']}",
+        *[f"- PROBLEM: {p}" for p in summary.get("problems", [])],
         f"- pushes sent: {summary['pushes_sent']}, deferred for quiet hours: {summary['pushes_deferred']}",
         f"- suppressed by reason: {summary['pushes_suppressed']}",
         f"- feedback recorded on the ledger: {summary['feedback_recorded_on_ledger']}",

@@ -17,6 +17,8 @@ from botocore.config import Config
 from moto import mock_aws
 
 from runner.clock import Clock, RealClock, SimulatedClock, to_epoch
+from runner.deploy import deployed_stack as read_deployed_stack
+from runner.deploy import function_environment
 from runner.event_sources import (
     Destination,
     DynamoDBStreamMapping,
@@ -84,6 +86,10 @@ class LocalPipeline:
 
     env_overrides maps a function logical id (or "*" for all) to variables that win over the
     template's, e.g. {"DecideFunction": {"MODEL_DIR": "/tmp/model"}}; None unsets a variable.
+
+    deployed_stack names a CloudFormation stack that already exists in the same moto (or behind
+    endpoint_url): its resources are used instead of created, and each function gets the
+    environment CloudFormation gave the deployed function (see runner/deploy.py).
     """
 
     def __init__(
@@ -101,11 +107,13 @@ class LocalPipeline:
         python_paths: Sequence[str | Path] | None = None,
         isolate_modules: bool = True,
         enforce_timeout: bool = False,
+        deployed_stack: str | None = None,
     ) -> None:
         self.template: Template = load_template(template_path, parameter_overrides)
         for warning in self.template.warnings:
             log.warning("template: %s", warning)
-        self.stack_name = stack_name
+        self.stack_name = deployed_stack or stack_name
+        self._deployed = deployed_stack is not None
         self.clock: Clock = clock or RealClock()
         self.region = region
         self.endpoint_url = endpoint_url
@@ -152,17 +160,28 @@ class LocalPipeline:
 
     def _start(self) -> None:
         self.account_id = str(self.client("sts").get_caller_identity()["Account"])
-        builder = StackBuilder(
-            self.template,
-            self.client,
-            stack_name=self.stack_name,
-            region=self.region,
-            account_id=self.account_id,
-        )
-        self._stack = builder.build()
-        self.resolver = builder.resolver
+        if self._deployed:
+            self._stack = read_deployed_stack(self.client, self.stack_name, self.region, self.account_id)
+            resolver = Resolver(
+                self.template,
+                stack_name=self.stack_name,
+                region=self.region,
+                account_id=self.account_id,
+                physical=self._stack.resources,
+            )
+        else:
+            builder = StackBuilder(
+                self.template,
+                self.client,
+                stack_name=self.stack_name,
+                region=self.region,
+                account_id=self.account_id,
+            )
+            self._stack = builder.build()
+            resolver = builder.resolver
+        self.resolver = resolver
         for fid in self._selected:
-            self.containers[fid] = self._container(fid, builder.resolver)
+            self.containers[fid] = self._container(fid, resolver)
         for fid in self._selected:
             for event in self.template.functions[fid].events:
                 self._add_mapping(event)
@@ -170,7 +189,11 @@ class LocalPipeline:
     def _container(self, fid: str, resolver: Resolver) -> FunctionContainer:
         spec = self.template.functions[fid]
         resource = self.resources[fid]
-        template_env = {key: resolver.resolve_str(value) for key, value in spec.environment.items()}
+        if self._deployed:
+            # What CloudFormation wired is what the deployed handler reads, not our resolution of it.
+            template_env = function_environment(self.client("lambda"), resource.ref)
+        else:
+            template_env = {key: resolver.resolve_str(value) for key, value in spec.environment.items()}
         overrides = {**self._env_overrides.get("*", {}), **self._env_overrides.get(fid, {})}
         environment = lambda_environment(
             spec,

@@ -32,6 +32,7 @@ IGNORED_TYPES = (
     "AWS::Lambda::Permission",
     "AWS::Logs::LogGroup",
     "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
     "AWS::Serverless::LayerVersion",
     "AWS::Lambda::LayerVersion",
     SAM_FUNCTION,

@@ -146,6 +146,7 @@ def decide_service() -> DecideService:
     from shared.adapters.user_state_store import UserStateStore
     from shared.caps import CapsConfig
     from shared.decide_service import DecideConfig, DecideService
+    from shared.engagement import FatigueConfig, load_calibration
     from shared.policy import PolicyConfig
 
     settings = decide_settings()
@@ -155,6 +156,13 @@ def decide_service() -> DecideService:
         quiet_hours_start=settings.quiet_hours_start,
         quiet_hours_end=settings.quiet_hours_end,
         exploration_share=settings.exploration_share,
+        variant=settings.policy_variant,
+        item_choice=settings.item_choice,
+        fatigue=FatigueConfig(
+            base=settings.fatigue_base,
+            per_recent_push=settings.fatigue_per_recent_push,
+            dismissal_weight=settings.fatigue_dismissal_weight,
+        ),
     )
     caps = CapsConfig(
         daily=settings.daily_push_cap,
@@ -176,6 +184,8 @@ def decide_service() -> DecideService:
             due_shards=settings.due_shards,
         ),
         PushCounters(dynamodb(), settings.push_counters_table),
+        # Fitted with the model and shipped beside it; without one, no engagement test is made.
+        load_calibration(settings.model_dir) if not settings.model_s3_uri else None,
     )
 
 

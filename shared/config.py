@@ -51,7 +51,7 @@ class DecideSettings(_Settings):
     # See shared/policy.py PolicyConfig: "full", "rules" or "none"; "model" or "random".
     policy_variant: Literal["full", "rules", "none"] = "full"
     item_choice: Literal["model", "random"] = "model"
-    fatigue_base: float = Field(default=0.03, ge=0.0, le=1.0)
+    fatigue_base: float = Field(default=0.30, ge=0.0, le=1.0)
     fatigue_per_recent_push: float = Field(default=0.01, ge=0.0, le=1.0)
     fatigue_dismissal_weight: float = Field(default=0.05, ge=0.0, le=1.0)
     push_ttl_days: int = Field(default=90, ge=1)

@@ -16,7 +16,7 @@ from shared.caps import CapsConfig, counters_for
 from shared.decision import Action, Decision, Reason, decision_id_for
 from shared.engagement import Calibration
 from shared.errors import NudgeError, VersionConflict
-from shared.model import Recommender
+from shared.model import Recommender, recommend_in_context
 from shared.policy import PastPush, PolicyConfig, decide
 from shared.user_state import StateChange, UserState
 
@@ -92,7 +92,8 @@ class DecideService:
 
     def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
         history = state.history()
-        candidates = self._recommender.recommend([history], self._config.candidates)[0]
+        stamps = [item.ts for item in state.recent_items]
+        candidates = recommend_in_context(self._recommender, [history], self._config.candidates, [stamps], now)[0]
         pushed = self._ledger.pushes_since(state.user_id, now - REPEAT_WINDOW_SECONDS)
         pushed_ids = [str(p.get("item_id", "")) for p in pushed]
         catalog = self._catalog.get_many([c.item_id for c in candidates] + history + pushed_ids)

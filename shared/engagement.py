@@ -53,8 +53,9 @@ def load_calibration(model_dir: str | Path) -> Calibration | None:
 
 @dataclass(frozen=True)
 class FatigueConfig:
-    # The least engagement probability worth a push at all.
-    base: float = 0.03
+    # The least engagement probability worth a push at all. Measured on the MovieLens replay
+    # (30 users): 0.03 -> 112 pushes, 13 % hits; 0.30 -> 82, 18 %; 0.40 -> 72, 19 %.
+    base: float = 0.30
     # Added per push the user received in the last 7 days.
     per_recent_push: float = 0.01
     # Added in proportion to the share of delivered pushes the user dismissed.

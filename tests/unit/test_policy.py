@@ -125,7 +125,13 @@ def test_push_only_when_engagement_beats_fatigue() -> None:
     from shared.engagement import Calibration, FatigueConfig, fatigue_cost
 
     calibration = Calibration(model_version="m", upper=[0.5, 1.0], probability=[0.01, 0.20])
-    config = PolicyConfig(daily_push_cap=9, quiet_hours_start=0, quiet_hours_end=0, exploration_share=0.0)
+    config = PolicyConfig(
+        daily_push_cap=9,
+        quiet_hours_start=0,
+        quiet_hours_end=0,
+        exploration_share=0.0,
+        fatigue=FatigueConfig(base=0.03),
+    )
     strong, weak = cands(("3", 0.9)), cands(("3", 0.4))
     pushed = decide(user(), strong, CATALOG, [], NOON, config, calibration=calibration)
     assert pushed.action is Action.PUSH and pushed.engagement == 0.20 and pushed.fatigue == pytest.approx(0.03)
@@ -134,7 +140,7 @@ def test_push_only_when_engagement_beats_fatigue() -> None:
     # A tired user: six pushes this week, most dismissed; even the strong candidate is not worth it.
     week = [PastPush(str(90 + i), NOON - i * 86400, (f"G{i}",)) for i in range(1, 7)]
     tired = user(pushes_delivered=10, pushes_dismissed=9)
-    assert fatigue_cost(6, 10, 9, FatigueConfig()) > 0.085
+    assert fatigue_cost(6, 10, 9, FatigueConfig(base=0.03)) > 0.085
     verdict = decide(
         tired,
         strong,

@@ -1,0 +1,199 @@
+"""template.yaml deployed through CloudFormation (moto's), then the pipeline run on what it created.
+
+Packaging uploads the source directories the template names, or with NUDGE_BUILD_DIR set (as
+`make deploy-test` does after `sam build`) the built artifacts, and then the handlers import
+`shared` from the built shared layer and read the model from the built model layer.
+The Serverless transform is aws-sam-translator's, the library SAM CLI and CloudFormation use.
+The runner then reads the stack's resources and outputs and gives each handler the environment
+CloudFormation gave the deployed function: the stack, not the runner, decides what the code sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.awslambda.models import LambdaBackend
+
+from runner.clock import SimulatedClock
+from runner.deploy import create_stack, package, transform
+from runner.pipeline import LocalPipeline
+from runner.template import load_template
+from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.dynamo_codec import from_dynamo
+from shared.adapters.object_archive import ObjectArchive
+from shared.contract import BehaviourEvent, ProfileEvent
+
+pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+REGION = "us-east-1"
+STACK = "nudge-deploy-test"
+T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
+PARAMETERS = {"ShardCount": "1", "DailyPushCap": "2", "ExplorationShare": "0.1", "AlarmEmail": ""}
+# Types moto's CloudFormation accepts without creating anything (it reports no physical id).
+# A real deployment creates them; the template's own lint (cfn-lint, sam validate) checks them.
+NOT_EMULATED = {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm", "AWS::Lambda::Permission"}
+
+
+def _build_dir() -> Path | None:
+    # Opt-in: a `.aws-sam/build` left from an earlier `sam build` may predate the source under test.
+    configured = os.environ.get("NUDGE_BUILD_DIR")
+    if not configured:
+        return None
+    build_dir = Path(configured).resolve()
+    if not (build_dir / "template.yaml").is_file():
+        pytest.fail(f"NUDGE_BUILD_DIR={configured} holds no sam build output: run `make build`")
+    return build_dir
+
+
+@pytest.fixture(scope="module")
+def deployed() -> Iterator[dict[str, Any]]:
+    with mock_aws(), warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+        # moto delivers DynamoDB stream records to deployed event source mappings itself (through
+        # Docker) and then drops them from the stream; the runner is the poller here, and real
+        # streams keep records for 24 h whoever reads them, so moto's own delivery is switched off.
+        patch.setattr(LambdaBackend, "send_dynamodb_items", lambda *args, **kwargs: "")
+        # moto warns for every resource type its CloudFormation does not emulate (see NOT_EMULATED).
+        warnings.simplefilter("ignore", UserWarning)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="nudge-artifacts")
+        build_dir = _build_dir()
+        packaged = package(TEMPLATE, s3, "nudge-artifacts", build_dir=build_dir)
+        expanded = transform(packaged, PARAMETERS, REGION)
+        cloudformation = boto3.client("cloudformation", region_name=REGION)
+        stack = create_stack(cloudformation, STACK, expanded, PARAMETERS)
+        yield {"stack": stack, "expanded": expanded, "build_dir": build_dir, "cfn": cloudformation}
+
+
+@pytest.fixture(scope="module")
+def pipeline(deployed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    build_dir: Path | None = deployed["build_dir"]
+    # Lambda mounts the model layer at /opt/model; here the layer's built (or source) content.
+    model_dir = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
+    # With a build, `shared` is imported from the built shared layer: its layout is tested too.
+    paths = [build_dir / "SharedLayer" / "python"] if build_dir else None
+    with (
+        mock_aws(),
+        LocalPipeline(
+            TEMPLATE,
+            deployed_stack=STACK,
+            clock=SimulatedClock(T0),
+            env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
+            parameter_overrides=PARAMETERS,
+            log_dir=tmp_path_factory.mktemp("logs"),
+            python_paths=paths,
+        ) as pipe,
+    ):
+        yield pipe
+
+
+def test_stack_reaches_create_complete_with_every_resource(deployed: dict[str, Any]) -> None:
+    assert deployed["stack"]["StackStatus"] == "CREATE_COMPLETE"
+    summaries = deployed["cfn"].describe_stack_resources(StackName=STACK)["StackResources"]
+    with_id = {r["LogicalResourceId"] for r in summaries if r.get("PhysicalResourceId")}
+    expanded = deployed["expanded"]["Resources"]
+    # Conditional resources (the alarm e-mail subscription) are off with these parameters.
+    missing = {lid: spec["Type"] for lid, spec in expanded.items() if lid not in with_id and "Condition" not in spec}
+    # Layer versions are created (functions reference them) but moto reports them without an id.
+    missing = {lid: t for lid, t in missing.items() if t != "AWS::Lambda::LayerVersion"}
+    assert set(missing.values()) <= NOT_EMULATED, missing
+    outputs = {o["OutputKey"] for o in deployed["stack"]["Outputs"]}
+    assert {"EventsStreamName", "UserStateTableName", "PushTopicArn", "AlarmTopicArn"} <= outputs
+
+
+def test_event_source_mappings_are_the_ones_the_runner_emulates(pipeline: LocalPipeline) -> None:
+    deployed = pipeline.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    by_key = {(m["FunctionArn"].rsplit(":", 1)[-1], m["EventSourceArn"]): m for m in deployed}
+    template = load_template(TEMPLATE, PARAMETERS)
+    expected = [e for f in template.functions.values() for e in f.events if e.kind != "schedule"]
+    assert len(deployed) == len(expected)
+    for spec in expected:
+        name = pipeline.resources[spec.function_id].ref
+        source = pipeline.resources[spec.source_logical_id or ""]
+        arn = source.attributes["Arn" if spec.kind == "kinesis" else "StreamArn"]
+        m = by_key[(name, arn)]
+        assert m["BatchSize"] == spec.batch_size
+        assert m["BisectBatchOnFunctionError"] is spec.bisect_on_error
+        assert m["MaximumRetryAttempts"] == spec.max_retries
+        assert set(m.get("FunctionResponseTypes", [])) == set(spec.function_response_types)
+        patterns = [json.loads(f["Pattern"]) for f in (m.get("FilterCriteria") or {}).get("Filters", [])]
+        assert patterns == list(spec.filter_patterns)
+        queue = pipeline.resources[spec.on_failure_logical_id or ""]
+        assert m["DestinationConfig"]["OnFailure"]["Destination"] == queue.attributes["Arn"]
+    rules = pipeline.client("events").list_rules()["Rules"]
+    assert [r["ScheduleExpression"] for r in rules] == ["rate(5 minutes)"]
+
+
+def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
+    outputs = pipeline.outputs
+    decide_env = pipeline.containers["DecideFunction"].environment
+    assert decide_env["USER_STATE_TABLE"] == outputs["UserStateTableName"]
+    assert decide_env["EXPLORATION_SHARE"] == "0.1"
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    catalog = Catalog(dynamodb, outputs["CatalogTableName"])
+    items = ["1", "2", "3", "4", "5", "7"]
+    catalog.put_many(CatalogItem(item_id=i, title=f"Film {i}") for i in items)
+    sqs, sns = pipeline.client("sqs"), pipeline.client("sns")
+    outbox = sqs.create_queue(QueueName="deploy-outbox")["QueueUrl"]
+    outbox_arn = sqs.get_queue_attributes(QueueUrl=outbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(
+        TopicArn=outputs["PushTopicArn"],
+        Protocol="sqs",
+        Endpoint=outbox_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    users = [f"u{i}" for i in range(6)]
+    events: list[Any] = []
+    for u in users:
+        events.append(
+            ProfileEvent(
+                schema_version=1,
+                event_id=f"p-{u}",
+                user_id=u,
+                timestamp=T0,
+                type="profile",
+                consent=True,
+                timezone="UTC",
+                push_token=f"tok-{u}",
+            )
+        )
+        events += [
+            BehaviourEvent(
+                schema_version=1,
+                event_id=f"{u}-{k}",
+                user_id=u,
+                timestamp=T0 + timedelta(minutes=k),
+                type="rate",
+                item_id=items[(k + len(u)) % len(items)],
+                value=5.0,
+            )
+            for k in range(4)
+        ]
+    records = [json.loads(e.model_dump_json(exclude_none=True)) for e in events]
+    pipeline.put_events(records, partition_key="user_id", stream=outputs["EventsStreamName"])
+    assert pipeline.pump().quiescent
+
+    archive = ObjectArchive(pipeline.client("s3"), outputs["ArchiveBucketName"])
+    archived = [line for key in archive.keys("archive/") for line in archive.read_lines(key)]
+    assert len(archived) == len(records)
+    states = dynamodb.Table(outputs["UserStateTableName"]).scan()["Items"]
+    assert {s["user_id"] for s in states} == set(users)
+    ledger = [from_dynamo(i) for i in dynamodb.Table(outputs["LedgerTableName"]).scan()["Items"]]
+    assert ledger, "decide ran on the deployed user-state stream"
+    pushes = pipeline.receive_json(outbox)
+    assert {p["decision_id"] for p in pushes} == {r["decision_id"] for r in ledger if r.get("status") == "sent"}
+    assert max(Counter(p["user_id"] for p in pushes).values(), default=0) <= 2
+    for queue in ("IngestDeadLetterQueueUrl", "FeaturesDeadLetterQueueUrl", "DecideDeadLetterQueueUrl"):
+        assert pipeline.receive_messages(outputs[queue]) == []
+    assert all(s.errors == 0 for s in pipeline.stats().functions.values())
