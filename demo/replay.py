@@ -112,7 +112,7 @@ def _feedback_event(push: Push, at: int, outcome: str) -> FeedbackEvent:
         event_id=f"fb-{push.decision_id}-{outcome}",
         user_id=push.user_id,
         timestamp=datetime.fromtimestamp(at, UTC),
-        type=outcome,  # type: ignore[arg-type]
+        type=outcome,
         decision_id=push.decision_id,
         item_id=push.item_id,
     )
@@ -204,11 +204,9 @@ def run_policy(
         ]
         pending: list[tuple[int, int, AnyEvent]] = []  # (time, tiebreak, event) heap
         order = 0
-        for event in profiles:
-            heapq.heappush(pending, (event.epoch_seconds, order, event))
-            order += 1
-        for event in events:
-            heapq.heappush(pending, (event.epoch_seconds, order, event))
+        scheduled: list[AnyEvent] = [*profiles, *events]
+        for item in scheduled:
+            heapq.heappush(pending, (item.epoch_seconds, order, item))
             order += 1
         total = len(pending)
         done = 0
@@ -218,21 +216,21 @@ def run_policy(
             batch: list[bytes | dict[str, Any]] = []
             keys: list[str] = []
             while pending and pending[0][0] < tick_end:
-                _, _, event = heapq.heappop(pending)
-                encoded = json.loads(event.model_dump_json(exclude_none=True))
+                _, _, queued = heapq.heappop(pending)
+                encoded = json.loads(queued.model_dump_json(exclude_none=True))
                 batch.append(encoded)
-                keys.append(event.user_id)
-                if isinstance(event, FeedbackEvent):
+                keys.append(queued.user_id)
+                if isinstance(queued, FeedbackEvent):
                     result.feedback_in += 1
                 else:
                     done += 1
                     if done % BAD_EVERY == 0:
-                        batch.append(bad_record(done // BAD_EVERY, event.timestamp))
-                        keys.append(event.user_id)
+                        batch.append(bad_record(done // BAD_EVERY, queued.timestamp))
+                        keys.append(queued.user_id)
                         result.bad_injected += 1
                     if done % DUPLICATE_EVERY == 0:
                         batch.append(encoded)
-                        keys.append(event.user_id)
+                        keys.append(queued.user_id)
                         result.duplicates_injected += 1
             if not batch:
                 # Nothing happens until the next event: jump the clock (still firing the sweep).

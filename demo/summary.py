@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from demo.outcomes import RatingLog, hit_rate
 from demo.replay import RunResult
+from shared.ope import epsilon_greedy, estimate, greedy, logged_from_ledger
 from shared.policy import PolicyConfig, in_quiet_hours
 
 DAY = 24 * 3600
@@ -62,6 +63,26 @@ def handler_times(run: RunResult) -> dict[str, dict[str, float]]:
             "invocations": stats["invocations"],
             "records": stats["records"],
             "errors": stats["errors"],
+        }
+    return out
+
+
+def off_policy(run: RunResult) -> dict[str, Any]:
+    """What other exploration settings would have scored, estimated from this run's ledger alone."""
+    logged = logged_from_ledger(run.ledger)
+    if not logged:
+        return {}
+    targets = {"logged (on-policy check)": None, "greedy": greedy, "epsilon 0.2, top 5": epsilon_greedy(0.2, 5)}
+    out: dict[str, Any] = {}
+    for name, target in targets.items():
+        result = estimate(logged, target or (lambda row: row.propensity))
+        out[name] = {
+            "ips": round(result.ips, 4),
+            "ips_95ci": [round(v, 4) for v in result.ips_ci],
+            "snips": round(result.snips, 4),
+            "snips_95ci": [round(v, 4) for v in result.snips_ci],
+            "effective_sample_size": round(result.effective_sample_size, 1),
+            "n": result.n,
         }
     return out
 
@@ -120,6 +141,7 @@ def summarize(runs: dict[str, RunResult], log: RatingLog, users: int, config: Po
         if stats.get("errors")
     ]
     summary["problems"] = problems
+    summary["off_policy_estimates"] = off_policy(main)
     if "popularity" in runs:
         summary["popularity"] = {
             "pushes_sent": len(runs["popularity"].pushes),

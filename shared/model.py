@@ -5,6 +5,9 @@ only on the S3 path, passed in by the caller). Any model kind (co-occurrence, po
 transformer) is served by the same ``OnnxRecommender`` as long as its graph keeps the contract:
 
 * inputs ``item_ids`` int64 [batch, max_history] (0 = padding, newest item last) and ``k`` int64 [1];
+  a graph may also declare context inputs ``timestamps`` int64 [batch, max_history] (epoch seconds
+  aligned with ``item_ids``) and ``now`` int64 [batch] (the request time); the wrapper feeds them
+  only then, so the co-occurrence graph and a context-aware transformer share this one wrapper;
 * outputs ``top_ids`` int64 [batch, k] and ``top_scores`` float32 [batch, k], best first, with the
   padding token and the history window pushed to ``MASK_SCORE``; optionally ``scores`` [batch, V].
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
@@ -37,6 +41,9 @@ VERSION_METADATA_KEY = "nudge.model_version"
 
 INPUT_ITEM_IDS = "item_ids"
 INPUT_K = "k"
+# Optional context inputs: a graph that declares them gets per-item epoch seconds and the request time.
+INPUT_TIMESTAMPS = "timestamps"
+INPUT_NOW = "now"
 OUTPUT_TOP_IDS = "top_ids"
 OUTPUT_TOP_SCORES = "top_scores"
 OUTPUT_SCORES = "scores"
@@ -109,6 +116,36 @@ class Recommender(Protocol):
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[Recommendation]]: ...
 
 
+@runtime_checkable
+class ContextRecommender(Recommender, Protocol):
+    """A recommender that can also take each history item's time and the request time."""
+
+    @property
+    def uses_context(self) -> bool: ...
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        *,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        now: int | None = None,
+    ) -> list[list[Recommendation]]: ...
+
+
+def recommend_in_context(
+    recommender: Recommender,
+    histories: Sequence[Sequence[str]],
+    k: int,
+    timestamps: Sequence[Sequence[int]],
+    now: int,
+) -> list[list[Recommendation]]:
+    """Pass the time context to recommenders that take it; plain ``Recommender`` s get the histories only."""
+    if isinstance(recommender, ContextRecommender) and recommender.uses_context:
+        return recommender.recommend(histories, k, timestamps=timestamps, now=now)
+    return recommender.recommend(histories, k)
+
+
 def session_options() -> ort.SessionOptions:
     """One thread, sequential: a Lambda has ~1 vCPU and a thread pool only adds wake-up latency."""
     options = ort.SessionOptions()
@@ -166,6 +203,11 @@ def _check_contract(manifest: ModelManifest) -> list[str]:
     item_ids = manifest.input(INPUT_ITEM_IDS)
     if item_ids is None or item_ids.shape[-1:] != [manifest.max_history]:
         problems.append(f"input {INPUT_ITEM_IDS} must be [batch, max_history={manifest.max_history}]")
+    stamps, now = manifest.input(INPUT_TIMESTAMPS), manifest.input(INPUT_NOW)
+    if (stamps is None) != (now is None):
+        problems.append(f"inputs {INPUT_TIMESTAMPS} and {INPUT_NOW} come together or not at all")
+    if stamps is not None and stamps.shape[-1:] != [manifest.max_history]:
+        problems.append(f"input {INPUT_TIMESTAMPS} must be [batch, max_history={manifest.max_history}]")
     for required in (OUTPUT_TOP_IDS, OUTPUT_TOP_SCORES):
         if manifest.output(required) is None:
             problems.append(f"missing output {required}")
@@ -187,6 +229,7 @@ class OnnxRecommender:
         self._index = manifest.index_map()
         self._vocab = np.asarray(manifest.item_vocab, dtype=object)
         self._has_scores = manifest.output(OUTPUT_SCORES) is not None
+        self._uses_context = manifest.input(INPUT_TIMESTAMPS) is not None
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> OnnxRecommender:
@@ -215,32 +258,87 @@ class OnnxRecommender:
     def manifest(self) -> ModelManifest:
         return self._manifest
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[Recommendation]]:
+    @property
+    def uses_context(self) -> bool:
+        """True when the graph takes ``timestamps`` and ``now`` (a time-aware model)."""
+        return self._uses_context
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        *,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        now: int | None = None,
+    ) -> list[list[Recommendation]]:
         """Top-k per history, best first. Only the last ``max_history`` known items are masked:
         callers that must never repeat older items (decide's consumed list) filter those themselves.
+
+        ``timestamps`` (epoch seconds, aligned with ``histories``) and ``now`` are used only by a
+        graph that declares them; without them such a graph sees every item as happening ``now``.
         """
         if not histories:
             return []
         if k <= 0:
             return [[] for _ in histories]
-        item_ids = self.preprocess(histories)
-        top_ids, top_scores = self.run(item_ids, min(k, self._manifest.vocab_size))
+        feeds = self.feeds(histories, timestamps, now)
+        top_ids, top_scores = self.run_feeds(feeds, min(k, self._manifest.vocab_size))
         return self.postprocess(top_ids, top_scores)
 
     def preprocess(self, histories: Sequence[Sequence[str]]) -> NDArray[np.int64]:
         """Ids -> indices (unknown ids dropped *before* taking the newest max_history), left-padded."""
+        return self._windows(histories, None)[0]
+
+    def _windows(
+        self, histories: Sequence[Sequence[str]], timestamps: Sequence[Sequence[int]] | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         length = self._manifest.max_history
         batch = np.full((len(histories), length), PAD_INDEX, dtype=np.int64)
+        times = np.zeros((len(histories), length), dtype=np.int64)
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise ValueError("timestamps must align with histories")
         for row, history in enumerate(histories):
-            known = [i for i in (self._index.get(item) for item in history) if i is not None]
+            stamps = timestamps[row] if timestamps is not None else None
+            if stamps is not None and len(stamps) != len(history):
+                raise ValueError(f"history {row}: {len(history)} items but {len(stamps)} timestamps")
+            known = [(i, n) for n, i in enumerate(self._index.get(item) for item in history) if i is not None]
             window = known[-length:] if length else []
             if window:
-                batch[row, length - len(window) :] = window
-        return batch
+                batch[row, length - len(window) :] = [i for i, _ in window]
+                if stamps is not None:
+                    times[row, length - len(window) :] = [stamps[n] for _, n in window]
+        return batch, times
+
+    def feeds(
+        self,
+        histories: Sequence[Sequence[str]],
+        timestamps: Sequence[Sequence[int]] | None = None,
+        now: int | None = None,
+    ) -> dict[str, NDArray[np.int64]]:
+        """The graph's inputs except ``k``: item window, and the time context when the graph takes it."""
+        item_ids, times = self._windows(histories, timestamps if self._uses_context else None)
+        feeds = {INPUT_ITEM_IDS: item_ids}
+        if self._uses_context:
+            request = int(time.time()) if now is None else int(now)
+            if timestamps is None:
+                times = np.where(item_ids != PAD_INDEX, request, 0)
+            feeds[INPUT_TIMESTAMPS] = times
+            feeds[INPUT_NOW] = np.full(len(histories), request, dtype=np.int64)
+        return feeds
 
     def run(self, item_ids: NDArray[np.int64], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        feeds = {INPUT_ITEM_IDS: item_ids, INPUT_K: np.asarray([k], dtype=np.int64)}
-        top_ids, top_scores = self._session.run([OUTPUT_TOP_IDS, OUTPUT_TOP_SCORES], feeds)
+        feeds = {INPUT_ITEM_IDS: item_ids}
+        if self._uses_context:
+            # No times given: every known item "now", as recommend does without timestamps.
+            request = int(time.time())
+            feeds[INPUT_TIMESTAMPS] = np.where(item_ids != PAD_INDEX, request, 0)
+            feeds[INPUT_NOW] = np.full(item_ids.shape[0], request, dtype=np.int64)
+        return self.run_feeds(feeds, k)
+
+    def run_feeds(self, feeds: dict[str, NDArray[np.int64]], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        top_ids, top_scores = self._session.run(
+            [OUTPUT_TOP_IDS, OUTPUT_TOP_SCORES], {**feeds, INPUT_K: np.asarray([k], dtype=np.int64)}
+        )
         return np.asarray(top_ids, dtype=np.int64), np.asarray(top_scores, dtype=np.float32)
 
     def postprocess(self, top_ids: NDArray[np.int64], top_scores: NDArray[np.float32]) -> list[list[Recommendation]]:
@@ -256,11 +354,16 @@ class OnnxRecommender:
             )
         return results
 
-    def score_matrix(self, histories: Sequence[Sequence[str]]) -> NDArray[np.float32]:
+    def score_matrix(
+        self,
+        histories: Sequence[Sequence[str]],
+        timestamps: Sequence[Sequence[int]] | None = None,
+        now: int | None = None,
+    ) -> NDArray[np.float32]:
         """Full [batch, V] scores (masked entries at ``MASK_SCORE``), for scoring given candidates."""
         if not self._has_scores:
             raise ModelLoadError(f"model {self._manifest.version} has no {OUTPUT_SCORES} output")
-        feeds = {INPUT_ITEM_IDS: self.preprocess(histories), INPUT_K: np.asarray([1], dtype=np.int64)}
+        feeds = {**self.feeds(histories, timestamps, now), INPUT_K: np.asarray([1], dtype=np.int64)}
         (scores,) = self._session.run([OUTPUT_SCORES], feeds)
         return np.asarray(scores, dtype=np.float32)
 

@@ -33,7 +33,9 @@ from training.evaluate import heldout_metrics, most_pop_ranker, onnx_ranker, pus
 from training.movielens import REPO_ROOT, DatasetNotFoundError, load_movielens, resolve_data_dir, time_split
 from training.onnx_export import ModelArrays, export_model
 
-KINDS = ("cooccurrence", "popularity")
+KINDS = ("cooccurrence", "popularity", "sasrec")
+# The transformer trains with torch (requirements/train.txt) in its own module; see training.train_sasrec.
+SASREC_EPOCHS = 30
 
 
 def code_version() -> str:
@@ -109,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split-quantile", type=float, default=0.8, help="train on this earliest share of time")
     parser.add_argument("--out", type=Path, required=True, help="directory for model.onnx + manifest.json")
     args = parser.parse_args(argv)
+    if args.kind == "sasrec":
+        from training import train_sasrec
+
+        forwarded = ["--split-quantile", str(args.split_quantile), "--seeds", "0", "--out", str(args.out)]
+        forwarded += ["--epochs", str(SASREC_EPOCHS)] + (["--data", str(args.data)] if args.data else [])
+        return train_sasrec.main(forwarded)
     began = time.perf_counter()
     try:
         manifest = build(resolve_data_dir(args.data), args.kind, args.split_quantile, args.out)

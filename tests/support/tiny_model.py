@@ -16,9 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from shared.model import PAD_TOKEN
+from training.context import DAYS, GAP_BUCKETS, HOURS
 from training.onnx_export import ModelArrays, export_model
+from training.sasrec_export import export_sasrec
+from training.sasrec_graph import BlockWeights, SasrecWeights
 
 DEFAULT_VOCAB = ["i1", "i2", "i3", "i4", "i5", "i6"]
 CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -81,5 +85,54 @@ def build_tiny_model(
         metrics={"push_hit@10": 0.0},
         code_version="test",
         created_at=created_at,
+    )
+    return out_dir
+
+
+def tiny_sasrec_weights(
+    vocab_size: int = 7, max_len: int = 4, dim: int = 8, heads: int = 2, context: bool = True, seed: int = 0
+) -> SasrecWeights:
+    """Random but fixed transformer weights (row 0 of the item table is padding, so zero)."""
+    rng = np.random.default_rng(seed)
+
+    def r(*shape: int) -> NDArray[np.float32]:
+        return (rng.normal(size=shape) * 0.5).astype(np.float32)
+
+    def block() -> BlockWeights:
+        d = dim
+        return BlockWeights(
+            1 + r(d), r(d), r(d, 3 * d), r(3 * d), r(d, d), r(d), 1 + r(d), r(d), r(d, d), r(d), r(d, d), r(d)
+        )
+
+    table = r(vocab_size, dim)
+    table[0] = 0.0
+    sizes = {"hour": HOURS, "dow": DAYS, "gap": GAP_BUCKETS, "q_hour": HOURS, "q_dow": DAYS, "q_gap": GAP_BUCKETS}
+    return SasrecWeights(
+        item_table=table,
+        positions=r(max_len, dim),
+        blocks=[block(), block()],
+        ln_f_g=1 + r(dim),
+        ln_f_b=r(dim),
+        heads=heads,
+        context={name: r(size, dim) for name, size in sizes.items()} if context else {},
+    )
+
+
+def build_tiny_sasrec(
+    out_dir: Path, vocab: list[str] | None = None, *, context: bool = True, int8: bool = False
+) -> Path:
+    """A tiny transformer artifact through the real export path (``training.sasrec_export``)."""
+    items = vocab or DEFAULT_VOCAB
+    export_sasrec(
+        out_dir,
+        tiny_sasrec_weights(vocab_size=len(items) + 1, context=context),
+        item_vocab=[PAD_TOKEN, *items],
+        training_data_sha256="0" * 64,
+        training_window={"start": datetime(2025, 12, 1, tzinfo=UTC), "end": datetime(2025, 12, 31, tzinfo=UTC)},
+        metrics={},
+        code_version="test",
+        created_at=CREATED_AT,
+        int8=int8,
+        name="tiny-sasrec",
     )
     return out_dir

@@ -1,0 +1,265 @@
+"""The transformer artifact without torch: graph vs numpy reference, the wrapper's context inputs, the
+shipped artifact's parity, the loaders and the time context. Torch-only checks skip without torch."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from shared.model import (
+    MASK_SCORE,
+    ModelLoadError,
+    OnnxRecommender,
+    Recommender,
+    read_manifest,
+    recommend_in_context,
+    session_options,
+)
+from tests.support.fakes import FakeRecommender
+from tests.support.tiny_model import DEFAULT_VOCAB, build_tiny_sasrec, tiny_sasrec_weights
+from training.context import day_of_week, event_context, gap_bucket, hour_of_day, request_context
+from training.sasrec_graph import build_sasrec_graph, reference_masked, weights_from_graph
+from training.sequences import make_windows, timed_leave_last_out, user_sequences, vocab_for
+from training.sources import load_archive, load_csv
+
+SHIPPED = Path(__file__).resolve().parents[2] / "layers" / "model"
+T0 = 880_000_000  # 1997-11-20, inside MovieLens' period
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+
+
+def _inputs(vocab: int, length: int, batch: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    items = np.stack([rng.choice(np.arange(1, vocab), size=length, replace=False) for _ in range(batch)])
+    fill = rng.integers(0, length, size=batch)
+    for row, pads in enumerate(fill):
+        items[row, :pads] = 0  # left padding of varying length, including a fully padded row
+    items[0, :] = 0
+    times = np.where(items > 0, T0 + np.cumsum(rng.integers(0, 200_000, size=items.shape), axis=1), 0)
+    now = times.max(axis=1) + rng.integers(1, 10**6, size=batch)
+    return items.astype(np.int64), times.astype(np.int64), now.astype(np.int64)
+
+
+@pytest.mark.parametrize("context", [True, False])
+def test_graph_matches_numpy_reference(context: bool) -> None:
+    weights = tiny_sasrec_weights(vocab_size=40, max_len=6, context=context)
+    session = _session(build_sasrec_graph(weights, "v"))
+    items, times, now = _inputs(40, 6, batch=5)
+    feeds = {"item_ids": items, "k": np.asarray([10])}
+    if context:
+        feeds |= {"timestamps": times, "now": now}
+    top_ids, top_scores, scores = session.run(["top_ids", "top_scores", "scores"], feeds)
+    expected = reference_masked(weights, items, times, now)
+    assert np.abs(scores - expected).max() <= 1e-4
+    assert_array_equal(top_ids, np.argsort(-expected, axis=1, kind="stable")[:, :10])
+    assert (top_scores > MASK_SCORE / 2).all()
+
+
+def test_graph_round_trips_its_weights() -> None:
+    weights = tiny_sasrec_weights(vocab_size=20, max_len=5)
+    again = weights_from_graph(build_sasrec_graph(weights, "v"))
+    assert again.digest() == weights.digest() or all(
+        np.allclose(a, b, atol=1e-6) for (_, a), (_, b) in zip(again.arrays(), weights.arrays(), strict=True)
+    )
+
+
+def test_time_context_by_hand() -> None:
+    at = datetime.fromtimestamp(T0, UTC)  # 1997-11-20 04:26:40 UTC, a Thursday
+    ts = np.asarray([T0])
+    assert hour_of_day(ts)[0] == at.hour == 4
+    assert day_of_week(ts)[0] == at.weekday() == 3
+    assert_array_equal(gap_bucket(np.asarray([-5, 0, 1, 2, 3, 1023, 10**12])), [0, 0, 1, 1, 2, 10, 31])
+    _, _, gap = event_context(np.asarray([[0, 0, T0, T0 + 4]]))
+    assert gap[0, 2] == 29 and gap[0, 3] == 2  # first real item: no previous event
+    assert request_context(np.asarray([T0]), np.asarray([T0 + 3600]))[0][0] == 5
+
+
+def test_wrapper_feeds_context_and_masks_history(tmp_path: Path) -> None:
+    rec = OnnxRecommender.from_dir(build_tiny_sasrec(tmp_path))
+    assert rec.uses_context
+    names = [spec.name for spec in rec.manifest.inputs]
+    assert names == ["item_ids", "timestamps", "now", "k"]
+    (out,) = rec.recommend([["i1", "i2"]], k=10, timestamps=[[T0, T0 + 60]], now=T0 + 120)
+    assert {r.item_id for r in out} == set(DEFAULT_VOCAB) - {"i1", "i2"}
+    # The times matter, and unknown ids are dropped together with their timestamps.
+    (later,) = rec.recommend([["i1", "i2"]], k=10, timestamps=[[T0, T0 + 60]], now=T0 + 10**7)
+    (noisy,) = rec.recommend([["i1", "zz", "i2"]], k=10, timestamps=[[T0, 1, T0 + 60]], now=T0 + 120)
+    assert [r.score for r in out] != [r.score for r in later]
+    assert noisy == out
+    with pytest.raises(ValueError, match="timestamps"):
+        rec.recommend([["i1", "i2"]], k=3, timestamps=[[T0]], now=T0)
+    # Without times the wrapper still answers (every item "now").
+    assert len(rec.recommend([["i1"]], k=3)[0]) == 3
+
+
+def test_recommend_in_context_keeps_plain_recommenders_working(tmp_path: Path) -> None:
+    fake = FakeRecommender([("a", 3.0), ("b", 2.0), ("c", 1.0)])
+    assert isinstance(fake, Recommender)
+    assert [r.item_id for r in recommend_in_context(fake, [["a"]], 2, [[T0]], T0)[0]] == ["b", "c"]
+    rec = OnnxRecommender.from_dir(build_tiny_sasrec(tmp_path))
+    direct = rec.recommend([["i1"]], 3, timestamps=[[T0]], now=T0 + 5)
+    assert recommend_in_context(rec, [["i1"]], 3, [[T0]], T0 + 5) == direct
+
+
+def test_int8_artifact_loads_and_agrees(tmp_path: Path) -> None:
+    fp32 = OnnxRecommender.from_dir(build_tiny_sasrec(tmp_path / "fp32"))
+    int8 = OnnxRecommender.from_dir(build_tiny_sasrec(tmp_path / "int8", int8=True))
+    assert int8.manifest.version.startswith("sasrec-int8-")
+    a = fp32.score_matrix([["i1", "i3"]], [[T0, T0 + 9]], T0 + 99)
+    b = int8.score_matrix([["i1", "i3"]], [[T0, T0 + 9]], T0 + 99)
+    assert np.abs(a - b).max() < 0.5  # int8 is approximate; exact parity is the fp32 graph's job
+
+
+def test_context_inputs_must_come_together(tmp_path: Path) -> None:
+    model_dir = build_tiny_sasrec(tmp_path)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["inputs"] = [spec for spec in manifest["inputs"] if spec["name"] != "now"]
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="together"):
+        OnnxRecommender.from_dir(model_dir)
+
+
+@pytest.mark.parametrize("where", [SHIPPED, SHIPPED / "sasrec"], ids=["default", "sasrec"])
+def test_shipped_artifact_matches_its_reference(where: Path) -> None:
+    """CI parity for the committed graph: ORT vs the numpy forward of the graph's own weights."""
+    if not (where / "manifest.json").is_file() or read_manifest(where).kind != "sasrec":
+        pytest.skip(f"no transformer artifact in {where}")
+    manifest = read_manifest(where)
+    model = onnx.load_model(where / "model.onnx")
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    weights = weights_from_graph(model)
+    items, times, now = _inputs(weights.vocab_size, weights.max_len, batch=32)
+    feeds = {"item_ids": items, "timestamps": times, "now": now, "k": np.asarray([10])}
+    feeds = {k: v for k, v in feeds.items() if manifest.input(k) is not None}
+    top_ids, scores = _session(model).run(["top_ids", "scores"], feeds)
+    expected = reference_masked(weights, items, times, now)
+    assert np.abs(scores - expected).max() <= 1e-4
+    assert_array_equal(top_ids, np.argsort(-expected, axis=1, kind="stable")[:, :10])
+    int8_dir = where / "int8"
+    if int8_dir.is_dir():
+        assert OnnxRecommender.from_dir(int8_dir).manifest.item_vocab == manifest.item_vocab
+
+
+def test_windows_cover_every_target_once() -> None:
+    from training.movielens import Interactions
+
+    n = 12
+    log = Interactions(
+        user=np.ones(n, dtype=np.int64),
+        item=np.arange(1, n + 1, dtype=np.int64),
+        rating=np.ones(n, dtype=np.int64),
+        timestamp=np.arange(n, dtype=np.int64) * 100 + T0,
+    )
+    vocab, lookup = vocab_for(["", *(f"m{i}" for i in range(1, n + 1))], np.arange(1, n + 1))
+    split = timed_leave_last_out(user_sequences(log, lookup))
+    assert split.valid[1][0] == n - 1 and split.test[1][0] == n
+    windows = make_windows(list(split.train.values()), length=4)
+    targets = windows.targets[windows.targets > 0]
+    assert sorted(targets.tolist()) == list(range(2, n - 1))
+    assert vocab[0] == "<pad>" and len(vocab) == n + 1
+
+
+def test_csv_and_archive_sources(tmp_path: Path) -> None:
+    csv_path = tmp_path / "log.csv"
+    csv_path.write_text(
+        "user_id,item_id,timestamp,title,genres\n"
+        "u1,b,1000,Beta (1999),Drama|Comedy\nu1,a,2000,Alpha,\nu2,b,1997-11-20T00:00:00Z,,\n"
+    )
+    data = load_csv(csv_path)
+    assert data.item_ids == ["", "a", "b"]
+    assert data.catalog["b"].genres == ("Drama", "Comedy") and data.catalog["a"].title == "Alpha"
+    assert data.interactions.timestamp.tolist() == [1000, 2000, int(datetime(1997, 11, 20, tzinfo=UTC).timestamp())]
+
+    folder = tmp_path / "archive" / "dt=2026-01-01"
+    folder.mkdir(parents=True)
+    lines = [
+        {"event": {"type": "view", "user_id": "u1", "item_id": "x", "timestamp": "2026-01-01T00:00:05+00:00"}},
+        {"event": {"type": "opened", "user_id": "u1", "decision_id": "d", "timestamp": "2026-01-01T00:00:06Z"}},
+        {"event": {"type": "purchase", "user_id": "u2", "item_id": "y", "timestamp": "2026-01-01T00:00:07Z"}},
+    ]
+    (folder / "0-1-3.jsonl.gz").write_bytes(gzip.compress("\n".join(json.dumps(x) for x in lines).encode()))
+    archive = load_archive(str(tmp_path / "archive"))
+    assert archive.item_ids == ["", "x", "y"] and len(archive.interactions) == 2
+
+
+def test_torch_model_matches_reference() -> None:
+    torch = pytest.importorskip("torch")
+    from training.sasrec import context_inputs, from_weights
+
+    weights = tiny_sasrec_weights(vocab_size=30, max_len=5)
+    items, times, now = _inputs(30, 5, batch=4)
+    scores = from_weights(weights).scores(torch.as_tensor(items), context_inputs(items, times, now)).numpy()
+    from training.sasrec_graph import reference_scores
+
+    assert_allclose(scores[:, 1:], reference_scores(weights, items, times, now)[:, 1:], atol=1e-4)
+
+
+def test_tiny_training_run_learns() -> None:
+    torch = pytest.importorskip("torch")
+    from training.sasrec import SasrecConfig, rank_metrics, train
+    from training.sequences import UserSeq
+
+    torch.set_num_threads(1)
+    # Item i is always followed by i + 1: a transformer must learn that in a few epochs.
+    seqs = [UserSeq(np.arange(s, s + 8) % 20 + 1, T0 + np.arange(8) * 60) for s in range(40)]
+    windows = make_windows(seqs, length=6)
+    cfg = SasrecConfig(max_len=6, dim=16, heads=1, dropout=0.0, epochs=150, lr=0.01, content=False, batch_size=64)
+    model, info = train(cfg, windows, 21, None, np.ones(21, dtype=bool), validate=None, log=lambda _: None)
+    from training.sasrec import rank_targets
+
+    histories = [UserSeq(s.items[:-1], s.times[:-1]) for s in seqs]
+    ranks = rank_targets(model, histories, [int(s.times[-1]) for s in seqs], [int(s.items[-1]) for s in seqs])
+    assert rank_metrics(ranks)["HR@5"] > 0.8
+    assert info["train_seconds"] < 30
+
+
+def test_evaluate_artifacts_writes_the_issue_shape(tmp_path: Path) -> None:
+    from tests.unit.test_training import write_ml100k
+    from training import evaluate_artifacts
+
+    data = write_ml100k(tmp_path / "ml-100k")
+    model = build_tiny_sasrec(tmp_path / "model", vocab=["1", "2", "3", "4", "5"])
+    out = tmp_path / "eval" / "metrics.json"
+    assert evaluate_artifacts.main(["--data", str(data), "--artifact", str(model), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    shipped = report["shipped"]
+    assert shipped.startswith("sasrec-") and set(report["artifacts"]) == {shipped}
+    for split in ("test", "valid"):
+        assert {"HR@10", "NDCG@10", "HR@5", "NDCG@20", "MRR"} <= set(report["artifacts"][shipped][split])
+    assert set(report["baselines"]) == {"MostPop", "Transition(last item)", "Co-occurrence(tuned)"}
+    assert 0.0 <= report["baselines"]["MostPop"]["test"]["HR@10"] <= 1.0
+
+
+def test_train_cli_end_to_end_tiny(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from tests.unit.test_training import write_ml100k
+    from training import build_model, train_sasrec
+
+    data = write_ml100k(tmp_path / "ml-100k")
+    tiny = ["--data", str(data), "--epochs", "2", "--dim", "8", "--max-len", "4"]
+    fp32, int8, report = tmp_path / "fp32", tmp_path / "int8", tmp_path / "report.json"
+    args = [*tiny, "--seeds", "0", "1", "--out", str(fp32), "--int8-out", str(int8), "--report", str(report)]
+    assert train_sasrec.main(args) == 0
+    manifest = read_manifest(fp32)
+    assert manifest.kind == "sasrec" and manifest.item_vocab == ["<pad>", "1", "2", "3", "4", "5"]
+    assert {"test_NDCG@10", "seeds_test_NDCG@10_mean", "train_seconds"} <= set(manifest.metrics)
+    assert read_manifest(int8).version.startswith("sasrec-int8-")
+    assert json.loads(report.read_text())["seeds"]["+ content + context"]["test"]["HR@10"]["std"] >= 0.0
+    # The demo's entry point trains the same model on the earliest share of time.
+    split_dir = tmp_path / "split"
+    assert (
+        build_model.main(["--data", str(data), "--kind", "sasrec", "--split-quantile", "0.8", "--out", str(split_dir)])
+        == 0
+    )
+    assert read_manifest(split_dir).metrics["split_quantile"] == 0.8

@@ -1,0 +1,357 @@
+"""SASRec-class transformer with content and time context, trained with full softmax cross-entropy.
+
+Training only (PyTorch). What ships is ``SasrecWeights`` (numpy), from which ``sasrec_graph``
+writes the ONNX graph decide runs; ``to_weights`` is the one bridge between the two.
+
+Item vectors fuse a learned id embedding with an MLP over content features (genres, era, hashed
+title n-grams). Items without training interactions have their id embedding forced to zero, and
+during training a random share of ids is dropped per step, so the content path alone has to give
+a usable vector: that is what a cold item gets. The same fused table embeds the input sequence and
+scores the output (weight tying). Each input position adds embeddings of its hour, weekday and
+gap since the previous event; the query (last position) adds the request time's hour, weekday
+and gap since the newest event.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from training.context import DAYS, GAP_BUCKETS, HOURS
+from training.sasrec_graph import BlockWeights, SasrecWeights
+from training.sequences import TimedSplit, UserSeq, Windows, query_batch
+
+NEG = -1.0e9
+
+
+@dataclass(frozen=True)
+class SasrecConfig:
+    max_len: int = 50
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 1
+    ffn_mult: int = 1
+    dropout: float = 0.3
+    content: bool = True
+    context: bool = True
+    id_dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 200
+    eval_every: int = 5
+    patience: int = 4  # evaluations without a validation gain before stopping
+    seed: int = 0
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: SasrecConfig) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.heads = cfg.heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, d * cfg.ffn_mult)
+        self.ff2 = nn.Linear(d * cfg.ffn_mult, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.p = cfg.dropout
+
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        shape = (b, length, self.heads, d // self.heads)
+        q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.p if self.training else 0.0)
+        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
+
+
+class SASRec(nn.Module):
+    def __init__(
+        self, cfg: SasrecConfig, vocab_size: int, content: NDArray[np.float32] | None, has_id: NDArray[np.bool_]
+    ) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.cfg = cfg
+        self.id_emb = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.id_emb.weight, std=0.05)
+        self.register_buffer("has_id", torch.as_tensor(has_id, dtype=torch.float32)[:, None])
+        nonpad = torch.ones(vocab_size, 1)
+        nonpad[0] = 0.0
+        self.register_buffer("nonpad", nonpad)
+        self.content_mlp: nn.Module | None = None
+        if cfg.content and content is not None:
+            self.register_buffer("content", torch.as_tensor(content))
+            self.content_mlp = nn.Sequential(nn.Linear(content.shape[1], d), nn.GELU(), nn.Linear(d, d))
+        self.pos = nn.Parameter(torch.randn(cfg.max_len, d) * 0.02)
+        self.ctx: nn.ModuleDict | None = None
+        if cfg.context:
+            self.ctx = nn.ModuleDict(
+                {
+                    name: nn.Embedding(size, d)
+                    for name, size in (
+                        ("hour", HOURS),
+                        ("dow", DAYS),
+                        ("gap", GAP_BUCKETS),
+                        ("q_hour", HOURS),
+                        ("q_dow", DAYS),
+                        ("q_gap", GAP_BUCKETS),
+                    )
+                }
+            )
+            for emb in self.ctx.values():
+                nn.init.normal_(emb.weight, std=0.02)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.blocks))
+        self.ln_f = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        causal = torch.triu(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal", causal)
+
+    def item_table(self) -> Tensor:
+        ids = self.id_emb.weight * self.has_id
+        if self.training and self.cfg.id_dropout > 0 and self.content_mlp is not None:
+            keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).float()
+            ids = ids * keep
+        table = ids if self.content_mlp is None else ids + self.content_mlp(self.content)
+        return table * self.nonpad
+
+    def hidden(self, table: Tensor, items: Tensor, ctx: dict[str, Tensor]) -> Tensor:
+        """[B, L, d] final hidden states (before the request context)."""
+        length = items.shape[1]
+        x = table[items] + self.pos[-length:]
+        if self.ctx is not None:
+            x = x + self.ctx["hour"](ctx["hour"]) + self.ctx["dow"](ctx["dow"]) + self.ctx["gap"](ctx["gap"])
+        x = self.drop(x)
+        # Summed like the ONNX graph's (padding + causal), so an all-padding row means the same everywhere.
+        pad = torch.where((items == 0)[:, None, None, :], NEG, 0.0)
+        bias = pad + torch.where(self.causal[-length:, -length:], NEG, 0.0)
+        for block in self.blocks:
+            x = block(x, bias)
+        out: Tensor = self.ln_f(x)
+        return out
+
+    def query(self, h: Tensor, ctx: dict[str, Tensor]) -> Tensor:
+        if self.ctx is None:
+            return h
+        out: Tensor = (
+            h + self.ctx["q_hour"](ctx["q_hour"]) + self.ctx["q_dow"](ctx["q_dow"]) + self.ctx["q_gap"](ctx["q_gap"])
+        )
+        return out
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        table = self.item_table()
+        h = self.query(self.hidden(table, batch["items"], batch), batch)
+        targets = batch["targets"]
+        keep = targets != 0
+        logits = h[keep] @ table.T
+        logits[:, 0] = NEG
+        return F.cross_entropy(logits, targets[keep])
+
+    @torch.inference_mode()
+    def scores(self, items: Tensor, ctx: dict[str, Tensor]) -> Tensor:
+        """[B, V] scores of the next item after the last position (padding scored NEG)."""
+        table = self.item_table()
+        h = self.query(self.hidden(table, items, ctx)[:, -1], ctx)
+        out = h @ table.T
+        out[:, 0] = NEG
+        return out
+
+
+def window_batch(w: Windows) -> dict[str, Tensor]:
+    return {name: torch.as_tensor(getattr(w, name)) for name in w.__dataclass_fields__}
+
+
+def context_inputs(items: NDArray[np.int64], times: NDArray[np.int64], now: NDArray[np.int64]) -> dict[str, Tensor]:
+    """Raw (items, timestamps, now) -> the tensors ``SASRec.scores`` takes; the graph does the same in ONNX."""
+    from training.context import event_context, request_context
+
+    hour, dow, gap = event_context(times)
+    q_hour, q_dow, q_gap = request_context(times[:, -1], now)
+    arrays = {"hour": hour, "dow": dow, "gap": gap, "q_hour": q_hour, "q_dow": q_dow, "q_gap": q_gap}
+    return {"items": torch.as_tensor(items), **{k: torch.as_tensor(v) for k, v in arrays.items()}}
+
+
+def rank_targets(
+    model: SASRec, histories: list[UserSeq], now: list[int], targets: list[int], batch_size: int = 256
+) -> NDArray[np.int64]:
+    """1-based rank of each target among all items, every history item masked (the protocol)."""
+    model.eval()
+    ranks = np.zeros(len(targets), dtype=np.int64)
+    for start in range(0, len(targets), batch_size):
+        stop = start + batch_size
+        items, times, stamps = query_batch(histories[start:stop], now[start:stop], model.cfg.max_len)
+        scores = model.scores(torch.as_tensor(items), context_inputs(items, times, stamps)).numpy()
+        for row, history in enumerate(histories[start:stop]):
+            scores[row, history.items] = NEG
+        tgt = np.asarray(targets[start:stop])
+        own = scores[np.arange(len(tgt)), tgt]
+        ranks[start:stop] = (scores > own[:, None]).sum(axis=1) + 1
+    return ranks
+
+
+def rank_metrics(ranks: NDArray[np.int64]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in (5, 10, 20):
+        hit = ranks <= k
+        out[f"HR@{k}"] = float(hit.mean())
+        out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 1)).mean())
+    out["MRR"] = float((1.0 / ranks).mean())
+    return out
+
+
+def split_cases(split: TimedSplit, target: str) -> tuple[list[UserSeq], list[int], list[int]]:
+    """(histories, request times, targets): valid ranks from train; test from train + the valid item."""
+    histories, now, targets = [], [], []
+    for user in split.users:
+        seq = split.train[user]
+        v_item, v_ts = split.valid[user]
+        if target == "valid":
+            histories.append(seq)
+            now.append(v_ts)
+            targets.append(v_item)
+        else:
+            t_item, t_ts = split.test[user]
+            histories.append(UserSeq(np.r_[seq.items, v_item], np.r_[seq.times, v_ts]))
+            now.append(t_ts)
+            targets.append(t_item)
+    return histories, now, targets
+
+
+def evaluate_model(model: SASRec, split: TimedSplit, target: str) -> dict[str, float]:
+    return rank_metrics(rank_targets(model, *split_cases(split, target)))
+
+
+def train(
+    cfg: SasrecConfig,
+    windows: Windows,
+    vocab_size: int,
+    content: NDArray[np.float32] | None,
+    has_id: NDArray[np.bool_],
+    validate: Callable[[SASRec], float] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[SASRec, dict[str, float]]:
+    """Adam on full-softmax cross-entropy; keeps the epoch with the best ``validate`` score."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = SASRec(cfg, vocab_size, content, has_id)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), -math.inf, 0, 0
+    began = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(windows))
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            loss = model.loss(window_batch(windows.take(order[start : start + cfg.batch_size])))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * min(cfg.batch_size, len(order) - start)
+        if validate is None or (epoch % cfg.eval_every and epoch != cfg.epochs):
+            continue
+        value = validate(model)
+        log(f"epoch {epoch:>3} loss {total / len(order):.4f} valid {value:.4f} ({time.perf_counter() - began:.0f}s)")
+        if value > best:
+            best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), value, epoch, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if validate is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = cfg.epochs
+    model.eval()
+    return model, {"best_epoch": float(best_epoch), "best_valid": best, "train_seconds": time.perf_counter() - began}
+
+
+def to_weights(model: SASRec) -> SasrecWeights:
+    """The trained model as plain arrays: fused item table, positions, context tables, blocks."""
+    model.eval()
+    with torch.inference_mode():
+
+        def a(t: Tensor) -> NDArray[np.float32]:
+            return np.ascontiguousarray(t.detach().numpy().astype(np.float32))
+
+        blocks = [
+            BlockWeights(
+                ln1_g=a(b.ln1.weight),
+                ln1_b=a(b.ln1.bias),
+                w_qkv=a(b.qkv.weight.T),
+                b_qkv=a(b.qkv.bias),
+                w_o=a(b.out.weight.T),
+                b_o=a(b.out.bias),
+                ln2_g=a(b.ln2.weight),
+                ln2_b=a(b.ln2.bias),
+                w_1=a(b.ff1.weight.T),
+                b_1=a(b.ff1.bias),
+                w_2=a(b.ff2.weight.T),
+                b_2=a(b.ff2.bias),
+            )
+            for b in model.blocks  # type: ignore[union-attr]
+        ]
+        ctx = {name: a(emb.weight) for name, emb in model.ctx.items()} if model.ctx is not None else {}
+        return SasrecWeights(
+            item_table=a(model.item_table()),
+            positions=a(model.pos),
+            context=ctx,
+            blocks=blocks,
+            ln_f_g=a(model.ln_f.weight),
+            ln_f_b=a(model.ln_f.bias),
+            heads=model.cfg.heads,
+        )
+
+
+def config_dict(cfg: SasrecConfig) -> dict[str, float]:
+    return {f"cfg_{k}": float(v) for k, v in asdict(cfg).items()}
+
+
+def from_weights(w: SasrecWeights, dropout: float = 0.0) -> SASRec:
+    """A torch model computing exactly ``w`` (the fused item table becomes a plain id table)."""
+    cfg = SasrecConfig(
+        max_len=w.max_len,
+        dim=w.dim,
+        blocks=len(w.blocks),
+        heads=w.heads,
+        ffn_mult=w.blocks[0].w_1.shape[1] // w.dim,
+        dropout=dropout,
+        content=False,
+        context=w.has_context,
+        id_dropout=0.0,
+    )
+    model = SASRec(cfg, w.vocab_size, None, np.ones(w.vocab_size, dtype=bool))
+
+    def t(a: NDArray[np.float32]) -> Tensor:
+        return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))
+
+    with torch.no_grad():
+        model.id_emb.weight.copy_(t(w.item_table))
+        model.pos.copy_(t(w.positions))
+        if model.ctx is not None:
+            for name, emb in model.ctx.items():
+                emb.weight.copy_(t(w.context[name]))
+        for block, bw in zip(model.blocks, w.blocks, strict=True):
+            for mod, weight, bias in (
+                (block.ln1, bw.ln1_g, bw.ln1_b),
+                (block.ln2, bw.ln2_g, bw.ln2_b),
+                (block.qkv, bw.w_qkv.T, bw.b_qkv),
+                (block.out, bw.w_o.T, bw.b_o),
+                (block.ff1, bw.w_1.T, bw.b_1),
+                (block.ff2, bw.w_2.T, bw.b_2),
+            ):
+                mod.weight.copy_(t(weight))  # type: ignore[operator]
+                mod.bias.copy_(t(bias))  # type: ignore[operator]
+        model.ln_f.weight.copy_(t(w.ln_f_g))
+        model.ln_f.bias.copy_(t(w.ln_f_b))
+    return model.eval()

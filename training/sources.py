@@ -1,0 +1,164 @@
+"""One loader interface, three sources: MovieLens-100k, the pipeline's S3 archive, a generic CSV.
+
+Every source yields a ``Dataset``: interactions as integer codes (the arrays every trainer and the
+evaluation harness already use), the code -> external item id table, and whatever content the
+source has. The archive source reads exactly what ingest writes (gzipped JSON Lines, one
+``{"event": {...}, ...}`` per line), so production logs retrain the model with the same code.
+
+    load_source("movielens", "/data/ml-100k")
+    load_source("csv", "interactions.csv")          # user_id,item_id,timestamp[,title,genres,year]
+    load_source("archive", "s3://bucket/archive/")  # or a local folder holding the *.jsonl.gz files
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.content import CatalogItem
+from training.movielens import Interactions, load_movielens
+
+SOURCES = ("movielens", "archive", "csv")
+# What counts as a positive interaction in the archive; feedback and profile events are not items.
+BEHAVIOUR_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "rate"})
+
+
+@dataclass(frozen=True)
+class Dataset:
+    source: str
+    interactions: Interactions  # ``item`` holds codes into ``item_ids``; ``user`` codes are opaque
+    item_ids: list[str]  # code -> external item id; code 0 is unused
+    catalog: dict[str, CatalogItem]  # every known item (with or without interactions)
+    sha256: str  # digest of the raw input, for the manifest
+
+    def item_id(self, code: int) -> str:
+        return self.item_ids[code]
+
+
+def _codes(values: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+    """Codes 1..N in sorted order (numeric ids numerically), so a rebuild assigns the same codes."""
+    unique = sorted(set(values), key=lambda v: (0, int(v), v) if v.isdigit() else (1, 0, v))
+    return {v: i + 1 for i, v in enumerate(unique)}, ["", *unique]
+
+
+def from_rows(
+    source: str,
+    rows: Iterable[tuple[str, str, int]],
+    catalog: dict[str, CatalogItem],
+    sha256: str,
+) -> Dataset:
+    """(user, item, epoch seconds) rows in file order -> Dataset; catalog items join the code table."""
+    users: list[str] = []
+    items: list[str] = []
+    stamps: list[int] = []
+    for user, item, ts in rows:
+        users.append(user)
+        items.append(item)
+        stamps.append(ts)
+    item_code, item_ids = _codes([*items, *catalog])
+    user_code, _ = _codes(users)
+    full_catalog = {item: catalog.get(item, CatalogItem(item)) for item in item_ids[1:]}
+    interactions = Interactions(
+        user=np.asarray([user_code[u] for u in users], dtype=np.int64),
+        item=np.asarray([item_code[i] for i in items], dtype=np.int64),
+        rating=np.ones(len(users), dtype=np.int64),
+        timestamp=np.asarray(stamps, dtype=np.int64),
+    )
+    return Dataset(source, interactions, item_ids, full_catalog, sha256)
+
+
+def load_movielens_dataset(data_dir: Path) -> Dataset:
+    data = load_movielens(data_dir)
+    # MovieLens ids are already 1..1682, so codes are the ids themselves and str(code) is the item id.
+    top = max(int(item.item_id) for item in data.items)
+    item_ids = ["", *(str(i) for i in range(1, top + 1))]
+    catalog = {
+        item.item_id: CatalogItem(item.item_id, item.title, tuple(g for g in item.genres if g != "unknown"), item.year)
+        for item in data.items
+    }
+    return Dataset("movielens", data.interactions, item_ids, catalog, data.training_data_sha256)
+
+
+def load_csv(path: Path) -> Dataset:
+    """``user_id,item_id,timestamp`` (epoch seconds or ISO 8601) plus optional title, genres (``|``), year."""
+    raw = path.read_bytes()
+    reader = csv.DictReader(raw.decode("utf-8").splitlines())
+    missing = {"user_id", "item_id", "timestamp"} - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+    rows: list[tuple[str, str, int]] = []
+    catalog: dict[str, CatalogItem] = {}
+    for record in reader:
+        item = record["item_id"]
+        rows.append((record["user_id"], item, _epoch(record["timestamp"])))
+        if item not in catalog and (record.get("title") or record.get("genres")):
+            year = record.get("year") or ""
+            genres = tuple(g for g in (record.get("genres") or "").split("|") if g)
+            catalog[item] = CatalogItem(item, record.get("title") or "", genres, int(year) if year.isdigit() else None)
+    return from_rows("csv", rows, catalog, hashlib.sha256(raw).hexdigest())
+
+
+def _epoch(value: str | int | float) -> int:
+    if isinstance(value, int | float) or str(value).lstrip("-").isdigit():
+        return int(value)
+    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+
+
+def archive_rows(lines: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
+    """Behaviour events from archive lines (``{"event": {...}}``), skipping feedback and profile events."""
+    for line in lines:
+        event = line.get("event", line)
+        if event.get("type") in BEHAVIOUR_TYPES and event.get("item_id"):
+            yield str(event["user_id"]), str(event["item_id"]), _epoch(event["timestamp"])
+
+
+def _jsonl_gz(data: bytes) -> list[dict[str, Any]]:
+    text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return [json.loads(line) for line in text.decode("utf-8").splitlines() if line.strip()]
+
+
+def load_archive(location: str, s3_client: Any = None) -> Dataset:
+    """Every ``*.jsonl.gz`` under an ``s3://bucket/prefix/`` (or a local folder), in key order."""
+    digest = hashlib.sha256()
+    lines: list[dict[str, Any]] = []
+    for key, body in _archive_objects(location, s3_client):
+        digest.update(key.encode() + b"\0" + hashlib.sha256(body).digest())
+        lines.extend(_jsonl_gz(body))
+    # Events of one batch arrive out of order across shards; the stable time sort happens downstream.
+    return from_rows("archive", archive_rows(lines), {}, digest.hexdigest())
+
+
+def _archive_objects(location: str, s3_client: Any) -> Iterator[tuple[str, bytes]]:
+    if not location.startswith("s3://"):
+        for path in sorted(Path(location).rglob("*.jsonl*")):
+            yield str(path.relative_to(location)), path.read_bytes()
+        return
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    if s3_client is None:
+        import boto3  # training-time only; the Lambda side never imports this module
+
+        s3_client = boto3.client("s3")
+    keys: list[str] = []
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []) if ".jsonl" in obj["Key"])
+    for key in sorted(keys):
+        yield key, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def load_source(kind: str, location: str | Path, s3_client: Any = None) -> Dataset:
+    if kind == "movielens":
+        return load_movielens_dataset(Path(location))
+    if kind == "csv":
+        return load_csv(Path(location))
+    if kind == "archive":
+        return load_archive(str(location), s3_client)
+    raise ValueError(f"source must be one of {SOURCES}, not {kind!r}")
