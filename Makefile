@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
 DEMO_USERS ?= 0
+DEMO_POLICIES ?= full,popularity,random,model
 ML100K_DIR ?= ../shared/datasets/ml-100k
 
 .PHONY: help venv test test-all demo model evaluate train bench lint format build deploy-test coldstart cost events clean
@@ -34,7 +35,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m demo --data $(ML100K_DIR) --users $(DEMO_USERS)
+	$(BIN)/python -m demo --data $(ML100K_DIR) --users $(DEMO_USERS) --policies $(DEMO_POLICIES)
 
 model: $(STAMP)
 	$(BIN)/python -m training.build_model --data $(ML100K_DIR) --kind cooccurrence --out layers/model

@@ -164,10 +164,6 @@ def decide(
         and c.item_id not in consumed
         and c.item_id not in pushed
     ]
-    if config.item_choice == "random" and eligible:
-        # Fixed by the decision id like exploration, so a retry picks the same item.
-        pick = eligible[min(int(draws[1] * len(eligible)), len(eligible) - 1)]
-        eligible = [pick, *[c for c in eligible if c is not pick]]
     if config.variant == "none":
         if not eligible:
             return Verdict(Action.SILENCE, [Reason.NO_CANDIDATE])
@@ -217,7 +213,8 @@ def decide(
     if config.item_choice == "model":
         index, propensity = explore_pick(eligible, draws, config)
     else:
-        index, propensity = 0, 1.0 / len(eligible)
+        # Uniform, fixed by the decision id like exploration, so a retry picks the same item.
+        index, propensity = min(int(draws[1] * len(eligible)), len(eligible) - 1), 1.0 / len(eligible)
     chosen = eligible[index]
     reasons = [Reason.SCORE] if index == 0 else [Reason.EXPLORATION]
     support = supporting_history(state, catalog.get(chosen.item_id), catalog)

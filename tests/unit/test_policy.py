@@ -167,3 +167,14 @@ def test_calibration_must_be_monotone() -> None:
 
     with pytest.raises(ValidationError):
         Calibration(model_version="m", upper=[0.5, 1.0], probability=[0.3, 0.1])
+
+
+def test_random_item_choice_is_uniform_over_eligible_and_recorded() -> None:
+    config = PolicyConfig(
+        daily_push_cap=9, quiet_hours_start=0, quiet_hours_end=0, variant="rules", item_choice="random"
+    )
+    ranked = cands(("2", 0.9), ("3", 0.8))
+    picks = {decide(user(), ranked, CATALOG, [], NOON, config, draws=(0.0, d)).item_id for d in (0.1, 0.9)}
+    assert picks == {"2", "3"}
+    verdict = decide(user(), ranked, CATALOG, [], NOON, config, draws=(0.0, 0.9))
+    assert verdict.propensity == 0.5 and verdict.candidates == ("2", "3")
