@@ -121,6 +121,7 @@ def run(users: int, per_user: int) -> dict[str, Any]:
 
     from runner.clock import SimulatedClock
     from runner.pipeline import LocalPipeline
+    from runner.server import create_outbox
     from runner.template import load_template
     from shared.adapters.catalog import Catalog, CatalogItem
 
@@ -142,15 +143,7 @@ def run(users: int, per_user: int) -> dict[str, Any]:
     ):
         dynamodb = boto3.resource("dynamodb", region_name=pipe.region)
         Catalog(dynamodb, pipe.outputs["CatalogTableName"]).put_many(CatalogItem(item_id=i) for i in items)
-        sqs = pipe.client("sqs")
-        outbox = sqs.create_queue(QueueName="cost-outbox")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=outbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        pipe.client("sns").subscribe(
-            TopicArn=pipe.outputs["PushTopicArn"],
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true"},
-        )
+        outbox = str(create_outbox(pipe, "cost-outbox", [pipe.outputs["PushTopicArn"]])["queue_url"])
         setup = len(calls)
         pipe.put_events(events, partition_key="user_id")
         pipe.pump()

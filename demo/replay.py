@@ -28,6 +28,7 @@ from demo.movielens_events import catalog_items, profile_event, rating_events
 from demo.outcomes import Push, RatingLog, feedback_for
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
+from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.user_state_codec import encode_user_state
@@ -91,19 +92,6 @@ def _backfill(pipeline: LocalPipeline, train: Interactions, users: set[str], gen
             state.last_writer = BACKFILL_WRITER
             batch.put_item(Item=encode_user_state(state))
     return len(states)
-
-
-def _subscribe_outbox(pipeline: LocalPipeline) -> str:
-    sqs = pipeline.client("sqs")
-    url: str = sqs.create_queue(QueueName=OUTBOX)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pipeline.client("sns").subscribe(
-        TopicArn=pipeline.outputs["PushTopicArn"],
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
 
 
 def _feedback_event(push: Push, at: int, outcome: str) -> FeedbackEvent:
@@ -189,7 +177,7 @@ def run_policy(
             catalog_items(data.items)
         )
         _backfill(pipeline, train, users, genres)
-        outbox = _subscribe_outbox(pipeline)
+        outbox = str(create_outbox(pipeline, OUTBOX, [pipeline.outputs["PushTopicArn"]])["queue_url"])
         by_id = {u.user_id: u for u in data.users}
         # The app reports consent, time zone and token when the user opens it: a second before
         # their first replayed event (not all at once at the start, which would push to users

@@ -29,12 +29,14 @@ OUTBOX_QUEUE = "push-outbox"
 LOOPBACK = "127.0.0.1"
 
 
-def create_outbox(pipeline: LocalPipeline, queue_name: str = OUTBOX_QUEUE) -> dict[str, Any]:
-    """A queue subscribed with raw delivery to every SNS topic of the stack."""
+def create_outbox(
+    pipeline: LocalPipeline, queue_name: str = OUTBOX_QUEUE, topic_arns: list[str] | None = None
+) -> dict[str, Any]:
+    """A queue subscribed with raw delivery to the given SNS topics (default: every topic of the stack)."""
     sqs, sns = pipeline.client("sqs"), pipeline.client("sns")
     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    topics = [r.ref for r in pipeline.resources.values() if r.type == "AWS::SNS::Topic" and r.created]
+    topics = topic_arns or [r.ref for r in pipeline.resources.values() if r.type == "AWS::SNS::Topic" and r.created]
     for topic_arn in topics:
         sns.subscribe(
             TopicArn=topic_arn,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,37 +16,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 
+from tests.support.serve import endpoint_client, stop, wait_ready
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 READY_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 60.0
-
-
-def client(service: str, info: dict[str, Any]) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=info["endpoint_url"],
-        region_name=info["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def wait_ready(proc: subprocess.Popen[bytes], ready: Path, err: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{err.read_text()[-3000:]}")
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        time.sleep(0.1)
-    pytest.fail(f"serve not ready after {READY_TIMEOUT_S}s:\n{err.read_text()[-3000:]}")
 
 
 def daytime_zone(now: datetime) -> str:
@@ -85,8 +62,8 @@ def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
-        info = wait_ready(proc, ready, err)
-        dynamodb = client("dynamodb", info)
+        info = wait_ready(proc, ready, err, READY_TIMEOUT_S)
+        dynamodb = endpoint_client("dynamodb", info)
         for item in ITEMS:
             dynamodb.put_item(
                 TableName=info["outputs"]["CatalogTableName"],
@@ -115,12 +92,12 @@ def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path
                 "timestamp": stamp,
             },
         ]
-        kinesis = client("kinesis", info)
+        kinesis = endpoint_client("kinesis", info)
         for event in events:
             kinesis.put_record(
                 StreamName=info["outputs"]["EventsStreamName"], Data=json.dumps(event).encode(), PartitionKey="u-42"
             )
-        sqs = client("sqs", info)
+        sqs = endpoint_client("sqs", info)
         pushes: list[dict[str, Any]] = []
         deadline = time.monotonic() + PUSH_TIMEOUT_S
         while not pushes and time.monotonic() < deadline:
@@ -142,10 +119,4 @@ def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path
             time.sleep(0.1)
         assert status == "sent"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)

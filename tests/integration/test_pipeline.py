@@ -15,6 +15,7 @@ import pytest
 
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
+from runner.server import create_outbox
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
@@ -54,16 +55,7 @@ def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
 
 
 def subscribe_outbox(pipe: LocalPipeline) -> str:
-    sqs = pipe.client("sqs")
-    url: str = sqs.create_queue(QueueName="it-outbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pipe.client("sns").subscribe(
-        TopicArn=pipe.outputs["PushTopicArn"],
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
+    return str(create_outbox(pipe, "it-outbox", [pipe.outputs["PushTopicArn"]])["queue_url"])
 
 
 def profile(user: str) -> ProfileEvent:

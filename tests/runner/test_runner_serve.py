@@ -9,37 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from tests.runner.runner_testlib import REPO_ROOT, SERVE_TEMPLATE
+from tests.support.serve import endpoint_client, wait_ready
 
 READY_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 20.0
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, stderr: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"runner serve exited with {proc.returncode}:\n{stderr.read_text()[-3000:]}")
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        time.sleep(0.1)
-    pytest.fail(f"runner serve not ready after {READY_TIMEOUT_S}s:\n{stderr.read_text()[-3000:]}")
-
-
-def _client(service: str, info: dict[str, Any]) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=info["endpoint_url"],
-        region_name=info["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.mark.endpoint
@@ -66,12 +43,12 @@ def test_serve_delivers_pushes_to_outbox(tmp_path: Path) -> None:
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
-        info = _wait_ready(proc, ready, err)
+        info = wait_ready(proc, ready, err, READY_TIMEOUT_S)
         assert info["endpoint_url"].startswith("http://127.0.0.1:")
         assert info["functions"] == {"PublishFunction": "serve-test-PublishFunction"}
         assert info["resources"]["OutTopic"]["ref"] == info["outputs"]["TopicArn"]
 
-        kinesis, sqs = _client("kinesis", info), _client("sqs", info)
+        kinesis, sqs = endpoint_client("kinesis", info), endpoint_client("sqs", info)
         message = json.dumps({"user_id": "u1", "title": "hello"})
         kinesis.put_record(StreamName=info["outputs"]["StreamName"], Data=message.encode(), PartitionKey="u1")
 

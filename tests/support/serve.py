@@ -1,0 +1,46 @@
+"""Driving `python -m runner serve` from a test: wait for its ready file, talk to its endpoint."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+
+def wait_ready(proc: subprocess.Popen[bytes], ready: Path, stderr: Path, timeout_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"runner serve exited with {proc.returncode}:\n{stderr.read_text()[-3000:]}")
+        if ready.exists():
+            data: dict[str, Any] = json.loads(ready.read_text())
+            return data
+        time.sleep(0.1)
+    pytest.fail(f"runner serve not ready after {timeout_s}s:\n{stderr.read_text()[-3000:]}")
+
+
+def endpoint_client(service: str, info: dict[str, Any]) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=info["endpoint_url"],
+        region_name=info["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then kill if it does not stop: a test never leaves a server behind."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
