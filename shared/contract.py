@@ -150,10 +150,13 @@ def decode_event(raw: bytes, received_at: datetime) -> BehaviourEvent | ProfileE
     if not isinstance(payload, dict):
         raise ContractViolation(QuarantineReason.NOT_AN_OBJECT, type(payload).__name__)
     version = payload.get("schema_version")
-    if version != SCHEMA_VERSION:
+    # type() equality, not ==: True and 1.0 also compare equal to 1.
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise ContractViolation(QuarantineReason.UNSUPPORTED_SCHEMA_VERSION, repr(version)[:40])
-    if payload.get("type") not in _KNOWN_TYPES:
-        raise ContractViolation(QuarantineReason.UNKNOWN_EVENT_TYPE, repr(payload.get("type"))[:40])
+    event_type = payload.get("type")
+    # Checked as a string first: a list or object here is unhashable, and must be refused, not raise.
+    if not isinstance(event_type, str) or event_type not in _KNOWN_TYPES:
+        raise ContractViolation(QuarantineReason.UNKNOWN_EVENT_TYPE, repr(event_type)[:40])
     try:
         event = _EVENT_ADAPTER.validate_python(payload)
     except ValidationError as exc:

@@ -125,3 +125,18 @@ def test_sample_good_events_are_valid(name: str) -> None:
         raw = base64.b64decode(record["kinesis"]["data"])
         arrived = datetime.fromtimestamp(record["kinesis"]["approximateArrivalTimestamp"], UTC)
         assert decode_event(raw, arrived).user_id == "u-196"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"type": []}, QuarantineReason.UNKNOWN_EVENT_TYPE),  # found by tests/fuzz: unhashable type
+        ({"type": {"x": 1}}, QuarantineReason.UNKNOWN_EVENT_TYPE),
+        ({"schema_version": True, "type": "view", "item_id": "1"}, QuarantineReason.UNSUPPORTED_SCHEMA_VERSION),
+        ({"schema_version": 1.0, "type": "view", "item_id": "1"}, QuarantineReason.UNSUPPORTED_SCHEMA_VERSION),
+    ],
+)
+def test_odd_types_in_routing_fields_are_refused_not_raised(
+    fields: dict[str, object], reason: QuarantineReason
+) -> None:
+    assert reason_of(event_bytes(**fields)) is reason
