@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner.runner_testlib import REPO_ROOT, SERVE_TEMPLATE
-from tests.support.serve import endpoint_client, wait_ready
+from tests.support.serve import endpoint_client, stop, wait_ready
 
 READY_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 20.0
@@ -59,13 +58,7 @@ def test_serve_delivers_pushes_to_outbox(tmp_path: Path) -> None:
             bodies.extend(m["Body"] for m in page.get("Messages", []))
         assert bodies == [message], f"no push on the outbox; server log:\n{err.read_text()[-3000:]}"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
     assert proc.returncode == 0, err.read_text()[-3000:]
     # The handler ran in the serve process, its output captured in the per-function log.
     assert "REPORT RequestId:" in (tmp_path / "logs" / "PublishFunction.log").read_text()
