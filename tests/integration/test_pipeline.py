@@ -202,3 +202,23 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
     assert change.ok and change.response == {"batchItemFailures": []}
     assert any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))
+
+
+def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalPipeline) -> None:
+    """Handler logs and metrics (what CloudWatch would keep) never name a user or what was pushed."""
+    outbox = subscribe_outbox(pipeline)
+    users = ["u-secret-1", "u-secret-2"]
+    events: list[ProfileEvent | BehaviourEvent] = [profile(u) for u in users]
+    for u in users:
+        events += behaviour(u, 4)
+    pipeline.put_events([json.loads(e.model_dump_json(exclude_none=True)) for e in events], partition_key="user_id")
+    pipeline.put_events([b"not json at all"], partition_key=lambda _: "u-secret-1")
+    assert pipeline.pump().quiescent
+    pushes = pipeline.receive_json(outbox)
+    assert pushes
+    assert pipeline.log_dir is not None
+    logs = "".join(p.read_text() for p in pipeline.log_dir.glob("*.log"))
+    assert "records quarantined" in logs  # the handlers' own log lines are in there
+    secrets = [*users, *(f"tok-{u}" for u in users), *(p["title"] for p in pushes if p.get("title"))]
+    leaked = [s for s in secrets if s in logs]
+    assert leaked == []
