@@ -158,7 +158,9 @@ class StreamMapping:
         raise NotImplementedError
 
     def _fetch(self, shard: ShardState, limit: int) -> tuple[list[dict[str, Any]], str | None]:
-        raise NotImplementedError
+        # Kinesis and DynamoDB Streams share the GetRecords shape.
+        page = self._client.get_records(ShardIterator=shard.iterator, Limit=limit)
+        return list(page.get("Records", [])), page.get("NextShardIterator")
 
     def _convert(self, shard_id: str, raw: dict[str, Any]) -> StreamRecord:
         raise NotImplementedError
@@ -403,10 +405,6 @@ class KinesisMapping(StreamMapping):
         )["ShardIterator"]
         return iterator
 
-    def _fetch(self, shard: ShardState, limit: int) -> tuple[list[dict[str, Any]], str | None]:
-        page = self._client.get_records(ShardIterator=shard.iterator, Limit=limit)
-        return list(page.get("Records", [])), page.get("NextShardIterator")
-
     def _convert(self, shard_id: str, raw: dict[str, Any]) -> StreamRecord:
         seq = str(raw["SequenceNumber"])
         arrival = self._arrival(shard_id, seq, raw.get("ApproximateArrivalTimestamp"))
@@ -455,10 +453,6 @@ class DynamoDBStreamMapping(StreamMapping):
             StreamArn=self.source_arn, ShardId=shard_id, ShardIteratorType=position
         )["ShardIterator"]
         return iterator
-
-    def _fetch(self, shard: ShardState, limit: int) -> tuple[list[dict[str, Any]], str | None]:
-        page = self._client.get_records(ShardIterator=shard.iterator, Limit=limit)
-        return list(page.get("Records", [])), page.get("NextShardIterator")
 
     def _convert(self, shard_id: str, raw: dict[str, Any]) -> StreamRecord:
         ddb = dict(raw["dynamodb"])

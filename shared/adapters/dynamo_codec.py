@@ -5,11 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
 
 def to_dynamo(value: Any) -> Any:
     """Python -> the boto3 resource layer's types: floats become Decimal via repr (exact round-trip)."""
@@ -33,13 +28,3 @@ def from_dynamo(value: Any) -> Any:
     if isinstance(value, list | set | tuple):
         return [from_dynamo(v) for v in value]
     return value
-
-
-def serialize_item(item: dict[str, Any]) -> dict[str, Any]:
-    """Python dict -> low-level client attribute map (for transactions)."""
-    return {k: _SERIALIZER.serialize(to_dynamo(v)) for k, v in item.items()}
-
-
-def deserialize_image(image: dict[str, Any]) -> dict[str, Any]:
-    """A stream record's NewImage (low-level attribute map) -> Python dict."""
-    return {k: from_dynamo(_DESERIALIZER.deserialize(v)) for k, v in image.items()}

@@ -102,7 +102,3 @@ class Ledger:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def is_push(item: dict[str, Any]) -> bool:
-    return item.get("action") == Action.PUSH.value
