@@ -11,13 +11,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from demo.outcomes import RatingLog
+from demo.outcomes import RatingLog, SameMomentsPopularity
+from demo.push_moments import Sessions, pushes_by_depth
 from demo.replay import ROOT, progress_bar, run_policy
 from demo.report_html import write_report
 from demo.summary import report_markdown, summarize
 from shared.config import DecideSettings
 from shared.policy import PolicyConfig
-from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir, time_split
+from training.movielens import DatasetNotFoundError, Interactions, load_movielens, resolve_data_dir, time_split
 
 
 def build_model(kind: str, data_dir: Path, out: Path, quantile: float) -> Path:
@@ -55,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--policies", default="full,popularity,random,model", help="which of full,popularity,random,model to replay"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="decide setting for the full policy, e.g. FATIGUE_BASE=0.35 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     calibrate(data_dir, cooc, args.split_quantile)
     # The policies compared on the same replay: (model, decide settings). "full" is Nudge.
     policies: dict[str, tuple[Path, dict[str, str]]] = {
-        "full": (cooc, {"POLICY_VARIANT": "full"}),
+        "full": (cooc, {"POLICY_VARIANT": "full", **overrides}),
         "popularity": (popularity, {"POLICY_VARIANT": "rules", "EXPLORATION_SHARE": "0"}),
         "random": (popularity, {"POLICY_VARIANT": "rules", "ITEM_CHOICE": "random", "CANDIDATES": "2000"}),
         "model": (cooc, {"POLICY_VARIANT": "none", "EXPLORATION_SHARE": "0"}),
@@ -118,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         with (out_dir / f"pushes-{policy}.jsonl").open("w") as fh:
             for push in run.pushes:
                 fh.write(json.dumps(push.__dict__) + "\n")
-    summary = summarize(runs, RatingLog(replay), len(replay_users), config)
+    everything = Interactions.concat([train, replay])
+    same_moments = SameMomentsPopularity(train, everything)
+    summary = summarize(runs, RatingLog(replay), len(replay_users), config, same_moments)
+    main_run = next(iter(runs.values()))
+    # Where in users' sessions the main policy pushed, and what popularity would have hit there.
+    summary["pushes_by_session_depth"] = pushes_by_depth(
+        main_run.pushes, RatingLog(replay), Sessions(everything), same_moments
+    )
     summary["total_wall_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "report.md").write_text(report_markdown(summary))

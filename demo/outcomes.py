@@ -66,3 +66,44 @@ def feedback_for(push: Push, log: RatingLog) -> list[tuple[int, str]]:
     else:
         events.append((push.at + 3600, "dismissed"))
     return events
+
+
+class SameMomentsPopularity:
+    """Popularity pushed at another policy's push moments: the same users, times and count.
+
+    Isolates *what* is pushed from *whether* and *when*: for every push of the reference
+    policy, the most popular item (training-window counts) that the user had not rated by
+    then and that this baseline had not already pushed to them. Judged by the same log.
+    """
+
+    def __init__(self, train: Interactions, everything: Interactions) -> None:
+        counts: dict[str, int] = defaultdict(int)
+        for item in train.item.tolist():
+            counts[str(item)] += 1
+        # Most popular first; the item id breaks ties so the order is reproducible.
+        self._order = sorted(counts, key=lambda i: (-counts[i], int(i) if i.isdigit() else 0, i))
+        self._rated: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for user, item, ts in zip(
+            everything.user.tolist(), everything.item.tolist(), everything.timestamp.tolist(), strict=True
+        ):
+            self._rated[str(user)].append((int(ts), str(item)))
+        for rows in self._rated.values():
+            rows.sort()
+
+    def pushes_at(self, moments: Iterable[Push]) -> list[Push]:
+        pushed: dict[str, set[str]] = defaultdict(set)
+        out: list[Push] = []
+        for moment in sorted(moments, key=lambda p: (p.at, p.user_id)):
+            rows = self._rated.get(moment.user_id, [])
+            seen = {item for _, item in rows[: bisect.bisect_right(rows, (moment.at, "\uffff"))]}
+            seen |= pushed[moment.user_id]
+            item = next((i for i in self._order if i not in seen), None)
+            if item is None:
+                continue
+            pushed[moment.user_id].add(item)
+            out.append(
+                Push(
+                    decision_id=f"same-moments-{moment.decision_id}", user_id=moment.user_id, item_id=item, at=moment.at
+                )
+            )
+        return out

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from demo.outcomes import RatingLog, hit_rate
+from demo.outcomes import RatingLog, SameMomentsPopularity, hit_rate
 from demo.replay import RunResult
 from shared.ope import epsilon_greedy, estimate, greedy, logged_from_ledger
 from shared.policy import PolicyConfig, in_quiet_hours
+from training.calibration import fit_from_ledger
 
 DAY = 24 * 3600
 
@@ -87,7 +88,69 @@ def off_policy(run: RunResult) -> dict[str, Any]:
     return out
 
 
-def summarize(runs: dict[str, RunResult], log: RatingLog, users: int, config: PolicyConfig) -> dict[str, Any]:
+def same_moments(run: RunResult, log: RatingLog, baseline: SameMomentsPopularity) -> dict[str, Any]:
+    """The policy against popularity at exactly its own push moments (same users, times, count)."""
+    pushes, _, rate = hit_rate(run.pushes, log)
+    shadow_pushes, shadow_hits, shadow_rate = hit_rate(baseline.pushes_at(run.pushes), log)
+    return {
+        "reference": run.policy,
+        "pushes": pushes,
+        "push_hit_rate_7d": round(rate, 4),
+        "popularity_pushes": shadow_pushes,
+        "popularity_hits_7d": shadow_hits,
+        "popularity_push_hit_rate_7d": round(shadow_rate, 4),
+        "ratio": round(rate / shadow_rate, 3) if shadow_rate else None,
+    }
+
+
+def engagement_check(run: RunResult) -> dict[str, Any]:
+    """Predicted engagement at push time against what the logged feedback shows.
+
+    The table decide used was fitted on every event of the training window; pushes happen only
+    where the policy pushes. The second block refits the table from the first half of this run's
+    logged feedback (``training.calibration.fit_from_ledger``) and checks it on the second half.
+    """
+    pushed = sorted(
+        (r for r in run.ledger if r.get("action") == "push" and r.get("engagement") is not None),
+        key=lambda r: int(r["decided_at"]),
+    )
+    if not pushed:
+        return {}
+
+    def converted(row: dict[str, Any]) -> bool:
+        return "converted" in (row.get("outcomes") or {})
+
+    out: dict[str, Any] = {
+        "pushes": len(pushed),
+        "mean_predicted": round(sum(float(r["engagement"]) for r in pushed) / len(pushed), 4),
+        "realized": round(sum(converted(r) for r in pushed) / len(pushed), 4),
+    }
+    half = pushed[len(pushed) // 2 :]
+    versions = {str(r.get("model_version")) for r in pushed}
+    if len(versions) != 1:
+        return out
+    try:
+        refit = fit_from_ledger(pushed, versions.pop(), before=int(half[0]["decided_at"]))
+    except ValueError as exc:
+        out["refit_from_logged_feedback"] = str(exc)
+        return out
+    out["refit_from_logged_feedback"] = {
+        "fitted_on_pushes": refit.samples,
+        "checked_on_pushes": len(half),
+        "mean_predicted_before_refit": round(sum(float(r["engagement"]) for r in half) / len(half), 4),
+        "mean_predicted_after_refit": round(sum(refit(float(r["score"])) for r in half) / len(half), 4),
+        "realized": round(sum(converted(r) for r in half) / len(half), 4),
+    }
+    return out
+
+
+def summarize(
+    runs: dict[str, RunResult],
+    log: RatingLog,
+    users: int,
+    config: PolicyConfig,
+    same_moments_baseline: SameMomentsPopularity | None = None,
+) -> dict[str, Any]:
     """Top-level figures come from the first run (the full policy); every run gets a policy row."""
     main = next(iter(runs.values()))
     processed = len(main.archive_event_ids)
@@ -142,11 +205,18 @@ def summarize(runs: dict[str, RunResult], log: RatingLog, users: int, config: Po
     ]
     summary["problems"] = problems
     summary["off_policy_estimates"] = off_policy(main)
+    summary["engagement_check"] = engagement_check(main)
     if "popularity" in runs:
         summary["popularity"] = {
             "pushes_sent": len(runs["popularity"].pushes),
             "push_hit_rate_7d": rows["popularity"]["push_hit_rate_7d"],
         }
+        popularity_rate = rows["popularity"]["push_hit_rate_7d"]
+        summary["hit_rate_vs_popularity"] = (
+            round(rows[main.policy]["push_hit_rate_7d"] / popularity_rate, 3) if popularity_rate else None
+        )
+    if same_moments_baseline is not None:
+        summary["same_moments"] = same_moments(main, log, same_moments_baseline)
     return summary
 
 
@@ -171,6 +241,25 @@ def report_markdown(summary: dict[str, Any]) -> str:
             f"| {name} | {row['pushes']} | {row['hits_7d']} | {row['push_hit_rate_7d']:.4f} | "
             f"{row['cap_violations']} | {row['quiet_hour_violations']} |"
         )
+    matched = summary.get("same_moments")
+    if matched:
+        lines += [
+            "",
+            f"At the same push moments ({matched['pushes']} pushes of `{matched['reference']}`), popularity would have "
+            f"hit {matched['popularity_push_hit_rate_7d']:.4f} against {matched['push_hit_rate_7d']:.4f} "
+            f"(ratio {matched['ratio']}).",
+        ]
+    by_depth = summary.get("pushes_by_session_depth")
+    if by_depth:
+        lines += [
+            "",
+            "| ratings so far in the user's session | pushes | 7-day hit rate | popularity at the same moments |",
+            "|---|---|---|---|",
+            *(
+                f"| {b} | {r['pushes']} | {r['hit_rate_7d']:.4f} | {r['popularity_same_moments']:.4f} |"
+                for b, r in by_depth.items()
+            ),
+        ]
     lines += [
         "",
         "| function | invocations | records | ms/record p50 | ms/record p99 |",

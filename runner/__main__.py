@@ -1,4 +1,5 @@
-"""Command line: `python -m runner serve ...` and `python -m runner invoke FUNCTION --event FILE`."""
+"""Command line: `python -m runner serve ...`, `python -m runner invoke FUNCTION --event FILE` and
+`python -m runner erase --user U --stack-name NAME` (runner/erase.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
     invoke.add_argument("--event", "-e", required=True, help="event JSON file ('-' reads stdin)")
     _common(invoke)
+
+    erase = sub.add_parser("erase", help="erase users from a deployed stack or a `serve` stack (see runner/erase.py)")
+    erase.add_argument("--user", action="append", required=True, metavar="USER_ID", help="raw user id (repeatable)")
+    erase.add_argument("--stack-name", help="a CloudFormation stack (its outputs name the tables and bucket)")
+    erase.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+    erase.add_argument("--region", default="us-east-1")
+    erase.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    erase.add_argument(
+        "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
+    )
+    erase.add_argument("--via-function", action="store_true", help="invoke the stack's EraseFunction instead")
     return parser
 
 
@@ -87,6 +99,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner_log.addHandler(handler)
     runner_log.setLevel(logging.INFO)
     runner_log.propagate = False
+    if args.command == "erase":
+        from runner.erase import erase, stack_facts
+
+        outputs, parameters, endpoint = stack_facts(
+            stack_name=args.stack_name, ready_file=args.ready_file, region=args.region, endpoint_url=args.endpoint_url
+        )
+        key_parameter = args.pseudonym_key_parameter or parameters.get("PseudonymKeyParameter", "")
+        report = erase(
+            args.user,
+            outputs,
+            pseudonym_key_parameter=key_parameter,
+            region=args.region,
+            endpoint_url=endpoint,
+            via_function=args.via_function,
+        )
+        print(json.dumps(report, indent=2))
+        return 0
     params = _parse_params(args.param)
     env = _parse_env(args.env, args.env_vars)
     if args.command == "serve":

@@ -130,6 +130,7 @@ def kinesis_filter_document(record: Mapping[str, Any]) -> dict[str, Any]:
     try:
         raw = base64.b64decode(kinesis.get("data", ""), validate=True)
         document["data"] = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # Deeply nested JSON (a producer bug or an attack) is not matchable data either.
         pass
     return document

@@ -28,6 +28,25 @@ from typing import IO, Any, Protocol
 
 from runner.template import FunctionSpec
 
+
+class AbortInvocation(BaseException):
+    """Raised inside a handler to end its execution environment the way Lambda would.
+
+    A BaseException, so the handler's own ``except Exception`` cannot swallow it: the process
+    dies (a crash) or is stopped at its deadline (a timeout). The invocation is a function
+    error with ``error_type``, and the next invocation starts a fresh environment (cold start).
+    """
+
+    error_type = "Runtime.ExitError"
+    timed_out = False
+
+
+class InvocationHook(Protocol):
+    """Sees every handler invocation (the fault injector, runner/faults.py)."""
+
+    def invocation(self, function_id: str) -> contextlib.AbstractContextManager[None]: ...
+
+
 # Values every handler process needs locally, whatever the template says.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -308,6 +327,7 @@ class FunctionContainer:
         log_dir: Path | None = None,
         isolate_modules: bool = True,
         enforce_timeout: bool = False,
+        hook: InvocationHook | None = None,
     ) -> None:
         self.spec = spec
         self.function_name = function_name
@@ -320,8 +340,22 @@ class FunctionContainer:
         self._handler: Callable[[Any, Any], Any] | None = None
         self._module: ModuleType | None = None
         self._enforce_timeout = enforce_timeout
+        self._hook = hook
+        self._isolate = isolate_modules
+        self._scope = self._new_scope()
+
+    def _new_scope(self) -> _ModuleScope | None:
+        if not self._isolate:
+            return None
         runner_dir = Path(__file__).resolve().parent
-        self._scope = _ModuleScope([spec.code_dir, *python_paths], excluded=[runner_dir]) if isolate_modules else None
+        roots = [self.spec.code_dir, *(Path(p) for p in self._python_paths[1:])]
+        return _ModuleScope(roots, excluded=[runner_dir])
+
+    def _discard_environment(self) -> None:
+        """The process died: the next invocation imports everything again (a cold start)."""
+        self._handler = None
+        self._module = None
+        self._scope = self._new_scope()
 
     @property
     def warm(self) -> bool:
@@ -347,8 +381,13 @@ class FunctionContainer:
             if self._handler is not None:
                 handler = self._handler
                 wall0, cpu0 = time.perf_counter(), time.process_time()
+                aborted: AbortInvocation | None = None
                 try:
-                    response = handler(payload, context)
+                    with self._hook.invocation(self.spec.logical_id) if self._hook else contextlib.nullcontext():
+                        response = handler(payload, context)
+                except AbortInvocation as abort:
+                    aborted = abort
+                    response = None
                 except Exception as exc:  # the runtime reports any handler exception
                     _record_error(result, exc)
                     response = None
@@ -365,12 +404,17 @@ class FunctionContainer:
                 self.stats.wall_s.append(result.wall_s)
                 self.stats.cpu_s.append(result.cpu_s)
                 self.stats.batch_sizes.append(records)
-                if result.wall_s > self.spec.timeout_s:
+                if result.wall_s > self.spec.timeout_s or (aborted is not None and aborted.timed_out):
                     result.timed_out = True
                     self.stats.timeouts += 1
-                    if self._enforce_timeout:
+                    if self._enforce_timeout or aborted is not None:
                         result.error_type = "Sandbox.Timedout"
                         result.error_message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+                if aborted is not None:
+                    if not aborted.timed_out:
+                        result.error_type = aborted.error_type
+                        result.error_message = f"RequestId: {context.aws_request_id} Error: {aborted}"
+                    self._discard_environment()
             if not result.ok:
                 self.stats.errors += 1
                 self._write_log(json.dumps(result.error_payload()))

@@ -27,6 +27,7 @@ from runner.event_sources import (
     ScheduleMapping,
     StreamMapping,
 )
+from runner.faults import FaultInjector
 from runner.lambda_invoke import (
     FAKE_CREDENTIALS,
     FunctionContainer,
@@ -87,6 +88,9 @@ class LocalPipeline:
     env_overrides maps a function logical id (or "*" for all) to variables that win over the
     template's, e.g. {"DecideFunction": {"MODEL_DIR": "/tmp/model"}}; None unsets a variable.
 
+    fault_injector (runner/faults.py) injects AWS errors, races, crashes and timeouts into the
+    handlers' AWS calls while they run; the mappings retry, bisect and dead-letter as Lambda would.
+
     deployed_stack names a CloudFormation stack that already exists in the same moto (or behind
     endpoint_url): its resources are used instead of created, and each function gets the
     environment CloudFormation gave the deployed function (see runner/deploy.py).
@@ -108,6 +112,7 @@ class LocalPipeline:
         isolate_modules: bool = True,
         enforce_timeout: bool = False,
         deployed_stack: str | None = None,
+        fault_injector: FaultInjector | None = None,
     ) -> None:
         self.template: Template = load_template(template_path, parameter_overrides)
         for warning in self.template.warnings:
@@ -141,6 +146,9 @@ class LocalPipeline:
         self.stream_mappings: dict[str, StreamMapping] = {}
         self.schedules: dict[str, ScheduleMapping] = {}
         self._arrivals: dict[tuple[str, str], float] = {}
+        self.fault_injector = fault_injector
+        # (shard id, sequence number) of every record put_events wrote, in order.
+        self.positions: list[tuple[str, str]] = []
         self._closed = False
 
     # ------------------------------------------------------------ lifecycle
@@ -152,6 +160,12 @@ class LocalPipeline:
             self._mock = mock_aws()
             self._mock.start()
         try:
+            if self.fault_injector is not None:
+                if self.endpoint_url is not None:
+                    raise ValueError("fault injection needs in-process moto (endpoint_url=None)")
+                self.fault_injector.client = self.client
+                # Before any handler creates its boto3 session: sessions pick the hook up at creation.
+                self.fault_injector.install()
             self._start()
         except BaseException:
             self.close()
@@ -212,6 +226,7 @@ class LocalPipeline:
             log_dir=self.log_dir,
             isolate_modules=self._isolate,
             enforce_timeout=self._enforce_timeout,
+            hook=self.fault_injector,
         )
 
     def _add_mapping(self, event: EventSourceSpec) -> None:
@@ -271,6 +286,8 @@ class LocalPipeline:
         self._closed = True
         for container in self.containers.values():
             container.close()
+        if self.fault_injector is not None:
+            self.fault_injector.uninstall()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -375,6 +392,7 @@ class LocalPipeline:
                 assert outcome is not None
                 seq = str(outcome["SequenceNumber"])
                 sequence_numbers.append(seq)
+                self.positions.append((str(outcome["ShardId"]), seq))
                 if self.clock.simulated:
                     self._arrivals[(str(outcome["ShardId"]), seq)] = now
         return sequence_numbers

@@ -84,6 +84,8 @@ class StackBuilder:
             "AWS::SNS::Topic": self._sns_topic,
             "AWS::SQS::Queue": self._sqs_queue,
             "AWS::SNS::Subscription": self._sns_subscription,
+            "AWS::KMS::Key": self._kms_key,
+            "AWS::KMS::Alias": self._kms_alias,
         }
 
     def build(self) -> Stack:
@@ -285,6 +287,19 @@ class StackBuilder:
             ReturnSubscriptionArn=True,
         )["SubscriptionArn"]
         return PhysicalResource(logical_id, "AWS::SNS::Subscription", arn, {"Arn": arn})
+
+    def _kms_key(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+        # Ref is the key id, as in CloudFormation; the data services here do not enforce the key.
+        kms = self._client("kms")
+        key = kms.create_key(Description=str(props.get("Description", logical_id)))["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        return PhysicalResource(logical_id, "AWS::KMS::Key", key["KeyId"], {"Arn": key["Arn"], "KeyId": key["KeyId"]})
+
+    def _kms_alias(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+        name = str(props["AliasName"])
+        self._client("kms").create_alias(AliasName=name, TargetKeyId=str(props["TargetKeyId"]))
+        return PhysicalResource(logical_id, "AWS::KMS::Alias", name)
 
 
 def _int_values(throughput: dict[str, Any]) -> dict[str, int]:

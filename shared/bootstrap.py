@@ -17,14 +17,23 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.config import DecideSettings, FeaturesSettings, FeedbackSettings, IngestSettings
+from shared.config import (
+    DecideSettings,
+    EraseSettings,
+    FeaturesSettings,
+    FeedbackSettings,
+    IngestSettings,
+    PseudonymSettings,
+)
 
 if TYPE_CHECKING:
     from shared.decide_service import DecideService, SendOnce
+    from shared.erasure import EraseService
     from shared.feature_service import FeaturesService
     from shared.feedback_service import FeedbackService
     from shared.ingest import IngestService
     from shared.model import Recommender
+    from shared.pseudonym import Pseudonymizer
 
 
 @cache
@@ -55,6 +64,21 @@ def dynamodb() -> Any:
 
 
 @cache
+def pseudonymizer() -> Pseudonymizer | None:
+    """The HMAC pseudonymizer when PSEUDONYM_KEY_PARAMETER names a key; None (raw ids) otherwise.
+
+    Nothing is imported or fetched when it is off; when on, the key is read once per container.
+    """
+    name = PseudonymSettings().pseudonym_key_parameter
+    if not name:
+        return None
+    from shared.adapters.pseudonym_key import read_pseudonym_key
+    from shared.pseudonym import Pseudonymizer
+
+    return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
+
+
+@cache
 def ingest_service() -> IngestService:
     from shared.adapters.object_archive import ObjectArchive
     from shared.ingest import IngestService
@@ -64,6 +88,7 @@ def ingest_service() -> IngestService:
         ObjectArchive(client("s3"), settings.archive_bucket),
         archive_prefix=settings.archive_prefix,
         quarantine_prefix=settings.quarantine_prefix,
+        pseudonymize=pseudonymizer(),
     )
 
 
@@ -116,10 +141,16 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
     however often a retried or duplicated trigger reaches it."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
+    from shared.adapters.idempotency_records import SEND_KEY_PREFIX
+
     persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb_client)
 
     @idempotent_function(  # type: ignore[untyped-decorator]
-        data_keyword_argument="push", persistence_store=persistence, config=idempotency_config()
+        data_keyword_argument="push",
+        persistence_store=persistence,
+        config=idempotency_config(),
+        # A fixed prefix instead of the function's name, so erasure can find a decision's record.
+        key_prefix=SEND_KEY_PREFIX,
     )
     def send(push: dict[str, Any]) -> str:
         return publish(push)
@@ -162,6 +193,7 @@ def decide_service() -> DecideService:
             base=settings.fatigue_base,
             per_recent_push=settings.fatigue_per_recent_push,
             dismissal_weight=settings.fatigue_dismissal_weight,
+            per_push_today=settings.fatigue_per_push_today,
         ),
     )
     caps = CapsConfig(
@@ -205,6 +237,31 @@ def feedback_service() -> FeedbackService:
     )
 
 
+def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], str] | None) -> EraseService:
+    """Erase's service from explicit settings (the function's environment, or the erase CLI's stack)."""
+    from shared.adapters.idempotency_records import IdempotencyRecords
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.adapters.push_counters import PushCounters
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.erasure import EraseService
+
+    return EraseService(
+        UserStateStore(dynamodb(), settings.user_state_table),
+        Ledger(dynamodb(), settings.ledger_table),
+        IdempotencyRecords(dynamodb(), settings.idempotency_table),
+        PushCounters(dynamodb(), settings.push_counters_table),
+        ObjectArchive(client("s3"), settings.archive_bucket),
+        prefixes=settings.line_prefixes,
+        pseudonymize=pseudonymize,
+    )
+
+
+@cache
+def erase_service() -> EraseService:
+    return build_erase_service(EraseSettings(), pseudonymizer())
+
+
 def reset() -> None:
     """Forget every cached client and service (a fresh container, for tests)."""
     for factory in (
@@ -218,6 +275,8 @@ def reset() -> None:
         recommender,
         decide_service,
         feedback_service,
+        pseudonymizer,
+        erase_service,
     ):
         factory.cache_clear()
     _boto_config.cache_clear()

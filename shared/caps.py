@@ -1,4 +1,5 @@
-"""Which counters a push must fit in: the user's local day and ISO week, and the global minute."""
+"""Which counters a push must fit in: the user's local day and ISO week, the item's cooldown, and
+the global minute. The first three live in one item per user (see shared/adapters/push_counters.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from shared.adapters.push_counters import Counter
+from shared.adapters.push_counters import DAY_CAP, ITEM_COOLDOWN, WEEK_CAP, Counter
 
 DAY = 24 * 3600
 
@@ -20,13 +21,26 @@ class CapsConfig:
     item_cooldown_days: int = 90
 
 
+def counter_owner(user_id: str) -> str:
+    """The key of the user's counter item (erasure deletes it by this key)."""
+    return f"user#{user_id}"
+
+
 def counters_for(user_id: str, timezone: str, now: int, caps: CapsConfig, item_id: str | None = None) -> list[Counter]:
     """Calendar buckets in the user's own time zone: "3 a day" means their day, not UTC's."""
     local = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(timezone))
     year, week, _ = local.isocalendar()
-    item = [Counter("item_cooldown", f"user#{user_id}#item#{item_id}", 1, now + caps.item_cooldown_days * DAY)]
+    owner = counter_owner(user_id)
+    day_bucket, week_bucket = f"{local:%Y-%m-%d}", f"{year}-W{week:02d}"
+    cooldown_until = now + caps.item_cooldown_days * DAY
+    item = [
+        Counter("item_cooldown", f"{owner}#item#{item_id}", 1, cooldown_until, owner, ITEM_COOLDOWN, str(item_id), now)
+    ]
     return (item if item_id is not None else []) + [
-        Counter("daily_cap", f"user#{user_id}#day#{local:%Y-%m-%d}", caps.daily, now + 2 * DAY),
-        Counter("weekly_cap", f"user#{user_id}#week#{year}-W{week:02d}", caps.weekly, now + 8 * DAY),
+        # The user's item lives as long as its longest-lived bucket (the cooldown, when one is set).
+        Counter("daily_cap", f"{owner}#day#{day_bucket}", caps.daily, now + 8 * DAY, owner, DAY_CAP, day_bucket, now),
+        Counter(
+            "weekly_cap", f"{owner}#week#{week_bucket}", caps.weekly, now + 15 * DAY, owner, WEEK_CAP, week_bucket, now
+        ),
         Counter("global_rate", f"global#minute#{now // 60}", caps.global_per_minute, now + 3600),
     ]

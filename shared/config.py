@@ -17,6 +17,13 @@ class _Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
 
+class PseudonymSettings(_Settings):
+    """Read by every function that decodes events or erases users (ingest, features, feedback, erase)."""
+
+    # Name of an SSM SecureString holding the HMAC key; empty keeps raw user ids.
+    pseudonym_key_parameter: str = Field(default="", pattern=r"^(|/[A-Za-z0-9_./-]+)$")
+
+
 class IngestSettings(_Settings):
     archive_bucket: str = Field(min_length=3)
     archive_prefix: str = "archive/"
@@ -54,6 +61,7 @@ class DecideSettings(_Settings):
     fatigue_base: float = Field(default=0.30, ge=0.0, le=1.0)
     fatigue_per_recent_push: float = Field(default=0.01, ge=0.0, le=1.0)
     fatigue_dismissal_weight: float = Field(default=0.05, ge=0.0, le=1.0)
+    fatigue_per_push_today: float = Field(default=0.0, ge=0.0, le=1.0)
     push_ttl_days: int = Field(default=90, ge=1)
     silence_ttl_days: int = Field(default=7, ge=1)
     due_shards: int = Field(default=4, ge=1, le=64)
@@ -63,6 +71,16 @@ class DecideSettings(_Settings):
         if self.model_s3_uri and not self.model_s3_uri.startswith("s3://"):
             raise ValueError("MODEL_S3_URI must look like s3://bucket/prefix/")
         return self
+
+
+class EraseSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    push_counters_table: str = Field(min_length=3)
+    archive_bucket: str = Field(min_length=3)
+    # Where ingest and feedback write JSON Lines holding user ids (models/ holds none).
+    line_prefixes: tuple[str, ...] = ("archive/", "quarantine/", "feedback/")
 
 
 class FeedbackSettings(_Settings):

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -81,7 +82,8 @@ class _Event(BaseModel):
 class BehaviourEvent(_Event):
     type: Literal["view", "click", "add_to_cart", "purchase", "rate"]
     item_id: Identifier
-    value: float | None = Field(default=None, description="The rating for type=rate (0.5 to 5)")
+    # Strict: JSON true or "4" is not a rating (lax mode would read them as 1.0 and 4.0).
+    value: Annotated[float, Strict()] | None = Field(default=None, description="The rating for type=rate (0.5 to 5)")
 
     @model_validator(mode="after")
     def _rating_has_value(self) -> BehaviourEvent:

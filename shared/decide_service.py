@@ -25,6 +25,9 @@ POLICY_NAME = "rules-v1"
 # How far back "already pushed" looks; pushes older than this may be repeated.
 REPEAT_WINDOW_SECONDS = 90 * 24 * 3600
 DAY_SECONDS = 24 * 3600
+# Only this writer's user-state changes pass decide's stream filter (template.yaml).
+TRIGGERING_WRITER = "features"
+DEFER_ATTEMPTS = 3
 
 Ref = TypeVar("Ref")
 
@@ -184,17 +187,26 @@ class DecideService:
         return decisions
 
     def _defer(self, state: UserState, due_at: int) -> None:
-        try:
-            self._states.schedule(
-                state.user_id,
-                expected_version=state.version,
-                due_at=due_at,
-                due_shard=due_shard_for(state.user_id, self._config.due_shards),
-                writer=WRITER,
-            )
-        except VersionConflict:
-            # Newer events arrived; the change they made triggers its own decision.
-            return
+        expected = state.version
+        for _ in range(DEFER_ATTEMPTS):
+            try:
+                self._states.schedule(
+                    state.user_id,
+                    expected_version=expected,
+                    due_at=due_at,
+                    due_shard=due_shard_for(state.user_id, self._config.due_shards),
+                    writer=WRITER,
+                )
+                return
+            except VersionConflict:
+                current = self._states.get(state.user_id)
+                # Newer events arrived: the change they made triggers its own decision. Any other
+                # writer (feedback, the sweep) triggers none, so the deferral must still be kept.
+                if current is None or current.last_writer == TRIGGERING_WRITER:
+                    return
+                expected = current.version
+        # Still racing: fail the trigger (retried, then dead-lettered) rather than drop the push.
+        raise VersionConflict(f"user state kept changing while deferring, {DEFER_ATTEMPTS} attempts")
 
     @staticmethod
     def payload(decision: Decision, state: UserState) -> dict[str, Any]:

@@ -60,8 +60,18 @@ class FatigueConfig:
     per_recent_push: float = 0.01
     # Added in proportion to the share of delivered pushes the user dismissed.
     dismissal_weight: float = 0.05
+    # Added per push in the last 24 hours: the daily cap's later slots wait for a better moment
+    # instead of going to the first few decisions of the day (budget pacing).
+    per_push_today: float = 0.0
 
 
-def fatigue_cost(pushes_last_week: int, delivered: int, dismissed: int, config: FatigueConfig) -> float:
+def fatigue_cost(
+    pushes_last_week: int, delivered: int, dismissed: int, config: FatigueConfig, pushes_today: int = 0
+) -> float:
     dismiss_rate = dismissed / delivered if delivered > 0 else 0.0
-    return config.base + config.per_recent_push * pushes_last_week + config.dismissal_weight * dismiss_rate
+    return (
+        config.base
+        + config.per_recent_push * pushes_last_week
+        + config.dismissal_weight * dismiss_rate
+        + config.per_push_today * pushes_today
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.adapters.object_archive import ObjectArchive
 from shared.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+
+Pseudonymize = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -38,33 +40,50 @@ class IngestResult:
     quarantine_key: str | None = None
 
 
-def check_record(record: StreamRecord) -> Checked:
-    """Decode and validate one record; never raises for bad input (it is data, not an error)."""
+def check_record(record: StreamRecord, pseudonymize: Pseudonymize | None = None) -> Checked:
+    """Decode and validate one record; never raises for bad input (it is data, not an error).
+
+    With ``pseudonymize`` (shared/pseudonym.py) the event's user id is replaced here, the one
+    place every stream consumer decodes events, so nothing downstream sees the raw id.
+    """
     try:
         raw = base64.b64decode(record.data_b64, validate=True)
     except (binascii.Error, ValueError):
         return Checked(record, violation=ContractViolation(QuarantineReason.BAD_ENCODING, "not base64"))
     try:
-        return Checked(record, event=decode_event(raw, record.arrived_at))
+        event = decode_event(raw, record.arrived_at)
     except ContractViolation as violation:
         return Checked(record, violation=violation)
+    if pseudonymize is not None:
+        event = event.model_copy(update={"user_id": pseudonymize(event.user_id)})
+    return Checked(record, event=event)
 
 
 def batch_key(prefix: str, records: Sequence[StreamRecord], suffix: str) -> str:
     """Partitioned by arrival date and hour of the batch's first record; named by its position.
 
     The same batch always maps to the same key, so a retry overwrites rather than duplicates.
+    The key is the first record's position only (not the batch size): when a failed batch is
+    bisected, its first half rewrites the failed batch's object and the second half gets its own,
+    so a batch that crashed after archiving is not archived twice.
     """
     first = records[0]
     at = first.arrived_at.astimezone(UTC)
-    return f"{prefix}dt={at:%Y-%m-%d}/hour={at:%H}/{first.shard_id}-{first.sequence_number}-{len(records)}{suffix}"
+    return f"{prefix}dt={at:%Y-%m-%d}/hour={at:%H}/{first.shard_id}-{first.sequence_number}{suffix}"
 
 
 class IngestService:
-    def __init__(self, archive: ObjectArchive, archive_prefix: str, quarantine_prefix: str) -> None:
+    def __init__(
+        self,
+        archive: ObjectArchive,
+        archive_prefix: str,
+        quarantine_prefix: str,
+        pseudonymize: Pseudonymize | None = None,
+    ) -> None:
         self._archive = archive
         self._archive_prefix = archive_prefix
         self._quarantine_prefix = quarantine_prefix
+        self._pseudonymize = pseudonymize
 
     def commit(self, checked: Sequence[Checked]) -> IngestResult:
         """Write one archive object and at most one quarantine object for the batch."""
@@ -79,7 +98,7 @@ class IngestService:
             if item.event is not None and item.event.event_id in seen:
                 violation = ContractViolation(QuarantineReason.DUPLICATE, item.event.event_id)
             if violation is not None:
-                refused.append(self._quarantine_line(item.record, violation))
+                refused.append(self._quarantine_line(item.record, violation, self._pseudonymize))
                 reason = violation.reason.value
                 result.quarantined[reason] = result.quarantined.get(reason, 0) + 1
                 continue
@@ -104,14 +123,18 @@ class IngestService:
         return result
 
     @staticmethod
-    def _quarantine_line(record: StreamRecord, violation: ContractViolation) -> dict[str, object]:
-        # The raw data is kept as delivered (base64) so a fixed producer bug can be replayed.
+    def _quarantine_line(
+        record: StreamRecord, violation: ContractViolation, pseudonymize: Pseudonymize | None
+    ) -> dict[str, object]:
+        # The raw data is kept as delivered (base64) so a fixed producer bug can be replayed; it
+        # expires with the quarantine prefix (30 days) and erasure removes it (shared/erasure.py).
+        # The partition key is the user id by contract, so it is pseudonymized like one.
         return {
             "reason": violation.reason.value,
             "detail": violation.detail,
             "shard_id": record.shard_id,
             "sequence_number": record.sequence_number,
-            "partition_key": record.partition_key,
+            "partition_key": pseudonymize(record.partition_key) if pseudonymize else record.partition_key,
             "arrived_at": record.arrived_at.isoformat(),
             "data": record.data_b64,
         }

@@ -188,7 +188,7 @@ def decide(
     if calibration is not None and config.variant == "full":
         engagement = calibration(best.score)
         week = sum(1 for p in past_pushes if p.decided_at > now - 7 * DAY_SECONDS)
-        fatigue = fatigue_cost(week, state.pushes_delivered, state.pushes_dismissed, config.fatigue)
+        fatigue = fatigue_cost(week, state.pushes_delivered, state.pushes_dismissed, config.fatigue, pushes_today)
         if engagement <= fatigue:
             return Verdict(
                 Action.SILENCE,

@@ -7,6 +7,14 @@ made monotone (pool adjacent violators). Nothing after the training cutoff is us
 replay stays unseen. The table is written beside the model as calibration.json.
 
     python -m training.calibration --data DIR --split-quantile 0.8 --model-dir out/demo/models/cooccurrence
+
+Once pushes have been sent, the live outcomes are the better evidence: the replay table is fitted on
+every event, but pushes happen only at the moments the policy picks, and there the hit rate can be
+far from the table. ``--ledger rows.jsonl`` (ledger items, e.g. a DynamoDB export) refits the table
+from logged feedback instead: each push's recorded score against whether it converted; decisions at
+or after ``--before`` are left out so the refit can be judged on later traffic.
+
+    python -m training.calibration --ledger ledger.jsonl --before 891000000 --model-dir layers/model
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +36,8 @@ from training.evaluate import push_cases
 from training.movielens import load_movielens, resolve_data_dir, time_split
 
 BINS = 10
+HIT_OUTCOMES = frozenset({"converted"})
+MIN_LOGGED_SAMPLES = 200
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +73,33 @@ def fit(scores: Sequence[float], hits: Sequence[bool], model_version: str, bins:
     )
 
 
+def fit_from_ledger(
+    rows: Iterable[Mapping[str, Any]],
+    model_version: str,
+    before: int | None = None,
+    hit_outcomes: frozenset[str] = HIT_OUTCOMES,
+    bins: int = BINS,
+    min_samples: int = MIN_LOGGED_SAMPLES,
+) -> Calibration:
+    """The calibration table refitted on logged pushes: recorded score -> did the push convert.
+
+    Only pushes scored by ``model_version`` count (another model's scores mean something else).
+    Raises ``ValueError`` below ``min_samples`` pushes: a table from a handful of outcomes is noise.
+    """
+    scores: list[float] = []
+    hits: list[bool] = []
+    for row in rows:
+        if row.get("action") != "push" or row.get("score") is None or row.get("model_version") != model_version:
+            continue
+        if before is not None and int(row["decided_at"]) >= before:
+            continue
+        scores.append(float(row["score"]))
+        hits.append(bool(hit_outcomes & set(row.get("outcomes") or {})))
+    if len(scores) < min_samples:
+        raise ValueError(f"{len(scores)} logged pushes of {model_version}; at least {min_samples} needed to refit")
+    return fit(scores, hits, model_version, bins=min(bins, max(1, len(scores) // 20)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None)
@@ -70,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kind", default="cooccurrence")
     parser.add_argument("--model-dir", required=True, help="the model to calibrate (calibration.json is written here)")
     parser.add_argument("--max-cases", type=int, default=20_000)
+    parser.add_argument("--ledger", default=None, help="JSON Lines of ledger items: refit from logged feedback")
+    parser.add_argument("--before", type=int, default=None, help="with --ledger: only decisions before this epoch")
     args = parser.parse_args(argv)
+    if args.ledger:
+        return refit_from_ledger(Path(args.ledger), Path(args.model_dir), args.before)
     data_dir = resolve_data_dir(args.data)
     data = load_movielens(data_dir)
     train, _ = time_split(data.interactions, args.split_quantile)
@@ -101,6 +143,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"calibrated on {len(scores)} events: "
         + json.dumps(dict(zip(calibration.upper, calibration.probability, strict=True)))
     )
+    return 0
+
+
+def refit_from_ledger(ledger: Path, model_dir: Path, before: int | None) -> int:
+    version = OnnxRecommender.from_dir(model_dir).manifest.version
+    with ledger.open() as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    try:
+        calibration = fit_from_ledger(rows, version, before)
+    except ValueError as exc:
+        print(f"not refitted: {exc}", file=sys.stderr)
+        return 2
+    (model_dir / CALIBRATION_FILE).write_text(calibration.model_dump_json(indent=2) + "\n")
+    print(f"refitted on {calibration.samples} logged pushes of {version}")
     return 0
 
 

@@ -45,11 +45,16 @@ class SasrecConfig:
     context: bool = True
     id_dropout: float = 0.1
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW)
     batch_size: int = 128
     epochs: int = 200
+    warmup_epochs: int = 0  # linear warm-up of the learning rate
+    cosine: bool = False  # cosine decay to zero over ``epochs`` after the warm-up
+    mask_seen: bool = False  # leave earlier items of the window out of each step's softmax
+    mask_history: bool = False  # with mask_seen: also the user's items before the window
     eval_every: int = 5
     patience: int = 4  # evaluations without a validation gain before stopping
+    cold_fill: bool = False  # after training, give items without training data a content-predicted id vector
     seed: int = 0
 
 
@@ -151,12 +156,54 @@ class SASRec(nn.Module):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         table = self.item_table()
-        h = self.query(self.hidden(table, batch["items"], batch), batch)
+        items = batch["items"]
+        h = self.query(self.hidden(table, items, batch), batch)
         targets = batch["targets"]
         keep = targets != 0
-        logits = h[keep] @ table.T
-        logits[:, 0] = NEG
-        return F.cross_entropy(logits, targets[keep])
+        h, tgt = h[keep], targets[keep]
+        logits = h @ table.T
+        # Items without training data are never targets: left in the softmax, every step would only push
+        # their (content-only) vectors down, which is what buried cold items. So they sit out, with padding.
+        # (In place: the matmul's backward does not need its output, and this is the largest tensor here.)
+        logits.masked_fill_(self.has_id.T * self.nonpad.T == 0, NEG)
+        if self.cfg.mask_seen:
+            # Ranking masks the user's history, so training does too: items earlier in the window
+            # (up to and including the input at this step) are not competitors.
+            length = items.shape[1]
+            upto = torch.tril(torch.ones(length, length, dtype=torch.bool))
+            seen = torch.where(upto, items[:, None, :], 0)[keep]  # [N, L] item ids; 0 = padding, masked anyway
+            if self.cfg.mask_history and "before" in batch:
+                before = batch["before"]
+                width = int((before != 0).sum(dim=1).max())
+                if width:
+                    earlier = before[:, None, -width:].expand(-1, length, -1)[keep]
+                    seen = torch.cat([seen, earlier], dim=1)
+            own_logit = (h * table[tgt]).sum(dim=1, keepdim=True)  # not from ``logits``: it is overwritten
+            logits.scatter_(1, seen, NEG)
+            logits.scatter_(1, tgt[:, None], own_logit)
+        return F.cross_entropy(logits, tgt)
+
+    @torch.no_grad()
+    def fill_cold_ids(self, ridge: float = 1.0) -> int:
+        """Id vectors for items without training data, predicted from content by ridge regression.
+
+        Fitted on the items that have training data (content features -> learned id embedding), so a
+        cold item gets the id vector its genres, era and title predict, on the scale of warm items.
+        """
+        if self.content_mlp is None:
+            return 0
+        warm = self.has_id[:, 0] > 0
+        warm[0] = False
+        cold = (self.has_id[:, 0] == 0) & (self.nonpad[:, 0] > 0)
+        if not bool(cold.any()) or int(warm.sum()) < 2:
+            return 0
+        x = torch.cat([self.content, torch.ones(self.content.shape[0], 1)], dim=1).double()
+        y = self.id_emb.weight.double()
+        xw = x[warm]
+        solve = torch.linalg.solve(xw.T @ xw + ridge * torch.eye(x.shape[1], dtype=x.dtype), xw.T @ y[warm])
+        self.id_emb.weight[cold] = (x[cold] @ solve).float()
+        self.has_id[cold] = 1.0
+        return int(cold.sum())
 
     @torch.inference_mode()
     def scores(self, items: Tensor, ctx: dict[str, Tensor]) -> Tensor:
@@ -245,7 +292,18 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = SASRec(cfg, vocab_size, content, has_id)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    warmup, total_steps = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cfg.cosine:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), -math.inf, 0, 0
     began = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -257,6 +315,7 @@ def train(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total += float(loss.detach()) * min(cfg.batch_size, len(order) - start)
         if validate is None or (epoch % cfg.eval_every and epoch != cfg.epochs):
             continue

@@ -94,6 +94,7 @@ class Windows:
     q_dow: NDArray[np.int64]
     q_gap: NDArray[np.int64]
     tgt_time: NDArray[np.int64]  # the request time of each step (its target's timestamp)
+    before: NDArray[np.int64]  # [N, P] the user's items before this window, right-aligned (0 = padding)
 
     def __len__(self) -> int:
         return int(self.items.shape[0])
@@ -112,6 +113,7 @@ def make_windows(sequences: Sequence[UserSeq], length: int) -> Windows:
     in_times: list[NDArray[np.int64]] = []
     targets: list[NDArray[np.int64]] = []
     tgt_times: list[NDArray[np.int64]] = []
+    before: list[NDArray[np.int64]] = []
     for seq in sequences:
         end = seq.items.size
         while end >= 2:
@@ -120,12 +122,14 @@ def make_windows(sequences: Sequence[UserSeq], length: int) -> Windows:
             in_times.append(seq.times[start : end - 1])
             targets.append(seq.items[start + 1 : end])
             tgt_times.append(seq.times[start + 1 : end])
+            before.append(seq.items[:start])
             end -= length
     items, times = left_pad(inputs, length), left_pad(in_times, length)
     tgt, tgt_t = left_pad(targets, length), left_pad(tgt_times, length)
     hour, dow, gap = event_context(times)
     q_hour, q_dow, q_gap = request_context(times, tgt_t)
-    return Windows(items, hour, dow, gap, tgt, q_hour, q_dow, q_gap, tgt_t)
+    earlier = left_pad(before, max([b.size for b in before], default=0) or 1)
+    return Windows(items, hour, dow, gap, tgt, q_hour, q_dow, q_gap, tgt_t, earlier)
 
 
 def query_batch(

@@ -16,6 +16,7 @@ Needs ``requirements/train.txt`` (torch); single-threaded by default (``--thread
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -107,6 +108,20 @@ def artifact_metrics(model_dir: Path, prep: Prepared) -> dict[str, dict[str, flo
     return out
 
 
+def cold_target_metrics(model: Any, split: TimedSplit, has_id: NDArray[np.bool_]) -> dict[str, dict[str, float]]:
+    """Metrics on the valid and test users whose target item has no training interaction."""
+    from training.sasrec import rank_metrics, rank_targets, split_cases
+
+    out: dict[str, dict[str, float]] = {}
+    for target in ("valid", "test"):
+        histories, now, targets = split_cases(split, target)
+        cold = ~has_id[np.asarray(targets)]
+        if cold.any():
+            ranks = rank_targets(model, histories, now, targets)[cold]
+            out[target] = {**rank_metrics(ranks), "users": float(cold.sum())}
+    return out
+
+
 def mean_std(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {
         key: {
@@ -138,8 +153,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         blocks=args.blocks,
         heads=args.heads,
         dropout=args.dropout,
+        id_dropout=args.id_dropout,
         lr=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
         epochs=args.epochs,
+        warmup_epochs=args.warmup,
+        cosine=args.cosine,
+        mask_seen=args.mask_seen,
+        mask_history=args.mask_history,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        cold_fill=args.cold_fill,
     )
     windows = make_windows(prep.train, base.max_len)
     _log(
@@ -158,16 +183,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _log(f"--- {label}, seed {seed}")
             model, info = train(cfg, windows, len(prep.vocab), prep.content, prep.has_id, validate, log=_log)
             row: dict[str, Any] = {"train": info}
+            if split is not None and (~prep.has_id[1:]).any():
+                # Both ways of scoring items without training data, on the users whose target is one.
+                filled = copy.deepcopy(model)
+                filled.fill_cold_ids()
+                for name, candidate in (("content_only", model), ("id_fill", filled)):
+                    row[f"cold_{name}"] = cold_target_metrics(candidate, split, prep.has_id)
+                    _log(f"    cold, {name}: " + "  ".join(f"{t} {_short(m)}" for t, m in row[f"cold_{name}"].items()))
+            if cfg.cold_fill:
+                info["cold_filled"] = float(model.fill_cold_ids())
             if split is not None:
                 from training.sasrec import split_cases
 
-                row["valid"] = evaluate_model(model, split, "valid")
                 histories, now, targets = split_cases(split, "test")
+                cold = ~prep.has_id[np.asarray(targets)]
+                row["valid"] = evaluate_model(model, split, "valid")
                 ranks = rank_targets(model, histories, now, targets)
                 row["test"] = rank_metrics(ranks)
-                cold = ~prep.has_id[np.asarray(targets)]
                 row["test_cold"] = {**rank_metrics(ranks[cold]), "users": float(cold.sum())} if cold.any() else {}
                 _log(f"    valid NDCG@10 {row['valid']['NDCG@10']:.4f}  test {_short(row['test'])}")
+                if cold.any():
+                    _log(f"    cold ({int(cold.sum())} users): {_short(row['test_cold'])}")
             rows.append(row)
             if (label, content, context) == ABLATION[-1]:
                 score = row["valid"]["NDCG@10"] if split is not None else -seed
@@ -252,8 +288,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--heads", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--id-dropout", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=1, help="epochs of linear learning-rate warm-up")
+    on_off = argparse.BooleanOptionalAction
+    p.add_argument("--cosine", action=on_off, default=True, help="cosine learning-rate decay over --epochs")
+    p.add_argument("--mask-seen", action=on_off, default=True, help="earlier window items leave the training softmax")
+    p.add_argument("--mask-history", action=on_off, default=True, help="and the user's items before the window")
+    p.add_argument("--eval-every", type=int, default=2, help="epochs between validation checks")
+    p.add_argument("--patience", type=int, default=6, help="validation checks without a gain before stopping")
+    p.add_argument("--cold-fill", action=on_off, default=False, help="ridge-predict id vectors of items without data")
     return p
 
 

@@ -25,7 +25,7 @@ Item = Positioned[KinesisStreamRecord] | None
 def parse(record: KinesisStreamRecord) -> Item:
     """None for records that are not ours to apply: ingest quarantines invalid ones."""
     stream_record = stream_record_of(record)
-    checked = check_record(stream_record)
+    checked = check_record(stream_record, bootstrap.pseudonymizer())
     if checked.event is None or checked.event.type in ("delivered", "opened", "dismissed", "converted"):
         return None
     position = StreamPosition(stream_record.shard_id, stream_record.sequence_number)

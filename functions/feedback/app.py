@@ -25,7 +25,7 @@ Item = FeedbackItem[KinesisStreamRecord] | None
 def parse(record: KinesisStreamRecord) -> Item:
     """None for records that are not valid feedback: ingest quarantines invalid ones."""
     stream_record = stream_record_of(record)
-    event = check_record(stream_record).event
+    event = check_record(stream_record, bootstrap.pseudonymizer()).event
     if not isinstance(event, FeedbackEvent):
         return None
     return FeedbackItem(event, stream_record.shard_id, stream_record.sequence_number, record)

@@ -19,7 +19,7 @@ logger, metrics, tracer = handler_tools()
 
 
 def check(record: KinesisStreamRecord) -> Checked:
-    return check_record(stream_record_of(record))
+    return check_record(stream_record_of(record), bootstrap.pseudonymizer())
 
 
 def commit(

@@ -85,6 +85,30 @@ class Ledger:
             )
         return None if item is None else dict(from_dynamo(item))
 
+    def decision_ids_of(self, user_id: str) -> list[str]:
+        """Every decision id the ledger holds for a user (for erasure)."""
+        out: list[str] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "user_id = :u",
+            "ProjectionExpression": "decision_id",
+            "ExpressionAttributeValues": {":u": user_id},
+            "ConsistentRead": True,
+        }
+        while True:
+            with translated("ledger.decision_ids_of"):
+                page = self._table.query(**kwargs)
+            out.extend(str(i["decision_id"]) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def forget(self, user_id: str, decision_ids: list[str]) -> int:
+        """Delete the given decisions of a user (erasure); deleting an absent one is a no-op."""
+        with translated("ledger.forget"), self._table.batch_writer() as batch:
+            for decision_id in decision_ids:
+                batch.delete_item(Key={"user_id": user_id, "decision_id": decision_id})
+        return len(decision_ids)
+
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
         """The user's push decisions from ``since`` on (oldest first), for caps and repeats."""
         items: list[dict[str, Any]] = []

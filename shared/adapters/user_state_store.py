@@ -23,6 +23,12 @@ class UserStateStore:
             item = self._table.get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
         return None if item is None else decode_user_state(item)
 
+    def delete(self, user_id: str) -> bool:
+        """Remove the user's item (erasure); True when there was one."""
+        with translated("user_state.delete"):
+            response = self._table.delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
+        return bool(response.get("Attributes"))
+
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
         """Strongly consistent batch read; users never seen before are simply absent."""
         items = batch_get(self._dynamodb, self._table_name, "user_id", list(user_ids), consistent=True)

@@ -197,3 +197,69 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     for queue in ("IngestDeadLetterQueueUrl", "FeaturesDeadLetterQueueUrl", "DecideDeadLetterQueueUrl"):
         assert pipeline.receive_messages(outputs[queue]) == []
     assert all(s.errors == 0 for s in pipeline.stats().functions.values())
+
+    # The erase function runs with the environment CloudFormation gave it and removes one user.
+    erased = pipeline.invoke("EraseFunction", {"user_ids": ["u0"]})
+    assert erased.ok and erased.response["users"] == 1 and erased.response["lines_removed"] == 5
+    states = dynamodb.Table(outputs["UserStateTableName"]).scan()["Items"]
+    assert {s["user_id"] for s in states} == set(users) - {"u0"}
+    archived = [line for key in archive.keys("archive/") for line in archive.read_lines(key)]
+    assert len(archived) == len(records) - 5 and all(line["event"]["user_id"] != "u0" for line in archived)
+
+
+def test_data_at_rest_is_under_the_stacks_rotating_key(deployed: dict[str, Any]) -> None:
+    """What moto's CloudFormation records of the encryption settings (DynamoDB and Kinesis key
+    ids it drops, so the expanded template is checked for those)."""
+    summaries = deployed["cfn"].describe_stack_resources(StackName=STACK)["StackResources"]
+    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in summaries}
+    key_id = physical["DataKey"]
+    kms = boto3.client("kms", region_name=REGION)
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    # (moto's DescribeKey chokes on a key policy CloudFormation passed as an object; ListKeys does not.)
+    key_arn = next(k["KeyArn"] for k in kms.list_keys()["Keys"] if k["KeyId"] == key_id)
+    sqs = boto3.client("sqs", region_name=REGION)
+    queues = [lid for lid in physical if lid and lid.endswith("DeadLetterQueue")]
+    assert len(queues) == 5
+    for lid in queues:
+        attributes = sqs.get_queue_attributes(QueueUrl=physical[lid], AttributeNames=["KmsMasterKeyId"])["Attributes"]
+        assert attributes["KmsMasterKeyId"] == key_id, lid
+    sns = boto3.client("sns", region_name=REGION)
+    for lid in ("PushTopic", "AlarmTopic"):
+        assert sns.get_topic_attributes(TopicArn=physical[lid])["Attributes"]["KmsMasterKeyId"] == key_id, lid
+    rules = boto3.client("s3").get_bucket_encryption(Bucket=physical["ArchiveBucket"])
+    default = rules["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    assert default == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+    expanded = deployed["expanded"]["Resources"]
+    for lid, spec in expanded.items():
+        if spec["Type"] == "AWS::DynamoDB::Table":
+            sse = spec["Properties"]["SSESpecification"]
+            assert sse["SSEType"] == "KMS" and sse["KMSMasterKeyId"] == {"Ref": "DataKey"}, lid
+    assert expanded["EventsStream"]["Properties"]["StreamEncryption"]["KeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    erase = boto3.client("lambda", region_name=REGION).get_function(FunctionName=physical["EraseFunction"])
+    assert erase["Concurrency"]["ReservedConcurrentExecutions"] == 1
+
+
+def test_roles_name_exact_resources_and_may_reach_their_dead_letter_queues(deployed: dict[str, Any]) -> None:
+    """Inline statements never use a wildcard resource (the AWS-managed policies SAM attaches for
+    logs, X-Ray and stream polling are listed in docs/reliability.md), and a stream consumer's role
+    may send to the queue its mapping gives up to."""
+    resources = deployed["expanded"]["Resources"]
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for lid, spec in resources.items():
+        if spec["Type"] == "AWS::IAM::Role":
+            statements[lid] = [
+                s for p in spec["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]
+            ]
+    for role, found in statements.items():
+        # SAM's managed policies (logs, X-Ray, stream polling) name "*": the boundary caps them.
+        assert resources[role]["Properties"]["PermissionsBoundary"] == {"Ref": "FunctionBoundary"}, role
+        for statement in found:
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert "*" not in targets, (role, statement)
+    for spec in resources.values():
+        if spec["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        function = spec["Properties"]["FunctionName"]["Ref"]
+        queue = spec["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        sends = [s for s in statements[f"{function}Role"] if "sqs:SendMessage" in s["Action"]]
+        assert any(s["Resource"] == queue for s in sends), function

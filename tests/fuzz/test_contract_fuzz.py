@@ -9,42 +9,26 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.contract import ContractViolation, QuarantineReason, decode_event
+from reliability.bad_inputs import (
+    NOW,
+    VALID,
+    fuzz_contract,
+    fuzz_through_ingest,
+    json_values,
+    nasty_inputs,
+    verdict,
+)
+from shared.contract import QuarantineReason, decode_event
 from shared.ingest import IngestService, StreamRecord, check_record
 from tests.support.fakes import InMemoryArchive
 
-NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
-VALID = {
-    "schema_version": 1,
-    "event_id": "e-1",
-    "user_id": "u-1",
-    "type": "rate",
-    "item_id": "242",
-    "value": 4,
-    "timestamp": NOW.isoformat(),
-}
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
-)
-
-
-def verdict(raw: bytes) -> str:
-    try:
-        decode_event(raw, NOW)
-    except ContractViolation as violation:
-        assert violation.reason in QuarantineReason
-        return violation.reason.value
-    return "valid"
 
 
 @FUZZ
@@ -72,38 +56,19 @@ def test_near_valid_events_are_valid_or_refused_with_a_reason(field: str, value:
         assert event.event_id and event.user_id
 
 
-def nasty_inputs() -> dict[str, bytes]:
-    def event(**fields: Any) -> bytes:
-        return json.dumps({**VALID, **fields}).encode()
-
-    return {
-        "invalid utf-8": b'{"schema_version": 1, "user_id": "\xff\xfe"}',
-        "deep nesting": b"[" * 10_000 + b"]" * 10_000,
-        "deep object": ('{"a":' * 3000 + "1" + "}" * 3000).encode(),
-        "huge number": event(value=10**400),
-        "NaN": event().replace(b'"value": 4', b'"value": NaN'),
-        "Infinity": event().replace(b'"value": 4', b'"value": Infinity'),
-        "1 MB payload": event(item_id="x" * 1_000_000),
-        "odd unicode id": event(user_id="u\u202eevil\u0000"),
-        "emoji id": event(item_id="🍿"),
-        "sql injection": event(user_id="1'; DROP TABLE users;--"),
-        "script injection": event(item_id="<script>alert(1)</script>"),
-        "wrong schema version": event(schema_version=2),
-        "schema version as string": event(schema_version="1"),
-        "bool for value": event(value=True),
-        "naive timestamp": event(timestamp="2026-11-27T12:00:00"),
-        "timestamp in 2099": event(timestamp="2099-01-01T00:00:00Z"),
-        "timestamp in 1970": event(timestamp="1970-01-01T00:00:00Z"),
-        "empty object": b"{}",
-        "null": b"null",
-        "empty": b"",
-        "whitespace": b"   \n\t",
-        "BOM then JSON": b"\xef\xbb\xbf" + event(),
-    }
+def test_every_nasty_input_is_refused_with_a_documented_reason() -> None:
+    refused = {name: verdict(raw) for name, raw in nasty_inputs().items()}
+    assert [name for name, reason in refused.items() if reason == "valid"] == []
+    # The corpus the issue lists is all there.
+    for needed in ("invalid utf-8", "deep nesting", "huge number", "NaN", "1 MB payload", "odd unicode id"):
+        assert needed in refused
+    assert {"sql injection", "script injection", "wrong schema version"} <= set(refused)
+    assert refused["bool for value"] == "invalid_fields"  # lax parsing once read `true` as a 1.0 rating
 
 
 def test_nasty_corpus_is_quarantined_record_by_record_and_the_batch_goes_on() -> None:
-    corpus = nasty_inputs()
+    # Distinct event ids: a corpus entry must be refused for what it is, not as a duplicate of "good".
+    corpus = {name: raw.replace(b'"e-1"', f'"c-{n}"'.encode()) for n, (name, raw) in enumerate(nasty_inputs().items())}
     good = json.dumps(VALID).encode()
     payloads = [good, *corpus.values(), json.dumps({**VALID, "event_id": "e-2"}).encode()]
     records = [
@@ -125,3 +90,19 @@ def test_bad_base64_and_old_arrivals_are_refused_too() -> None:
     late = StreamRecord("s", "2", "u", base64.b64encode(json.dumps(VALID).encode()).decode(), NOW + timedelta(days=30))
     violation = check_record(late).violation
     assert violation is not None and violation.reason is QuarantineReason.TIMESTAMP_TOO_OLD
+
+
+def test_fuzz_run_counts_every_input_it_tries() -> None:
+    report = fuzz_contract(examples=50)
+    assert report["by_strategy"]["corpus"] == len(nasty_inputs())
+    assert report["inputs_tried"] == sum(report["by_strategy"].values()) >= len(nasty_inputs()) + 100
+    assert sum(report["verdicts"].values()) == report["inputs_tried"]
+
+
+def test_bad_input_through_the_real_stream_and_ingest_handler_is_quarantined_and_the_batch_goes_on() -> None:
+    report = fuzz_through_ingest(generated=40)
+    assert report["quiescent"] and report["dead_letter_messages"] == 0
+    assert report["bad_lost"] == 0 and report["good_lost"] == 0
+    assert report["good_archived"] == report["bad_records_put"]
+    assert report["bad_quarantined_with_reason"] + report["generated_that_were_valid"] == report["bad_records_put"]
+    assert report["quarantine_lines_without_reason"] == 0

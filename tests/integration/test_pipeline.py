@@ -202,6 +202,9 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
     assert change.ok and change.response == {"batchItemFailures": []}
     assert any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))
+    erase = pipeline.invoke("EraseFunction", load_event("erase-request.json"))
+    assert erase.ok and erase.response["users"] == 1 and erase.response["decisions"] >= 1
+    assert not any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))
 
 
 def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalPipeline) -> None:
@@ -216,9 +219,24 @@ def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalP
     assert pipeline.pump().quiescent
     pushes = pipeline.receive_json(outbox)
     assert pushes
+    # Feedback and erase run too, so every function's log is read.
+    opened = FeedbackEvent(
+        schema_version=1,
+        event_id="fb-leak",
+        user_id=pushes[0]["user_id"],
+        timestamp=T0 + timedelta(minutes=30),
+        type="opened",
+        decision_id=pushes[0]["decision_id"],
+        item_id=pushes[0]["item_id"],
+    )
+    pipeline.put_events([json.loads(opened.model_dump_json(exclude_none=True))], partition_key="user_id")
+    assert pipeline.pump().quiescent
+    assert pipeline.invoke("EraseFunction", {"user_ids": users[:1]}).ok
     assert pipeline.log_dir is not None
     logs = "".join(p.read_text() for p in pipeline.log_dir.glob("*.log"))
     assert "records quarantined" in logs  # the handlers' own log lines are in there
+    assert "users erased" in logs
+    assert {p.stem for p in pipeline.log_dir.glob("*.log")} >= set(pipeline.template.functions)
     secrets = [*users, *(f"tok-{u}" for u in users), *(p["title"] for p in pushes if p.get("title"))]
     leaked = [s for s in secrets if s in logs]
     assert leaked == []

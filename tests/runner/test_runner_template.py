@@ -50,7 +50,11 @@ def test_globals_merge_like_sam() -> None:
 
 def test_real_template_functions_and_event_sources() -> None:
     template = load_template(REAL_TEMPLATE)
-    assert set(template.functions) == set(REAL_FUNCTIONS)
+    # Erase has no event source: it is invoked (asynchronously) with the users to erase.
+    assert set(template.functions) == {*REAL_FUNCTIONS, "EraseFunction"}
+    erase = template.functions["EraseFunction"]
+    assert erase.events == () or list(erase.events) == []
+    assert erase.code_dir == (REPO_ROOT / "functions/erase").resolve() and erase.timeout_s == 900
     for fid, code in REAL_FUNCTIONS.items():
         spec = template.functions[fid]
         assert spec.handler == "app.lambda_handler"
@@ -67,7 +71,8 @@ def test_real_template_functions_and_event_sources() -> None:
         assert streams, f"{fid} has no stream event source"
         for event in streams:
             assert event.batch_size == 100
-            assert event.batching_window_s == 1.0
+            # The push path (features, decide) waits 1 s; archive and feedback batch for 30 s (docs/cost.md).
+            assert event.batching_window_s == (30.0 if fid in ("IngestFunction", "FeedbackFunction") else 1.0)
             assert event.starting_position == "TRIM_HORIZON"
             assert event.bisect_on_error is True
             assert event.max_retries == 5
@@ -162,6 +167,8 @@ def test_real_template_resources_env_and_outputs() -> None:
         assert decide["PUSH_TOPIC_ARN"] == res["PushTopic"].ref
         assert decide["DAILY_PUSH_CAP"] == "3"
         assert decide["SCORE_THRESHOLD"] == "0.0"
+        # The transformer is served by default; the parameter picks another artifact of the layer.
+        assert decide["MODEL_DIR"] == "/opt/model/sasrec"
 
         # Mappings wired to the physical sources and destinations; nothing imported yet.
         assert set(p.stream_mappings) == {
@@ -175,6 +182,14 @@ def test_real_template_resources_env_and_outputs() -> None:
         ingest_dest = p.stream_mappings["IngestFunction.Stream"].destination
         assert ingest_dest is not None and ingest_dest.arn == res["IngestDeadLetterQueue"].arn
         assert not any(c.warm for c in p.containers.values())
+
+
+@pytest.mark.parametrize(
+    ("served", "model_dir"), [("cooccurrence", "/opt/model"), ("sasrec/int8", "/opt/model/sasrec/int8")]
+)
+def test_served_model_parameter_picks_the_layer_artifact(served: str, model_dir: str) -> None:
+    with LocalPipeline(REAL_TEMPLATE, stack_name="nudge-test", parameter_overrides={"ServedModel": served}) as p:
+        assert p.containers["DecideFunction"].environment["MODEL_DIR"] == model_dir
 
 
 def test_model_dir_override_and_unknown_function() -> None:

@@ -200,6 +200,8 @@ def build() -> dict[str, dict[str, Any]]:
         "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/nudge-DecideFunctionDueSweep"],
         "detail": {},
     }
+    # EraseFunction's request (asynchronous invoke; docs/operations.md "Erasing users").
+    events["erase-request.json"] = {"user_ids": ["u-196"]}
     return events
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -92,3 +93,40 @@ def test_weekly_cap_and_local_calendar_buckets(stack: Stack, dynamodb: Any) -> N
     late = NOW + 11 * 3600 + 1800
     assert counters_for("u1", "Asia/Tokyo", late, caps)[0].key.endswith("2026-11-28")
     assert counters_for("u1", "UTC", late, caps)[0].key.endswith("2026-11-27")
+
+
+def test_one_small_item_per_user_and_refusals_write_nothing(stack: Stack, dynamodb: Any) -> None:
+    """Day, week and cooldowns share one item that old buckets and cooldowns drop out of."""
+    store = counters(stack, dynamodb)
+    table = dynamodb.Table(stack.outputs["PushCountersTableName"])
+    caps = CapsConfig(daily=2, weekly=5, global_per_minute=100, item_cooldown_days=3)
+    day = 24 * 3600
+    for n in range(60):  # two pushes a day for a month, a new item each time
+        at = NOW + (n // 2) * day + (n % 2) * 60
+        assert try_reserve(store, f"d{n}", counters_for("u1", "UTC", at, caps, item_id=f"i{n}")) in (
+            "ok",
+            "weekly_cap",
+        )
+    item = table.get_item(Key={"counter_key": "user#u1"})["Item"]
+    assert len(json.dumps(item, default=str)) < 1024
+    assert len(item.get("cool", {})) <= 3 * 2  # only cooldowns still running
+    # A refusal leaves the item as it was (no write, so no write units).
+    late = NOW + 29 * day + 120
+    assert try_reserve(store, "d-extra", counters_for("u1", "UTC", late, caps, item_id="x")) in (
+        "daily_cap",
+        "weekly_cap",
+    )
+    assert table.get_item(Key={"counter_key": "user#u1"})["Item"]["v"] == item["v"]
+
+
+def test_a_retry_is_admitted_after_its_day_moved_on(stack: Stack, dynamodb: Any) -> None:
+    store = counters(stack, dynamodb)
+    caps = CapsConfig(daily=1, weekly=10, global_per_minute=100)
+    before_midnight = NOW + 11 * 3600 + 59 * 60  # 23:59 UTC
+    plan = counters_for("u1", "UTC", before_midnight, caps, item_id="7")
+    assert try_reserve(store, "d-late", plan) == "ok"
+    assert try_reserve(store, "d-next", counters_for("u1", "UTC", before_midnight + 120, caps, item_id="8")) == "ok"
+    # The first decision's retry still finds its slot, although the user's day is now the 28th.
+    assert try_reserve(store, "d-late", plan) == "ok"
+    # A new decision for the old day cannot be counted there any more: refused, never over the cap.
+    assert try_reserve(store, "d-other", counters_for("u1", "UTC", before_midnight, caps, item_id="9")) == "daily_cap"

@@ -178,3 +178,28 @@ def test_random_item_choice_is_uniform_over_eligible_and_recorded() -> None:
     assert picks == {"2", "3"}
     verdict = decide(user(), ranked, CATALOG, [], NOON, config, draws=(0.0, 0.9))
     assert verdict.propensity == 0.5 and verdict.candidates == ("2", "3")
+
+
+def test_pacing_raises_the_bar_for_each_push_already_sent_today() -> None:
+    from shared.engagement import Calibration, FatigueConfig
+
+    calibration = Calibration(model_version="m", upper=[0.5, 1.0], probability=[0.25, 0.40])
+    paced = PolicyConfig(
+        daily_push_cap=3,
+        quiet_hours_start=0,
+        quiet_hours_end=0,
+        exploration_share=0.0,
+        fatigue=FatigueConfig(base=0.20, per_recent_push=0.0, per_push_today=0.10),
+    )
+    strong = cands(("3", 0.9))
+    first = decide(user(), strong, CATALOG, [], NOON, paced, calibration=calibration)
+    assert first.action is Action.PUSH and first.fatigue == pytest.approx(0.20)
+    # One push earlier today: 0.40 still beats 0.30; two pushes today: 0.40 does not beat 0.40.
+    one = [PastPush("2", NOON - 3600, ("Action",))]
+    assert decide(user(), strong, CATALOG, one, NOON, paced, calibration=calibration).action is Action.PUSH
+    two = [*one, PastPush("9", NOON - 1800, ("Drama",))]
+    second = decide(user(), strong, CATALOG, two, NOON, paced, calibration=calibration)
+    assert (second.reasons, second.fatigue) == ([Reason.BELOW_FATIGUE], pytest.approx(0.40))
+    # Yesterday's pushes do not count toward today's pacing.
+    old = [PastPush("2", NOON - 2 * 86400, ("Action",)), PastPush("9", NOON - 3 * 86400, ("Drama",))]
+    assert decide(user(), strong, CATALOG, old, NOON, paced, calibration=calibration).action is Action.PUSH

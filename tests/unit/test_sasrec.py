@@ -7,6 +7,7 @@ import gzip
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -167,6 +168,10 @@ def test_windows_cover_every_target_once() -> None:
     windows = make_windows(list(split.train.values()), length=4)
     targets = windows.targets[windows.targets > 0]
     assert sorted(targets.tolist()) == list(range(2, n - 1))
+    # Each window also knows the user's items before it (for the training softmax's history mask).
+    for inputs, before in zip(windows.items, windows.before, strict=True):
+        first = int(inputs[inputs > 0][0])
+        assert before[before > 0].tolist() == list(range(1, first))
     assert vocab[0] == "<pad>" and len(vocab) == n + 1
 
 
@@ -222,6 +227,91 @@ def test_tiny_training_run_learns() -> None:
     ranks = rank_targets(model, histories, [int(s.times[-1]) for s in seqs], [int(s.items[-1]) for s in seqs])
     assert rank_metrics(ranks)["HR@5"] > 0.8
     assert info["train_seconds"] < 30
+
+
+def _tiny_batch() -> dict[str, Any]:
+    import torch
+
+    items = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 2, 2, 8]])
+    targets = torch.tensor([[1, 2, 3, 4, 2], [6, 2, 2, 8, 9]])  # repeats: a seen item can be the target
+    zero = torch.zeros_like(items)
+    before = torch.tensor([[0, 0], [4, 3]])  # the second user had items 4 and 3 before this window
+    context = {k: zero for k in ("hour", "dow", "gap", "q_hour", "q_dow", "q_gap")}
+    return {"items": items, "targets": targets, "before": before, **context}
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_training_softmax_leaves_out_seen_and_cold_items(history: bool) -> None:
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from training.sasrec import NEG, SASRec, SasrecConfig
+
+    torch.manual_seed(0)
+    has_id = np.ones(10, dtype=bool)
+    has_id[7] = False  # no training data: never a competitor
+    cfg = SasrecConfig(
+        max_len=5, dim=8, content=False, context=False, mask_seen=True, mask_history=history, dropout=0.0
+    )
+    model = SASRec(cfg, 10, None, has_id)
+    batch = _tiny_batch()
+    loss = model.loss(batch)
+    loss.backward()
+    grad = model.id_emb.weight.grad.clone()  # type: ignore[union-attr]
+    model.zero_grad()
+    # The same loss with the mask spelled out position by position.
+    items, targets = batch["items"], batch["targets"]
+    table = model.item_table()
+    h = model.query(model.hidden(table, items, batch), batch)
+    keep = targets != 0
+    logits = h[keep] @ table.T
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    for row, (b, t) in enumerate(keep.nonzero().tolist()):
+        mask[row, items[b, : t + 1]] = True
+        if history:
+            mask[row, batch["before"][b]] = True
+        mask[row, targets[b, t]] = False
+    mask[:, [0, 7]] = True
+    expected = F.cross_entropy(logits.masked_fill(mask, NEG), targets[keep])
+    expected.backward()
+    assert abs(loss.item() - expected.item()) < 1e-5
+    assert_allclose(grad.numpy(), model.id_emb.weight.grad.numpy(), atol=1e-6)  # type: ignore[union-attr]
+
+
+def test_cold_items_get_a_content_predicted_id_vector() -> None:
+    torch = pytest.importorskip("torch")
+    from training.sasrec import SASRec, SasrecConfig
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    content = rng.random((12, 5)).astype(np.float32)
+    content[0] = 0.0
+    has_id = np.ones(12, dtype=bool)
+    has_id[[0, 3, 9]] = False  # padding and two cold items
+    model = SASRec(SasrecConfig(max_len=4, dim=6, dropout=0.0), 12, content, has_id).eval()
+    before = model.item_table().detach().clone()
+    with torch.no_grad():  # make the id table an exact linear function of content on warm items
+        true_map = torch.as_tensor(rng.normal(size=(5, 6)), dtype=torch.float32)
+        model.id_emb.weight.copy_(torch.as_tensor(content) @ true_map)
+    assert model.fill_cold_ids(ridge=1e-6) == 2
+    after = model.item_table().detach()
+    expected = torch.as_tensor(content[[3, 9]]) @ true_map
+    assert_allclose(model.id_emb.weight[[3, 9]].detach().numpy(), expected.numpy(), atol=1e-3)
+    assert_allclose(after[[3, 9]].numpy(), (before[[3, 9]] + expected).numpy(), atol=1e-3)
+    assert float(after[0].abs().max()) == 0.0  # padding stays zero
+    assert model.fill_cold_ids() == 0  # nothing cold any more
+
+
+def test_learning_rate_warmup_and_cosine() -> None:
+    torch = pytest.importorskip("torch")
+    from training.sasrec import SasrecConfig, train
+    from training.sequences import UserSeq
+
+    torch.set_num_threads(1)
+    seqs = [UserSeq(np.arange(s, s + 5) % 8 + 1, T0 + np.arange(5) * 60) for s in range(8)]
+    cfg = SasrecConfig(max_len=4, dim=8, epochs=3, warmup_epochs=1, cosine=True, content=False, batch_size=4)
+    model, info = train(cfg, make_windows(seqs, 4), 9, None, np.ones(9, dtype=bool), log=lambda _: None)
+    assert info["best_epoch"] == 3.0 and not model.training
 
 
 def test_evaluate_artifacts_writes_the_issue_shape(tmp_path: Path) -> None:

@@ -1,0 +1,350 @@
+"""Fault injection for the local runner: AWS errors, races, crashes and timeouts inside handlers.
+
+The injector sits in front of moto's botocore hook (moto answers every request from a
+``before-send`` handler; ours wraps it), so it sees every AWS call a handler makes through any
+boto3 client, whatever module created it. It only acts while a handler runs (the runner's own
+polling, PutRecords and dead-lettering are Lambda's service side, and are never faulted).
+
+Fault kinds (``rates`` gives each a probability per opportunity, drawn from one seeded RNG):
+
+- ``dynamodb_throttle``: a DynamoDB call answered ``400 ProvisionedThroughputExceededException``
+  before it reaches the table. The SDK's own retries apply (standard mode, 3 attempts); their
+  backoff is counted, not slept.
+- ``conditional_race``: before a version-conditional user-state write (``version = :expected``),
+  another writer (feedback counting an outcome: ``ADD version``) changes the item for real, so
+  the write fails with a genuine ConditionalCheckFailedException from moto.
+- ``s3_internal_error``: an S3 call answered ``500 InternalError``.
+- ``sns_publish_failure``: an SNS Publish answered ``500 InternalError`` (not delivered).
+- ``crash_mid_batch``: per invocation; the process dies right after its n-th write (n in 1..3)
+  has landed, i.e. part of the batch is done and the handler never learns it.
+- ``timeout``: per invocation; the function is stopped at its deadline just before its k-th AWS
+  call (k in 1..6), which is never sent.
+
+Crash and timeout end the execution environment (runner.lambda_invoke.AbortInvocation): the
+invocation is a function error, the event source mapping retries (bisects) it as Lambda does,
+and the next invocation is a cold start. Every injected fault is counted by kind and function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import types
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import botocore.endpoint
+import botocore.session
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.handlers import BUILTIN_HANDLERS
+
+from runner.lambda_invoke import AbortInvocation
+
+
+class FaultKind(StrEnum):
+    DYNAMODB_THROTTLE = "dynamodb_throttle"
+    CONDITIONAL_RACE = "conditional_race"
+    S3_INTERNAL_ERROR = "s3_internal_error"
+    SNS_PUBLISH_FAILURE = "sns_publish_failure"
+    CRASH_MID_BATCH = "crash_mid_batch"
+    TIMEOUT = "timeout"
+
+
+class FunctionCrash(AbortInvocation):
+    """The handler's process exited in the middle of a batch."""
+
+    error_type = "Runtime.ExitError"
+
+
+class FunctionTimeout(AbortInvocation):
+    """The handler ran into its deadline."""
+
+    timed_out = True
+
+
+WRITE_OPERATIONS = frozenset(
+    {
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "PutObject",
+        "DeleteObject",
+        "Publish",
+        "PublishBatch",
+        "SendMessage",
+    }
+)
+CRASH_AFTER_WRITES = (1, 3)
+TIMEOUT_AT_CALLS = (1, 6)
+RACE_WRITER = "feedback"
+
+
+@dataclass
+class _Invocation:
+    function_id: str
+    calls: int = 0
+    writes: int = 0
+    crash_after_write: int | None = None
+    timeout_at_call: int | None = None
+
+
+@dataclass
+class FaultInjector:
+    """Injects faults into handler AWS calls under moto; see the module docstring.
+
+    ``functions`` limits injection to those function logical ids (default: all).
+    ``client`` (set by LocalPipeline) gives boto3 clients for the racing writer.
+    """
+
+    rates: Mapping[str, float]
+    seed: int = 0
+    functions: frozenset[str] | None = None
+    client: Callable[[str], Any] | None = None
+    injected: Counter[str] = field(default_factory=Counter)
+    injected_by_function: Counter[tuple[str, str]] = field(default_factory=Counter)
+    handler_calls: int = 0
+    invocations: int = 0
+    sdk_backoff_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - {k.value for k in FaultKind}
+        if unknown:
+            raise ValueError(f"unknown fault kind(s): {sorted(unknown)}")
+        self._rng = random.Random(self.seed)
+        self._current: _Invocation | None = None
+        self._passthrough = threading.local()
+        self._installed: list[tuple[int, Any]] = []
+        self._saved_time: Any = None
+        self._saved_create_loader: Any = None
+        self._key_schemas: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------ install / uninstall
+
+    def install(self) -> None:
+        """Wrap moto's before-send hook for every boto3 session created from now on."""
+        if self._installed:
+            return
+        for index, entry in enumerate(BUILTIN_HANDLERS):
+            event, handler = entry[0], entry[1]
+            if event == "before-send" and type(handler).__name__ == "BotocoreStubber":
+                BUILTIN_HANDLERS[index] = (event, _Wrapped(self, handler), *entry[2:])
+                self._installed.append((index, entry))
+        if not self._installed:
+            raise RuntimeError("moto's botocore stubber is not registered: import moto first")
+        # SDK retry backoff is counted as simulated time instead of slept.
+        self._saved_time = botocore.endpoint.time
+        botocore.endpoint.time = types.SimpleNamespace(sleep=self._backoff)
+        # Crashes and timeouts make many cold starts; each would parse botocore's service models
+        # again for its new session. They are static data: one loader serves every session.
+        self._saved_create_loader = botocore.session.create_loader
+        loaders: dict[Any, Any] = {}
+
+        def shared_loader(search_path_string: Any = None) -> Any:
+            if search_path_string not in loaders:
+                loaders[search_path_string] = self._saved_create_loader(search_path_string)
+            return loaders[search_path_string]
+
+        botocore.session.create_loader = shared_loader
+
+    def uninstall(self) -> None:
+        for index, entry in self._installed:
+            if index < len(BUILTIN_HANDLERS) and isinstance(BUILTIN_HANDLERS[index][1], _Wrapped):
+                BUILTIN_HANDLERS[index] = entry
+        self._installed.clear()
+        if self._saved_time is not None:
+            botocore.endpoint.time = self._saved_time
+            self._saved_time = None
+        if self._saved_create_loader is not None:
+            botocore.session.create_loader = self._saved_create_loader
+            self._saved_create_loader = None
+
+    def _backoff(self, seconds: float) -> None:
+        self.sdk_backoff_s += float(seconds)
+
+    def __enter__(self) -> FaultInjector:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    # ------------------------------------------------------------ the runner's hook
+
+    @contextlib.contextmanager
+    def invocation(self, function_id: str) -> Iterator[None]:
+        """Active while one handler invocation runs; decides its crash and timeout points."""
+        state = _Invocation(function_id)
+        if self.functions is None or function_id in self.functions:
+            self.invocations += 1
+            if self._draw(FaultKind.CRASH_MID_BATCH):
+                state.crash_after_write = self._rng.randint(*CRASH_AFTER_WRITES)
+            if self._draw(FaultKind.TIMEOUT):
+                state.timeout_at_call = self._rng.randint(*TIMEOUT_AT_CALLS)
+            self._current = state
+        try:
+            yield
+        finally:
+            self._current = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.injected.values())
+
+    def summary(self) -> dict[str, Any]:
+        by_function: dict[str, dict[str, int]] = {}
+        for (kind, fid), n in sorted(self.injected_by_function.items()):
+            by_function.setdefault(fid, {})[kind] = n
+        return {
+            "rates": dict(self.rates),
+            "seed": self.seed,
+            "injected": {k.value: self.injected.get(k.value, 0) for k in FaultKind},
+            "injected_total": self.total,
+            "injected_by_function": by_function,
+            "handler_invocations_seen": self.invocations,
+            "handler_aws_calls_seen": self.handler_calls,
+            "sdk_backoff_simulated_s": round(self.sdk_backoff_s, 3),
+        }
+
+    # ------------------------------------------------------------ per request
+
+    def _draw(self, kind: FaultKind) -> bool:
+        rate = self.rates.get(kind.value, 0.0)
+        return rate > 0 and self._rng.random() < rate
+
+    def _count(self, kind: FaultKind, state: _Invocation) -> None:
+        self.injected[kind.value] += 1
+        self.injected_by_function[(kind.value, state.function_id)] += 1
+
+    def handle(self, moto: Any, event_name: str, request: AWSPreparedRequest, **kwargs: Any) -> Any:
+        state = self._current
+        if state is None or getattr(self._passthrough, "on", False):
+            return moto(event_name, request, **kwargs)
+        _, service, operation = [*event_name.split(".", 2), "", ""][:3]
+        self.handler_calls += 1
+        state.calls += 1
+        if state.timeout_at_call is not None and state.calls >= state.timeout_at_call:
+            state.timeout_at_call = None
+            self._count(FaultKind.TIMEOUT, state)
+            raise FunctionTimeout(f"stopped at its deadline before {service}.{operation}")
+        if service == "dynamodb" and self._draw(FaultKind.DYNAMODB_THROTTLE):
+            self._count(FaultKind.DYNAMODB_THROTTLE, state)
+            return _json_error(request, 400, "ProvisionedThroughputExceededException", "Rate of requests exceeds")
+        if service == "s3" and self._draw(FaultKind.S3_INTERNAL_ERROR):
+            self._count(FaultKind.S3_INTERNAL_ERROR, state)
+            return _xml_error(request, 500, "InternalError", "We encountered an internal error. Please try again.")
+        if service == "sns" and operation == "Publish" and self._draw(FaultKind.SNS_PUBLISH_FAILURE):
+            self._count(FaultKind.SNS_PUBLISH_FAILURE, state)
+            return _query_error(request, 500, "InternalError", "Request could not be processed")
+        if service == "dynamodb" and operation in ("PutItem", "UpdateItem"):
+            self._maybe_race(request, state)
+        response = moto(event_name, request, **kwargs)
+        if operation in WRITE_OPERATIONS and _succeeded(response):
+            state.writes += 1
+            if state.crash_after_write is not None and state.writes >= state.crash_after_write:
+                state.crash_after_write = None
+                self._count(FaultKind.CRASH_MID_BATCH, state)
+                raise FunctionCrash(f"process exited after {service}.{operation} (write {state.writes}) landed")
+        return response
+
+    def _maybe_race(self, request: AWSPreparedRequest, state: _Invocation) -> None:
+        """A concurrent writer changes the item a version-conditional write is about to replace."""
+        if self.client is None or "conditional_race" not in self.rates:
+            return
+        body = _json_body(request)
+        condition = str(body.get("ConditionExpression", ""))
+        if "version = :expected" not in condition or not self._draw(FaultKind.CONDITIONAL_RACE):
+            return
+        table = str(body.get("TableName", ""))
+        key = body.get("Key")
+        if key is None:
+            item = body.get("Item") or {}
+            key = {name: item[name] for name in self._key_schema(table) if name in item}
+        if not key:
+            return
+        self._passthrough.on = True
+        try:
+            self.client("dynamodb").update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="ADD version :one SET last_writer = :w",
+                ConditionExpression="attribute_exists(version)",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"S": RACE_WRITER}},
+            )
+        except Exception:  # the item is gone or new: no race to have
+            return
+        finally:
+            self._passthrough.on = False
+        self._count(FaultKind.CONDITIONAL_RACE, state)
+
+    def _key_schema(self, table: str) -> list[str]:
+        if table not in self._key_schemas:
+            assert self.client is not None
+            self._passthrough.on = True
+            try:
+                schema = self.client("dynamodb").describe_table(TableName=table)["Table"]["KeySchema"]
+            finally:
+                self._passthrough.on = False
+            self._key_schemas[table] = [str(k["AttributeName"]) for k in schema]
+        return self._key_schemas[table]
+
+
+class _Wrapped:
+    """Stands where moto's hook stood in botocore's handler list."""
+
+    def __init__(self, injector: FaultInjector, moto: Any) -> None:
+        self._injector = injector
+        self._moto = moto
+
+    def __call__(self, event_name: str, request: AWSPreparedRequest, **kwargs: Any) -> Any:
+        return self._injector.handle(self._moto, event_name, request, **kwargs)
+
+
+def _succeeded(response: Any) -> bool:
+    return response is not None and 200 <= int(getattr(response, "status_code", 0)) < 300
+
+
+def _json_body(request: AWSPreparedRequest) -> dict[str, Any]:
+    raw = request.body
+    if isinstance(raw, bytes | bytearray):
+        raw = raw.decode("utf-8")
+    try:
+        parsed = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _response(request: AWSPreparedRequest, status: int, headers: dict[str, str], body: str) -> AWSResponse:
+    from moto.core.botocore_stubber import MockRawResponse
+
+    return AWSResponse(request.url, status, headers, MockRawResponse(body))
+
+
+def _json_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+    return _response(request, status, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}, body)
+
+
+def _xml_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    return _response(request, status, {"Content-Type": "application/xml"}, body)
+
+
+def _query_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
+    body = (
+        "<ErrorResponse><Error><Type>Receiver</Type>"
+        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+    )
+    return _response(request, status, {"Content-Type": "text/xml"}, body)
+
+
+def uniform_rates(rate: float) -> dict[str, float]:
+    """Every fault kind at the same rate."""
+    return {kind.value: rate for kind in FaultKind}
