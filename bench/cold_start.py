@@ -143,9 +143,11 @@ SAMPLE_EVENTS = {
 }
 
 
-def _environment(name: str, build_dir: Path | None, xray: bool) -> dict[str, str]:
+def _environment(name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec") -> dict[str, str]:
     shared_root = build_dir / "SharedLayer" / "python" if build_dir else ROOT
-    model_dir = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
+    layer = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
+    # The template's ServedModel parameter: "cooccurrence" is the layer's root, the rest sub-folders.
+    model_dir = layer if served_model == "cooccurrence" else layer / served_model
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update(ENV, MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if xray else "true"
@@ -163,10 +165,15 @@ def _run(script: str, args: list[str], env: dict[str, str], function_id: str) ->
 
 
 def measure(
-    function_id: str, build_dir: Path | None, runs: int, xray: bool = False, first_runs: int = 3
+    function_id: str,
+    build_dir: Path | None,
+    runs: int,
+    xray: bool = False,
+    first_runs: int = 3,
+    served_model: str = "sasrec",
 ) -> dict[str, Any]:
     name, factory = FUNCTIONS[function_id]
-    env = _environment(name, build_dir, xray)
+    env = _environment(name, build_dir, xray, served_model)
     app = str(ROOT / "functions" / name / "app.py")
     samples = [_run(PROBE, [app, name, factory], env, function_id) for _ in range(runs)]
     keys = ("import_ms", "config_ms", "model_ms", "service_ms", "total_ms", "cpu_ms")
@@ -195,8 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "cold_start.json")
     parser.add_argument("--first-runs", type=int, default=3, help="processes measuring the first invocation")
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    parser.add_argument(
+        "--served-model", default="sasrec", choices=("sasrec", "sasrec/int8", "cooccurrence"), help="ServedModel"
+    )
     args = parser.parse_args(argv)
-    report = {fid: measure(fid, args.build_dir, args.runs, args.xray, args.first_runs) for fid in args.functions}
+    report = {
+        fid: measure(fid, args.build_dir, args.runs, args.xray, args.first_runs, args.served_model)
+        for fid in args.functions
+    }
     for fid, r in report.items():
         print(
             f"{fid:18s} init {r['total_ms']:6.1f} ms (cpu {r['cpu_ms']:6.1f}, min {r['total_ms_min']:6.1f})"
