@@ -16,7 +16,7 @@ help:
 	@echo "make test                   the test suite (moto only, no network)"
 	@echo "make model                  rebuild the shipped model in layers/model from ML-100k"
 	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~11 min"
-	@echo "make evaluate               evaluate the served transformer (first), its int8 twin and the co-occurrence model -> out/eval/metrics.json"
+	@echo "make evaluate               evaluate the served int8 transformer (first), its fp32 twin and the co-occurrence model -> out/eval/metrics.json"
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
@@ -44,7 +44,7 @@ model: $(STAMP)
 	$(BIN)/python -m training.build_model --data $(ML100K_DIR) --kind cooccurrence --out layers/model
 
 evaluate: $(STAMP)
-	$(BIN)/python -m training.evaluate_artifacts --data $(ML100K_DIR) --artifact layers/model/sasrec --artifact layers/model/sasrec/int8 --artifact layers/model --out out/eval/metrics.json
+	$(BIN)/python -m training.evaluate_artifacts --data $(ML100K_DIR) --artifact layers/model/sasrec/int8 --artifact layers/model/sasrec --artifact layers/model --out out/eval/metrics.json
 
 # Torch is a training-only dependency (requirements/train.txt); the artifacts it writes are committed.
 train: $(STAMP)

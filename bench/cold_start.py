@@ -143,7 +143,7 @@ SAMPLE_EVENTS = {
 }
 
 
-def _environment(name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec") -> dict[str, str]:
+def _environment(name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec/int8") -> dict[str, str]:
     shared_root = build_dir / "SharedLayer" / "python" if build_dir else ROOT
     layer = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
     # The template's ServedModel parameter: "cooccurrence" is the layer's root, the rest sub-folders.
@@ -170,7 +170,7 @@ def measure(
     runs: int,
     xray: bool = False,
     first_runs: int = 3,
-    served_model: str = "sasrec",
+    served_model: str = "sasrec/int8",
 ) -> dict[str, Any]:
     name, factory = FUNCTIONS[function_id]
     env = _environment(name, build_dir, xray, served_model)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-runs", type=int, default=3, help="processes measuring the first invocation")
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
     parser.add_argument(
-        "--served-model", default="sasrec", choices=("sasrec", "sasrec/int8", "cooccurrence"), help="ServedModel"
+        "--served-model", default="sasrec/int8", choices=("sasrec/int8", "sasrec", "cooccurrence"), help="ServedModel"
     )
     args = parser.parse_args(argv)
     report = {

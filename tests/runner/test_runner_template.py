@@ -168,7 +168,7 @@ def test_real_template_resources_env_and_outputs() -> None:
         assert decide["DAILY_PUSH_CAP"] == "3"
         assert decide["SCORE_THRESHOLD"] == "0.0"
         # The transformer is served by default; the parameter picks another artifact of the layer.
-        assert decide["MODEL_DIR"] == "/opt/model/sasrec"
+        assert decide["MODEL_DIR"] == "/opt/model/sasrec/int8"
 
         # Mappings wired to the physical sources and destinations; nothing imported yet.
         assert set(p.stream_mappings) == {
@@ -184,9 +184,7 @@ def test_real_template_resources_env_and_outputs() -> None:
         assert not any(c.warm for c in p.containers.values())
 
 
-@pytest.mark.parametrize(
-    ("served", "model_dir"), [("cooccurrence", "/opt/model"), ("sasrec/int8", "/opt/model/sasrec/int8")]
-)
+@pytest.mark.parametrize(("served", "model_dir"), [("cooccurrence", "/opt/model"), ("sasrec", "/opt/model/sasrec")])
 def test_served_model_parameter_picks_the_layer_artifact(served: str, model_dir: str) -> None:
     with LocalPipeline(REAL_TEMPLATE, stack_name="nudge-test", parameter_overrides={"ServedModel": served}) as p:
         assert p.containers["DecideFunction"].environment["MODEL_DIR"] == model_dir
