@@ -14,7 +14,7 @@ ML100K_DIR ?= ../shared/datasets/ml-100k
 help:
 	@echo "make demo [DEMO_USERS=100]  replay MovieLens-100k through the whole pipeline locally"
 	@echo "make test                   the test suite (moto only, no network)"
-	@echo "make model                  rebuild the shipped model in layers/model from ML-100k"
+	@echo "make model                  rebuild the co-occurrence model in layers/model from ML-100k"
 	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~11 min"
 	@echo "make evaluate               evaluate the served int8 transformer (first), its fp32 twin and the co-occurrence model -> out/eval/metrics.json"
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
