@@ -7,9 +7,6 @@ moto server on 127.0.0.1) and receives the push on the outbox queue subscribed t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.serve import endpoint_client, stop, wait_ready
+from tests.support.serve import endpoint_client, start_serve, stop, wait_ready
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,28 +36,9 @@ def daytime_zone(now: datetime) -> str:
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path: Path) -> None:
     model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
-    ready, out, err = tmp_path / "ready.json", tmp_path / "serve.out", tmp_path / "serve.err"
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner",
-        "serve",
-        "--port",
-        "0",
-        "--template",
-        str(ROOT / "template.yaml"),
-        "--stack-name",
-        "nudge-endpoint",
-        "--ready-file",
-        str(ready),
-        "--log-dir",
-        str(tmp_path / "logs"),
-        "--env",
-        f"DecideFunction.MODEL_DIR={model_dir}",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+    proc, ready, err = start_serve(
+        ROOT / "template.yaml", "nudge-endpoint", tmp_path, ROOT, "--env", f"DecideFunction.MODEL_DIR={model_dir}"
+    )
     try:
         info = wait_ready(proc, ready, err, READY_TIMEOUT_S)
         dynamodb = endpoint_client("dynamodb", info)

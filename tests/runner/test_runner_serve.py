@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.runner.runner_testlib import REPO_ROOT, SERVE_TEMPLATE
-from tests.support.serve import endpoint_client, stop, wait_ready
+from tests.support.serve import endpoint_client, start_serve, stop, wait_ready
 
 READY_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 20.0
@@ -21,26 +18,7 @@ DELIVERY_TIMEOUT_S = 20.0
 @pytest.mark.endpoint
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_serve_delivers_pushes_to_outbox(tmp_path: Path) -> None:
-    ready, out, err = tmp_path / "ready.json", tmp_path / "serve.out", tmp_path / "serve.err"
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner",
-        "serve",
-        "--port",
-        "0",
-        "--template",
-        str(SERVE_TEMPLATE),
-        "--stack-name",
-        "serve-test",
-        "--ready-file",
-        str(ready),
-        "--log-dir",
-        str(tmp_path / "logs"),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr)
+    proc, ready, err = start_serve(SERVE_TEMPLATE, "serve-test", tmp_path, REPO_ROOT)
     try:
         info = wait_ready(proc, ready, err, READY_TIMEOUT_S)
         assert info["endpoint_url"].startswith("http://127.0.0.1:")

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+
+
+def start_serve(
+    template: Path, stack_name: str, workdir: Path, cwd: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``python -m runner serve`` on a free port in a child process (no AWS_* env leaks in).
+
+    Returns the process, its ready file and its stderr file; stdout goes to ``serve.out``.
+    """
+    ready, out, err = workdir / "ready.json", workdir / "serve.out", workdir / "serve.err"
+    cmd = [sys.executable, "-m", "runner", "serve", "--port", "0", "--template", str(template)]
+    cmd += ["--stack-name", stack_name, "--ready-file", str(ready), "--log-dir", str(workdir / "logs"), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+    return proc, ready, err
 
 
 def wait_ready(proc: subprocess.Popen[bytes], ready: Path, stderr: Path, timeout_s: float = 60.0) -> dict[str, Any]:
