@@ -27,8 +27,9 @@ from runner.server import create_outbox
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.idempotency_records import send_record_key
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.contract import FeedbackEvent
 from shared.pseudonym import Pseudonymizer, is_pseudonym
+from tests.support import traffic
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,28 +68,8 @@ def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
 
 def events_for(user: str, tag: str) -> list[dict[str, Any]]:
     """``tag`` goes into event ids and the push token (the user id itself, or something opaque)."""
-    profile = ProfileEvent(
-        schema_version=1,
-        event_id=f"p-{tag}",
-        user_id=user,
-        timestamp=T0,
-        type="profile",
-        consent=True,
-        timezone="UTC",
-        push_token=f"tok-{tag}",
-    )
-    behaviour = [
-        BehaviourEvent(
-            schema_version=1,
-            event_id=f"{tag}-b{k}",
-            user_id=user,
-            timestamp=T0 + timedelta(minutes=k),
-            type="rate" if k % 2 else "view",
-            item_id=ITEMS[(k * 3 + len(user)) % len(ITEMS)],
-            value=4.0 if k % 2 else None,
-        )
-        for k in range(5)
-    ]
+    profile = traffic.profile(user, T0, tag=tag)
+    behaviour = traffic.behaviour(user, 5, T0, ITEMS, tag=tag)
     return [json.loads(e.model_dump_json(exclude_none=True)) for e in (profile, *behaviour)]
 
 

@@ -24,6 +24,7 @@ from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.features import apply_event
 from shared.user_state import UserState
 from tests.events import load_event
+from tests.support import traffic
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,31 +60,11 @@ def subscribe_outbox(pipe: LocalPipeline) -> str:
 
 
 def profile(user: str) -> ProfileEvent:
-    return ProfileEvent(
-        schema_version=1,
-        event_id=f"p-{user}",
-        user_id=user,
-        timestamp=T0,
-        type="profile",
-        consent=user != "u5",  # u5 never consented: must never get a push
-        timezone="UTC",
-        push_token=f"tok-{user}",
-    )
+    return traffic.profile(user, T0, consent=user != "u5")  # u5 never consented: must never get a push
 
 
 def behaviour(user: str, n: int) -> list[BehaviourEvent]:
-    return [
-        BehaviourEvent(
-            schema_version=1,
-            event_id=f"{user}-b{k}",
-            user_id=user,
-            timestamp=T0 + timedelta(minutes=k),
-            type="rate" if k % 2 else "view",
-            item_id=ITEMS[(k * 3 + len(user)) % len(ITEMS)],
-            value=4.0 if k % 2 else None,
-        )
-        for k in range(n)
-    ]
+    return traffic.behaviour(user, n, T0, ITEMS)
 
 
 def bad_payloads() -> list[bytes]:
