@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from demo.outcomes import RatingLog, SameMomentsPopularity, hit_rate
 from demo.replay import RunResult
-from shared.ope import epsilon_greedy, estimate, greedy, logged_from_ledger
+from shared.ope import epsilon_greedy, estimate, greedy, is_hit, logged_from_ledger
 from shared.policy import PolicyConfig, in_quiet_hours
 from training.calibration import fit_from_ledger
 
@@ -117,13 +117,10 @@ def engagement_check(run: RunResult) -> dict[str, Any]:
     if not pushed:
         return {}
 
-    def converted(row: dict[str, Any]) -> bool:
-        return "converted" in (row.get("outcomes") or {})
-
     out: dict[str, Any] = {
         "pushes": len(pushed),
         "mean_predicted": round(sum(float(r["engagement"]) for r in pushed) / len(pushed), 4),
-        "realized": round(sum(converted(r) for r in pushed) / len(pushed), 4),
+        "realized": round(sum(is_hit(r) for r in pushed) / len(pushed), 4),
     }
     half = pushed[len(pushed) // 2 :]
     versions = {str(r.get("model_version")) for r in pushed}
@@ -139,7 +136,7 @@ def engagement_check(run: RunResult) -> dict[str, Any]:
         "checked_on_pushes": len(half),
         "mean_predicted_before_refit": round(sum(float(r["engagement"]) for r in half) / len(half), 4),
         "mean_predicted_after_refit": round(sum(refit(float(r["score"])) for r in half) / len(half), 4),
-        "realized": round(sum(converted(r) for r in half) / len(half), 4),
+        "realized": round(sum(is_hit(r) for r in half) / len(half), 4),
     }
     return out
 

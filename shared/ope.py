@@ -12,10 +12,19 @@ a reader can see when there is too little overlap to trust them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 Z_95 = 1.959963984540054
+# Feedback outcomes that make a push a hit (the reward of off-policy evaluation and calibration).
+HIT_OUTCOMES = frozenset({"converted"})
+
+
+def is_hit(row: Mapping[str, object], hit_outcomes: frozenset[str] = HIT_OUTCOMES) -> bool:
+    """Whether a ledger row's recorded feedback shows a hit."""
+    outcomes = row.get("outcomes") or {}
+    assert isinstance(outcomes, dict)
+    return bool(hit_outcomes & set(outcomes))
 
 
 @dataclass(frozen=True)
@@ -103,16 +112,12 @@ def epsilon_greedy(epsilon: float, top_k: int) -> TargetProbability:
     return probability
 
 
-def logged_from_ledger(
-    rows: Iterable[dict[str, object]], hit_outcomes: frozenset[str] = frozenset({"converted"})
-) -> list[Logged]:
+def logged_from_ledger(rows: Iterable[dict[str, object]], hit_outcomes: frozenset[str] = HIT_OUTCOMES) -> list[Logged]:
     """Ledger push rows as logged decisions; the reward is 1 when feedback shows a hit."""
     out: list[Logged] = []
     for row in rows:
         if row.get("action") != "push" or not row.get("item_id"):
             continue
-        outcomes = row.get("outcomes") or {}
-        assert isinstance(outcomes, dict)
         candidates = row.get("candidates") or []
         assert isinstance(candidates, list)
         out.append(
@@ -120,7 +125,7 @@ def logged_from_ledger(
                 context_id=str(row["decision_id"]),
                 action=str(row["item_id"]),
                 propensity=float(str(row.get("propensity", 1.0))),
-                reward=1.0 if hit_outcomes & set(outcomes) else 0.0,
+                reward=1.0 if is_hit(row, hit_outcomes) else 0.0,
                 candidates=tuple(str(c) for c in candidates),
             )
         )

@@ -32,11 +32,11 @@ import numpy as np
 
 from shared.engagement import CALIBRATION_FILE, Calibration
 from shared.model import OnnxRecommender
+from shared.ope import HIT_OUTCOMES, is_hit
 from training.evaluate import push_cases
 from training.movielens import load_movielens, resolve_data_dir, time_split
 
 BINS = 10
-HIT_OUTCOMES = frozenset({"converted"})
 MIN_LOGGED_SAMPLES = 200
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def fit_from_ledger(
         if before is not None and int(row["decided_at"]) >= before:
             continue
         scores.append(float(row["score"]))
-        hits.append(bool(hit_outcomes & set(row.get("outcomes") or {})))
+        hits.append(is_hit(row, hit_outcomes))
     if len(scores) < min_samples:
         raise ValueError(f"{len(scores)} logged pushes of {model_version}; at least {min_samples} needed to refit")
     return fit(scores, hits, model_version, bins=min(bins, max(1, len(scores) // 20)))
