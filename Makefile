@@ -26,7 +26,7 @@ help:
 	@echo "make cost                   dollars per million events from a replay -> out/bench/cost.json"
 	@echo "make reliability            fuzzing, fault injection, 100k-event load replay -> out/reliability/summary.json"
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt
+$(STAMP): requirements/runtime.txt requirements/dev.txt layers/dependencies/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
