@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import shipped_layers
+
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = {
     "IngestFunction": ("ingest", "ingest_service"),
@@ -143,7 +145,9 @@ SAMPLE_EVENTS = {
 }
 
 
-def _environment(name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec/int8") -> dict[str, str]:
+def _environment(
+    name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec/int8", layers: list[Path] | None = None
+) -> dict[str, str]:
     shared_root = build_dir / "SharedLayer" / "python" if build_dir else ROOT
     layer = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
     # The template's ServedModel parameter: "cooccurrence" is the layer's root, the rest sub-folders.
@@ -152,12 +156,16 @@ def _environment(name: str, build_dir: Path | None, xray: bool, served_model: st
     env.update(ENV, MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if xray else "true"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions" / name), str(shared_root), str(ROOT)])
+    if layers:  # the layers as Lambda loads them (bench/shipped_layers.py); nothing from the checkout
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions" / name), *map(str, layers)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def _run(script: str, args: list[str], env: dict[str, str], function_id: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=False)
+def _run(
+    script: str, args: list[str], env: dict[str, str], function_id: str, python: str = sys.executable
+) -> dict[str, Any]:
+    done = subprocess.run([python, "-c", script, *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{function_id}: {done.stderr[-2000:]}")
     parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -171,12 +179,14 @@ def measure(
     xray: bool = False,
     first_runs: int = 3,
     served_model: str = "sasrec/int8",
+    python: str = sys.executable,
+    layers: list[Path] | None = None,
 ) -> dict[str, Any]:
     name, factory = FUNCTIONS[function_id]
-    env = _environment(name, build_dir, xray, served_model)
+    env = _environment(name, build_dir, xray, served_model, layers)
     app = str(ROOT / "functions" / name / "app.py")
-    samples = [_run(PROBE, [app, name, factory], env, function_id) for _ in range(runs)]
-    keys = ("import_ms", "config_ms", "model_ms", "service_ms", "total_ms", "cpu_ms")
+    samples = [_run(PROBE, [app, name, factory], env, function_id, python) for _ in range(runs)]
+    keys: tuple[str, ...] = ("import_ms", "config_ms", "model_ms", "service_ms", "total_ms", "cpu_ms")
     keys += ("import_cpu_ms", "config_cpu_ms", "model_cpu_ms", "service_cpu_ms")
     result: dict[str, Any] = {k: round(statistics.median(s[k] for s in samples), 1) for k in keys}
     result["total_ms_min"] = round(min(s["total_ms"] for s in samples), 1)
@@ -205,11 +215,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--served-model", default="sasrec/int8", choices=("sasrec/int8", "sasrec", "cooccurrence"), help="ServedModel"
     )
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the measured processes")
+    parser.add_argument(
+        "--shipped",
+        choices=(*shipped_layers.VARIANTS, "both"),
+        help="measure against the layers as Lambda loads them (bench/shipped_layers.py), without or with bytecode;"
+        " the first invocation is not measured then",
+    )
     args = parser.parse_args(argv)
-    report = {
-        fid: measure(fid, args.build_dir, args.runs, args.xray, args.first_runs, args.served_model)
-        for fid in args.functions
-    }
+    if args.shipped:
+        trees = shipped_layers.build(args.python, ROOT / "out" / "bench" / "shipped-layers")
+        variants = list(shipped_layers.VARIANTS) if args.shipped == "both" else [args.shipped]
+        # Interleaved, function by function, so a change in the machine's load hits both variants alike.
+        reports: dict[str, dict[str, Any]] = {v: {} for v in variants}
+        for fid in args.functions:
+            for variant in variants:
+                reports[variant][fid] = measure(
+                    fid, None, args.runs, args.xray, 0, args.served_model, args.python, trees[variant]
+                )
+    else:
+        reports = {
+            "dev": {
+                fid: measure(fid, args.build_dir, args.runs, args.xray, args.first_runs, args.served_model, args.python)
+                for fid in args.functions
+            }
+        }
+    for variant, report in reports.items():
+        _print(variant, report)
+    python_version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "statistic": "median of fresh processes (total_ms_min: the minimum)",
+                "xray_sdk": args.xray,
+                "python": python_version,
+                "layout": "shipped" if args.shipped else "dev",
+                # "dev": the checkout and venv (cached bytecode); "source"/"bytecode": the shipped layers.
+                "variants": reports,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _print(variant: str, report: dict[str, Any]) -> None:
+    print(f"-- {variant}")
     for fid, r in report.items():
         print(
             f"{fid:18s} init {r['total_ms']:6.1f} ms (cpu {r['cpu_ms']:6.1f}, min {r['total_ms_min']:6.1f})"
@@ -218,20 +273,6 @@ def main(argv: list[str] | None = None) -> int:
             f"  | first invocation {r['first_ms']:6.1f} ({r['first_aws_calls']} AWS calls, moto time excluded)"
             f"  init+first {r['init_plus_first_ms']:6.1f}  loaded {','.join(r['loaded'])}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "runs": args.runs,
-                "statistic": "median of fresh processes (total_ms_min: the minimum)",
-                "xray_sdk": args.xray,
-                "python": sys.version.split()[0],
-                "functions": report,
-            },
-            indent=2,
-        )
-    )
-    return 0
 
 
 if __name__ == "__main__":
