@@ -31,6 +31,8 @@ NOT_FOLDED = frozenset(
         "last_writer",
         "shard_watermarks",
         "due_at",
+        "asks_decision",
+        "decision_asked_at",
         "recent_event_ids",
         "pushes_delivered",
         "pushes_opened",

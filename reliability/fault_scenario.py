@@ -138,8 +138,13 @@ def run_scenario(
     model_dir: Path | None = None,
     log_dir: Path | None = None,
     functions: frozenset[str] | None = None,
+    decision_interval_seconds: int = 0,
 ) -> ScenarioResult:
-    """Run the two phases under ``rates`` (fault kind -> probability) and audit the outcome."""
+    """Run the two phases under ``rates`` (fault kind -> probability) and audit the outcome.
+
+    Every change asks for a decision by default (the template's DecisionIntervalSeconds throttles
+    that), so decide, its ledger writes and its sends carry the most traffic to inject faults into.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nudge-faults-") as tmp:
         if model_dir is None:
@@ -157,7 +162,10 @@ def run_scenario(
             ROOT / "template.yaml",
             stack_name=f"nudge-faults-{seed}",
             clock=clock,
-            env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "ERROR"}},
+            env_overrides={
+                "DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "ERROR"},
+                "FeaturesFunction": {"DECISION_INTERVAL_SECONDS": str(decision_interval_seconds)},
+            },
             log_dir=log_dir or Path(tmp) / "logs",
             fault_injector=injector,
         ) as pipe:

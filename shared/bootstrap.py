@@ -103,6 +103,7 @@ def features_service() -> FeaturesService:
         UserStateStore(dynamodb(), settings.user_state_table),
         Catalog(dynamodb(), settings.catalog_table),
         max_write_attempts=settings.max_write_attempts,
+        decision_interval_seconds=settings.decision_interval_seconds,
     )
 
 

@@ -37,6 +37,9 @@ class FeaturesSettings(_Settings):
     catalog_table: str = Field(min_length=3)
     # Conditional-write attempts per user before the user's records are reported failed.
     max_write_attempts: int = Field(default=5, ge=1, le=20)
+    # A user's behaviour asks decide for a decision at most once per this many seconds of event time
+    # (high-intent events and profile changes always ask); 0 asks on every change.
+    decision_interval_seconds: int = Field(default=300, ge=0, le=86400)
 
 
 class DecideSettings(_Settings):

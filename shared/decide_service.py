@@ -200,9 +200,10 @@ class DecideService:
                 return
             except VersionConflict:
                 current = self._states.get(state.user_id)
-                # Newer events arrived: the change they made triggers its own decision. Any other
-                # writer (feedback, the sweep) triggers none, so the deferral must still be kept.
-                if current is None or current.last_writer == TRIGGERING_WRITER:
+                # Newer events arrived and asked for a decision of their own: that one decides. Any
+                # other change (feedback, the sweep, events inside the decision interval) triggers
+                # none, so the deferral must still be kept.
+                if current is None or (current.last_writer == TRIGGERING_WRITER and current.asks_decision):
                     return
                 expected = current.version
         # Still racing: fail the trigger (retried, then dead-lettered) rather than drop the push.

@@ -11,7 +11,7 @@ from shared.adapters.catalog import Catalog
 from shared.adapters.user_state_store import UserStateStore
 from shared.contract import BehaviourEvent, ProfileEvent
 from shared.errors import NudgeError, VersionConflict
-from shared.features import GenreLookup, StreamPosition, apply_event
+from shared.features import GenreLookup, StreamPosition, apply_event, decision_request
 from shared.user_state import UserState
 
 WRITER = "features"
@@ -35,14 +35,22 @@ class FeaturesResult(Generic[Ref]):
     users_written: int = 0
     write_requests: int = 0
     conflicts: int = 0
+    decisions_asked: int = 0
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
 
 
 class FeaturesService:
-    def __init__(self, states: UserStateStore, catalog: Catalog, max_write_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        states: UserStateStore,
+        catalog: Catalog,
+        max_write_attempts: int = 5,
+        decision_interval_seconds: int = 0,
+    ) -> None:
         self._states = states
         self._catalog = catalog
         self._max_write_attempts = max_write_attempts
+        self._decision_interval = decision_interval_seconds
 
     def apply(self, batch: Sequence[Positioned[Ref]]) -> FeaturesResult[Ref]:
         result: FeaturesResult[Ref] = FeaturesResult()
@@ -80,20 +88,25 @@ class FeaturesService:
                 current = self._states.get(user_id)
             state = current.model_copy(deep=True) if current else UserState(user_id=user_id)
             expected = state.version
-            applied = sum(apply_event(state, p.event, genres_of, p.position) for p in events)
-            if applied == 0:
+            applied = [p.event for p in events if apply_event(state, p.event, genres_of, p.position)]
+            if not applied:
                 result.duplicates += len(events)
                 return
             state.version = expected + 1
             state.last_writer = WRITER
+            asked_at = decision_request(state.decision_asked_at, applied, self._decision_interval)
+            state.asks_decision = asked_at is not None
+            if asked_at is not None:
+                state.decision_asked_at = asked_at
             try:
                 result.write_requests += 1
                 self._states.save(state, expected_version=expected)
             except VersionConflict:
                 result.conflicts += 1
                 continue
-            result.applied += applied
-            result.duplicates += len(events) - applied
+            result.applied += len(applied)
+            result.duplicates += len(events) - len(applied)
             result.users_written += 1
+            result.decisions_asked += state.asks_decision
             return
         raise VersionConflict(f"user state kept changing after {self._max_write_attempts} attempts")

@@ -24,6 +24,10 @@ GENRE_HALF_LIFE_SECONDS = 30 * 24 * 3600
 # How strongly each behaviour says "I like this"; a rating scales by its value.
 BEHAVIOUR_WEIGHTS = {"view": 0.2, "click": 0.5, "add_to_cart": 1.0, "purchase": 2.0}
 
+# Behaviour that says "about to buy": worth a decision at once, whatever the interval (an abandoned
+# cart is the classic push).
+HIGH_INTENT = frozenset({"add_to_cart", "purchase"})
+
 GenreLookup = Callable[[str], Sequence[str]]
 
 
@@ -118,3 +122,20 @@ def apply_event(
     state.last_seen = max(state.last_seen, event.epoch_seconds)
     _remember(state, event.event_id, position)
     return True
+
+
+def decision_request(
+    asked_at: int, applied: Sequence[BehaviourEvent | ProfileEvent], interval_seconds: int
+) -> int | None:
+    """The event time to ask decide for a decision at, or None when this change needs none.
+
+    A burst of clicks 20-90 s apart would otherwise cost a model run, two reads and a ledger write
+    each, to reach the same verdict; one decision per interval per user keeps the verdict fresh.
+    Profile changes (consent, time zone, token: rare) and high-intent behaviour always ask.
+    """
+    if not applied:
+        return None
+    newest = max(event.epoch_seconds for event in applied)
+    if interval_seconds <= 0 or any(isinstance(event, ProfileEvent) or event.type in HIGH_INTENT for event in applied):
+        return max(newest, asked_at)
+    return newest if newest - asked_at >= interval_seconds else None

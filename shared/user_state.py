@@ -56,6 +56,10 @@ class UserState(BaseModel):
     # "decision_id:outcome" keys already counted, so a redelivered outcome is counted once.
     feedback_seen: list[str] = Field(default_factory=list)
     due_at: int | None = None
+    # Whether this write asks decide for a decision (decide's stream filter passes only those), and
+    # the event time of the last one that did: features asks at most once per decision interval.
+    asks_decision: bool = False
+    decision_asked_at: int = 0
 
     def history(self) -> list[str]:
         """Item ids oldest to newest, as the model reads them."""

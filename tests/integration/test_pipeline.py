@@ -33,7 +33,16 @@ GENRES = {i: ["Drama"] if int(i) % 2 else ["Comedy"] for i in ITEMS}
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # 10:00 UTC: outside quiet hours in UTC
 CAP = 2
 # Fields only the pipeline sets (bookkeeping), left out when comparing with the reference fold.
-BOOKKEEPING = {"version", "last_writer", "shard_watermarks", "due_at", "due_shard", "recent_event_ids"}
+BOOKKEEPING = {
+    "version",
+    "last_writer",
+    "shard_watermarks",
+    "due_at",
+    "due_shard",
+    "recent_event_ids",
+    "asks_decision",
+    "decision_asked_at",
+}
 
 
 @pytest.fixture

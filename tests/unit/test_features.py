@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.contract import BehaviourEvent, ProfileEvent
-from shared.features import GENRE_HALF_LIFE_SECONDS, StreamPosition, apply_event
+from shared.features import GENRE_HALF_LIFE_SECONDS, StreamPosition, apply_event, decision_request
 from shared.user_state import MAX_RECENT_ITEMS, UserState
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -111,3 +111,30 @@ def test_user_state_survives_the_packed_item_format() -> None:
     assert isinstance(item["consumed"], str) and isinstance(item["recent_items"], str)
     assert decode_user_state(item) == state
     assert decode_user_state(encode_user_state(UserState(user_id="new"))) == UserState(user_id="new")
+
+
+def _behaviour(event_id: str, kind: str, at: datetime) -> BehaviourEvent:
+    return BehaviourEvent(schema_version=1, event_id=event_id, user_id="u1", timestamp=at, type=kind, item_id="1")
+
+
+def test_a_decision_is_asked_at_most_once_per_interval() -> None:
+    asked = int(T0.timestamp())
+    within = [_behaviour("v1", "view", T0 + timedelta(seconds=299))]
+    after = [_behaviour("v2", "click", T0 + timedelta(seconds=300))]
+    assert decision_request(asked, within, 300) is None
+    assert decision_request(asked, after, 300) == asked + 300
+    assert decision_request(asked, within, 0) == asked + 299  # 0: every change asks
+    assert decision_request(0, within, 300) == asked + 299  # never asked before
+    assert decision_request(asked, [], 300) is None  # nothing applied (all duplicates)
+
+
+def test_carts_purchases_and_profile_changes_always_ask() -> None:
+    asked = int(T0.timestamp())
+    soon = T0 + timedelta(seconds=30)
+    for kind in ("add_to_cart", "purchase"):
+        assert decision_request(asked, [_behaviour("c", kind, soon)], 300) == asked + 30
+    consent = ProfileEvent(schema_version=1, event_id="p", user_id="u1", timestamp=soon, type="profile", consent=True)
+    assert decision_request(asked, [consent], 300) == asked + 30
+    # A late event never moves the last ask backwards.
+    late = T0 - timedelta(hours=1)
+    assert decision_request(asked, [_behaviour("c", "purchase", late)], 300) == asked

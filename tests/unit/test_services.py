@@ -83,11 +83,14 @@ def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack) -> Non
 # ---------------------------------------------------------------- features
 
 
-def features(stack: Stack, dynamodb: Any, store: UserStateStore | None = None, seed: bool = True) -> FeaturesService:
+def features(
+    stack: Stack, dynamodb: Any, store: UserStateStore | None = None, seed: bool = True, interval: int = 0
+) -> FeaturesService:
     catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
     if seed:
         catalog.put_many([CatalogItem(item_id="1", title="A", genres=["Comedy"])])
-    return FeaturesService(store or UserStateStore(dynamodb, out(stack, "UserStateTableName")), catalog)
+    store = store or UserStateStore(dynamodb, out(stack, "UserStateTableName"))
+    return FeaturesService(store, catalog, decision_interval_seconds=interval)
 
 
 def positioned(event: BehaviourEvent | ProfileEvent, seq: int) -> Positioned[int]:
@@ -111,6 +114,20 @@ def test_features_writes_once_per_user_per_batch_and_ignores_retries(stack: Stac
     again = service.apply(batch)
     assert (again.applied, again.duplicates, again.write_requests) == (0, 4, 0)
     assert store.get("u1") == u1
+
+
+def test_features_marks_the_writes_that_ask_for_a_decision(stack: Stack, dynamodb: Any) -> None:
+    service = features(stack, dynamodb, interval=300)
+    store = UserStateStore(dynamodb, out(stack, "UserStateTableName"))
+    asks = []
+    for n, minutes in enumerate((0, 1, 2, 6, 7)):
+        result = service.apply([positioned(rate(f"e{n}", "u1", "1", NOON + timedelta(minutes=minutes)), n + 1)])
+        state = store.get("u1")
+        assert state is not None and state.version == n + 1 and result.decisions_asked == state.asks_decision
+        asks.append(state.asks_decision)
+    # The first event asks; the next two fall inside 5 minutes; 6 minutes in asks again.
+    assert asks == [True, False, False, True, False]
+    assert state.decision_asked_at == int((NOON + timedelta(minutes=6)).timestamp())
 
 
 class RacingStore(UserStateStore):

@@ -1,0 +1,51 @@
+"""Through the template's own filter: a burst of events asks decide for one decision per interval.
+
+Features marks the user-state writes that ask for a decision; decide's event source mapping passes
+only those (template.yaml FilterCriteria), so the events in between cost no decide invocation,
+model run, ledger read or ledger write.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from runner.clock import SimulatedClock
+from runner.pipeline import LocalPipeline
+from tests.integration.test_pipeline import ITEMS, ROOT, T0, scan
+from tests.support import traffic
+from tests.support.tiny_model import build_tiny_model
+
+# One user's session: events 0, 1, 2, 6, 7 and 13 minutes in, each on the stream as it happens.
+MINUTES = (0, 1, 2, 6, 7, 13)
+
+
+def decisions_for_a_session(tmp_path: Path, interval: str) -> list[dict[str, object]]:
+    clock = SimulatedClock(T0)
+    with LocalPipeline(
+        ROOT / "template.yaml",
+        stack_name="nudge-interval",
+        clock=clock,
+        env_overrides={"DecideFunction": {"MODEL_DIR": str(build_tiny_model(tmp_path / "model", vocab=ITEMS))}},
+        parameter_overrides={"DecisionIntervalSeconds": interval},
+        log_dir=tmp_path / "logs",
+    ) as pipe:
+        pipe.start()
+        pipe.put_events([json.loads(traffic.profile("u1", T0 - timedelta(minutes=30)).model_dump_json())])
+        assert pipe.pump().quiescent
+        events = traffic.behaviour("u1", max(MINUTES) + 1, T0, ITEMS)
+        for minute in MINUTES:
+            clock.set(T0 + timedelta(minutes=minute, seconds=5))
+            pipe.put_events([json.loads(events[minute].model_dump_json(exclude_none=True))])
+            assert pipe.pump().quiescent
+        return [row for row in scan(pipe, "LedgerTableName") if str(row.get("trigger", "")).startswith("state:")]
+
+
+@pytest.mark.parametrize(("interval", "expected"), [("300", 4), ("0", 7)])
+def test_one_decision_per_interval_through_the_stream_filter(tmp_path: Path, interval: str, expected: int) -> None:
+    # 300 s: the profile (always asks), then minutes 0, 6 and 13 (1, 2 and 7 fall inside an interval).
+    # 0: the profile and every event.
+    assert len(decisions_for_a_session(tmp_path, interval)) == expected
