@@ -34,6 +34,7 @@ import random
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -278,7 +279,7 @@ KINDS = ["view", "view", "view", "click", "click", "rate", "add_to_cart", "purch
 def synthetic_events(
     users: int, days: int, per_day: int, items: list[str], t0: datetime, seed: int = 7
 ) -> list[dict[str, Any]]:
-    """A profile per user, then each day one or two sessions at a local daytime hour."""
+    """A profile per user, then each day one or two sessions at a local daytime hour; UUID event ids."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
     for u in range(users):
@@ -310,7 +311,8 @@ def synthetic_events(
                     kind = rng.choice(KINDS)
                     event: dict[str, Any] = {
                         "schema_version": 1,
-                        "event_id": f"{uid}-{k}",
+                        # What producers send: a UUID (the item and the stream record grow with it).
+                        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"nudge-cost/{uid}/{k}")),
                         "user_id": uid,
                         "timestamp": at.isoformat(),
                         "type": kind,
@@ -418,7 +420,9 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return max(0.0, my - b * mx), b
 
 
-def replay(users: int, days: int, per_day: int, pushing: bool = True) -> Replay:
+def replay(
+    users: int, days: int, per_day: int, pushing: bool = True, parameters: dict[str, str] | None = None
+) -> Replay:
     import boto3
 
     from runner.clock import SimulatedClock
@@ -447,6 +451,7 @@ def replay(users: int, days: int, per_day: int, pushing: bool = True) -> Replay:
             stack_name="nudge-cost",
             clock=SimulatedClock(t0 - timedelta(minutes=1)),
             env_overrides={"DecideFunction": overrides},
+            parameter_overrides=parameters or {},
             log_dir=log_dir,
         ) as pipe,
     ):
@@ -645,16 +650,18 @@ def _table_kind(c: Call, tables: dict[str, str]) -> str:
     return ",".join(sorted({tables.get(n, n) for n in names}))
 
 
-def run(users: int, days: int, per_day: int, baseline: bool = True) -> dict[str, Any]:
+def run(
+    users: int, days: int, per_day: int, baseline: bool = True, parameters: dict[str, str] | None = None
+) -> dict[str, Any]:
     from runner.template import load_template
 
     template = load_template(ROOT / "template.yaml")
     shards = int(template.parameters.get("ShardCount", "2"))
-    pushing = replay(users, days, per_day, pushing=True)
+    pushing = replay(users, days, per_day, pushing=True, parameters=parameters)
     report = priced(pushing)
     report["by_traffic"] = [at_rate(pushing, rate, shards) for rate in RATES_PER_S]
     if baseline:
-        silent_replay = replay(users, days, per_day, pushing=False)
+        silent_replay = replay(users, days, per_day, pushing=False, parameters=parameters)
         silent = priced(silent_replay)
         silent["by_traffic"] = [at_rate(silent_replay, rate, shards) for rate in RATES_PER_S]
         report["without_pushes"] = silent
@@ -699,6 +706,7 @@ def run(users: int, days: int, per_day: int, baseline: bool = True) -> dict[str,
         "cloudwatch_alarms": round(alarms * RATES["cloudwatch_alarm_month"], 2),
         "dashboard_if_over_3": RATES["cloudwatch_dashboard_month"],
     }
+    report["parameters"] = parameters or {}
     report["rates_date"] = RATES_DATE
     report["rates"] = RATES
     report["personalize"] = personalize(
@@ -732,8 +740,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-day", type=int, default=30, help="behaviour events per user per day")
     parser.add_argument("--no-baseline", action="store_true", help="skip the replay without pushes")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "cost.json")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override, e.g. DecisionIntervalSeconds=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
-    report = run(args.users, args.days, args.events_per_day, baseline=not args.no_baseline)
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+    report = run(args.users, args.days, args.events_per_day, baseline=not args.no_baseline, parameters=parameters)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     shown = (
