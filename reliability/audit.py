@@ -22,7 +22,7 @@ from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
 from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.features import apply_event
-from shared.user_state import MAX_RECENT_EVENT_IDS, UserState
+from shared.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
 NOT_FOLDED = frozenset(
@@ -261,7 +261,7 @@ def audit_user_state(
         if state is not None and len(user_events) <= MAX_RECENT_EVENT_IDS:
             window = state.recent_event_ids
             twice = len(window) - len(set(window))
-            applied = [e for e in user_events if e.event_id in set(window)]
+            applied = [e for e in user_events if event_fingerprint(e.event_id) in set(window)]
         else:
             twice = 0
             # Too many to list: the applied set is everything not dead-lettered, checked by count.

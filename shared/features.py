@@ -18,6 +18,7 @@ from shared.user_state import (
     MAX_RECENT_ITEMS,
     RecentItem,
     UserState,
+    event_fingerprint,
 )
 
 GENRE_HALF_LIFE_SECONDS = 30 * 24 * 3600
@@ -45,7 +46,7 @@ def behaviour_weight(event: BehaviourEvent) -> float:
 
 def already_applied(state: UserState, event_id: str, position: StreamPosition | None) -> bool:
     """True when a retry, an overlapping batch or a producer duplicate brings an event again."""
-    if event_id in state.recent_event_ids:
+    if event_fingerprint(event_id) in state.recent_event_ids:
         return True
     if position is None:
         return False
@@ -54,7 +55,7 @@ def already_applied(state: UserState, event_id: str, position: StreamPosition | 
 
 
 def _remember(state: UserState, event_id: str, position: StreamPosition | None) -> None:
-    state.recent_event_ids.append(event_id)
+    state.recent_event_ids.append(event_fingerprint(event_id))
     del state.recent_event_ids[:-MAX_RECENT_EVENT_IDS]
     if position is not None:
         mark = state.shard_watermarks.get(position.shard_id)

@@ -1,7 +1,8 @@
 """User state <-> its DynamoDB item.
 
-The long lists (consumed items, recent items, recent event ids, feedback keys, the hour
-histogram) are stored as single space-separated strings. A list attribute costs a type tag
+The long lists (consumed items, recent items, feedback keys, the hour histogram) are stored as
+single space-separated strings, and the recent event ids as one base64 string of 8-byte
+fingerprints. A list attribute costs a type tag
 and framing per element; packed, a user with 1,000 consumed items is one attribute, which
 keeps the item (and every stream record of it) small: fewer write units per update and
 much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
@@ -10,12 +11,17 @@ much less to (de)serialise on every read. Identifiers cannot contain spaces or "
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.user_state import RecentItem, UserState
+from shared.user_state import RecentItem, UserState, event_fingerprint
 
-_PACKED_LISTS = ("consumed", "recent_event_ids", "feedback_seen")
+_PACKED_LISTS = ("consumed", "feedback_seen")
+# The event-id fingerprints, concatenated as bytes and base64-encoded into one string attribute
+# (a string, not Binary: stream records and the resource layer would hand back different types).
+_MARKS = "recent_event_marks"
+_FINGERPRINT_BYTES = 8
 
 
 def pack_list(values: list[str]) -> str:
@@ -28,11 +34,21 @@ def unpack_list(packed: Any) -> list[str]:
     return str(packed or "").split()
 
 
+def pack_marks(fingerprints: list[str]) -> str:
+    return base64.b64encode(b"".join(bytes.fromhex(f) for f in fingerprints)).decode()
+
+
+def unpack_marks(packed: Any) -> list[str]:
+    raw = base64.b64decode(str(packed or ""))
+    return [raw[i : i + _FINGERPRINT_BYTES].hex() for i in range(0, len(raw), _FINGERPRINT_BYTES)]
+
+
 def encode_user_state(state: UserState) -> dict[str, Any]:
     """The item to put (boto3 resource types: floats as Decimal)."""
     item = state.model_dump(exclude_none=True)
     for name in _PACKED_LISTS:
         item[name] = pack_list(item[name])
+    item[_MARKS] = pack_marks(item.pop("recent_event_ids"))
     item["recent_items"] = " ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items)
     item["active_hours"] = " ".join(str(n) for n in state.active_hours)
     # DynamoDB refuses empty strings in key attributes only, but empty values say nothing: drop them.
@@ -44,6 +60,10 @@ def decode_user_state(item: dict[str, Any]) -> UserState:
     data = from_dynamo(item)
     for name in _PACKED_LISTS:
         data[name] = unpack_list(data.get(name))
+    if _MARKS in data:
+        data["recent_event_ids"] = unpack_marks(data.pop(_MARKS))
+    else:  # an item written before fingerprints held the ids themselves
+        data["recent_event_ids"] = [event_fingerprint(i) for i in unpack_list(data.get("recent_event_ids"))]
     recent = data.get("recent_items")
     if isinstance(recent, str):
         data["recent_items"] = [

@@ -6,7 +6,7 @@ import pytest
 
 from shared.contract import BehaviourEvent, ProfileEvent
 from shared.features import GENRE_HALF_LIFE_SECONDS, StreamPosition, apply_event, decision_request
-from shared.user_state import MAX_RECENT_ITEMS, UserState
+from shared.user_state import MAX_RECENT_EVENT_IDS, MAX_RECENT_ITEMS, UserState
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 GENRES = {"1": ["Comedy"], "2": ["Drama", "Romance"], "3": ["Comedy", "Drama"]}
@@ -111,6 +111,34 @@ def test_user_state_survives_the_packed_item_format() -> None:
     assert isinstance(item["consumed"], str) and isinstance(item["recent_items"], str)
     assert decode_user_state(item) == state
     assert decode_user_state(encode_user_state(UserState(user_id="new"))) == UserState(user_id="new")
+
+
+def test_the_event_id_window_costs_the_same_whatever_the_ids_look_like() -> None:
+    from shared.adapters.user_state_codec import encode_user_state
+
+    sizes = []
+    for width in (4, 36, 128):
+        state = UserState(user_id="u1")
+        for i in range(MAX_RECENT_EVENT_IDS * 3):
+            apply_event(state, rate(f"{i:0{width}d}", "1", 3.0, T0 + timedelta(minutes=i)), genres_of)
+        assert len(state.recent_event_ids) == MAX_RECENT_EVENT_IDS
+        # The window still recognises its latest ids, and only them.
+        assert not apply_event(state, rate(f"{MAX_RECENT_EVENT_IDS * 3 - 1:0{width}d}", "1", 3.0, T0), genres_of)
+        sizes.append(len(encode_user_state(state)["recent_event_marks"]))
+    assert sizes == [684, 684, 684]  # 64 fingerprints of 8 bytes, base64
+
+
+def test_an_item_written_with_plain_event_ids_still_deduplicates() -> None:
+    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+
+    state = UserState(user_id="u1")
+    apply_event(state, rate("e1", "1", 3.0), genres_of)
+    legacy = encode_user_state(state)
+    del legacy["recent_event_marks"]
+    legacy["recent_event_ids"] = "e0 e1"  # how the ids were packed before fingerprints
+    decoded = decode_user_state(legacy)
+    assert not apply_event(decoded, rate("e1", "1", 3.0), genres_of)
+    assert apply_event(decoded, rate("e2", "1", 3.0), genres_of)
 
 
 def _behaviour(event_id: str, kind: str, at: datetime) -> BehaviourEvent:
