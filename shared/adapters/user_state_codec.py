@@ -1,8 +1,8 @@
 """User state <-> its DynamoDB item.
 
 The long lists (consumed items, recent items, feedback keys, the hour histogram) are stored as
-single space-separated strings, and the recent event ids as one base64 string of 8-byte
-fingerprints. A list attribute costs a type tag
+single space-separated strings (recent items with time deltas in base 36), and the recent event
+ids as one base64 string of 8-byte fingerprints. A list attribute costs a type tag
 and framing per element; packed, a user with 1,000 consumed items is one attribute, which
 keeps the item (and every stream record of it) small: fewer write units per update and
 much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
@@ -22,6 +22,13 @@ _PACKED_LISTS = ("consumed", "feedback_seen")
 # (a string, not Binary: stream records and the resource layer would hand back different types).
 _MARKS = "recent_event_marks"
 _FINGERPRINT_BYTES = 8
+# The model's history as "item|dt|k": dt the seconds since the previous entry in base 36 (the first
+# since the epoch), k one letter for the behaviour. About 9 bytes an entry instead of 21, which
+# takes a typical user from 3 write units per event to 2.
+_RECENT = "recent"
+_KIND_CODES = {"view": "v", "click": "c", "add_to_cart": "a", "purchase": "p", "rate": "r"}
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def pack_list(values: list[str]) -> str:
@@ -43,13 +50,42 @@ def unpack_marks(packed: Any) -> list[str]:
     return [raw[i : i + _FINGERPRINT_BYTES].hex() for i in range(0, len(raw), _FINGERPRINT_BYTES)]
 
 
+def _base36(n: int) -> str:
+    if n < 0:
+        return "-" + _base36(-n)
+    out = ""
+    while True:
+        n, digit = divmod(n, 36)
+        out = _DIGITS[digit] + out
+        if n == 0:
+            return out
+
+
+def pack_recent(items: list[RecentItem]) -> str:
+    entries, previous = [], 0
+    for item in items:
+        entries.append(f"{item.item_id}|{_base36(item.ts - previous)}|{_KIND_CODES.get(item.type, item.type)}")
+        previous = item.ts
+    return " ".join(entries)
+
+
+def unpack_recent(packed: str) -> list[RecentItem]:
+    items, at = [], 0
+    for entry in packed.split():
+        item_id, delta, kind = entry.split("|")
+        at += int(delta, 36)
+        items.append(RecentItem(item_id=item_id, ts=at, type=_KINDS.get(kind, kind)))
+    return items
+
+
 def encode_user_state(state: UserState) -> dict[str, Any]:
     """The item to put (boto3 resource types: floats as Decimal)."""
     item = state.model_dump(exclude_none=True)
     for name in _PACKED_LISTS:
         item[name] = pack_list(item[name])
     item[_MARKS] = pack_marks(item.pop("recent_event_ids"))
-    item["recent_items"] = " ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items)
+    del item["recent_items"]
+    item[_RECENT] = pack_recent(state.recent_items)
     item["active_hours"] = " ".join(str(n) for n in state.active_hours)
     # DynamoDB refuses empty strings in key attributes only, but empty values say nothing: drop them.
     return {k: v for k, v in to_dynamo(item).items() if v != ""}
@@ -65,7 +101,9 @@ def decode_user_state(item: dict[str, Any]) -> UserState:
     else:  # an item written before fingerprints held the ids themselves
         data["recent_event_ids"] = [event_fingerprint(i) for i in unpack_list(data.get("recent_event_ids"))]
     recent = data.get("recent_items")
-    if isinstance(recent, str):
+    if _RECENT in data:
+        data["recent_items"] = unpack_recent(str(data.pop(_RECENT)))
+    elif isinstance(recent, str):  # written before the compact form: absolute times, full names
         data["recent_items"] = [
             RecentItem(item_id=item_id, ts=int(ts), type=kind)
             for item_id, ts, kind in (entry.split("|") for entry in recent.split())

@@ -22,6 +22,35 @@ ARRIVAL = 1795780800.0
 SHARD = "shardId-000000000000"
 
 
+def user_state_image() -> dict[str, Any]:
+    """The NewImage of a write features makes: the packed item format, asking for a decision."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from shared.adapters.user_state_codec import encode_user_state
+    from shared.user_state import RecentItem, UserState, event_fingerprint
+
+    state = UserState(
+        user_id="u-196",
+        version=3,
+        last_writer="features",
+        consent=True,
+        push_token="fcm:dGVzdC10b2tlbi0xOTY",
+        timezone="UTC",
+        last_seen=int(ARRIVAL) - 120,
+        recent_items=[
+            RecentItem(item_id="1", ts=int(ARRIVAL) - 300, type="rate"),
+            RecentItem(item_id="2", ts=int(ARRIVAL) - 120, type="rate"),
+        ],
+        consumed=["1", "2"],
+        counters={"rate": 2, "profile": 1},
+        recent_event_ids=[event_fingerprint(e) for e in ("p-196", "e-1", "e-2")],
+        asks_decision=True,
+        decision_asked_at=int(ARRIVAL) - 300,
+    )
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in encode_user_state(state).items()}
+
+
 def _iso(offset_seconds: float) -> str:
     from datetime import UTC, datetime
 
@@ -153,34 +182,7 @@ def build() -> dict[str, dict[str, Any]]:
                 "dynamodb": {
                     "ApproximateCreationDateTime": ARRIVAL,
                     "Keys": {"user_id": {"S": "u-196"}},
-                    "NewImage": {
-                        "user_id": {"S": "u-196"},
-                        "version": {"N": "3"},
-                        "last_writer": {"S": "features"},
-                        "consent": {"BOOL": True},
-                        "push_token": {"S": "fcm:dGVzdC10b2tlbi0xOTY"},
-                        "timezone": {"S": "UTC"},
-                        "last_seen": {"N": str(int(ARRIVAL) - 120)},
-                        "recent_items": {
-                            "L": [
-                                {
-                                    "M": {
-                                        "item_id": {"S": "1"},
-                                        "ts": {"N": str(int(ARRIVAL) - 300)},
-                                        "type": {"S": "rate"},
-                                    }
-                                },
-                                {
-                                    "M": {
-                                        "item_id": {"S": "2"},
-                                        "ts": {"N": str(int(ARRIVAL) - 120)},
-                                        "type": {"S": "rate"},
-                                    }
-                                },
-                            ]
-                        },
-                        "consumed": {"L": [{"S": "1"}, {"S": "2"}]},
-                    },
+                    "NewImage": user_state_image(),
                     "SequenceNumber": "111000000000000000000001",
                     "SizeBytes": 412,
                     "StreamViewType": "NEW_IMAGE",

@@ -108,7 +108,7 @@ def test_user_state_survives_the_packed_item_format() -> None:
         )
     state.feedback_seen = ["d1:opened"]
     item = encode_user_state(state)
-    assert isinstance(item["consumed"], str) and isinstance(item["recent_items"], str)
+    assert isinstance(item["consumed"], str) and isinstance(item["recent"], str)
     assert decode_user_state(item) == state
     assert decode_user_state(encode_user_state(UserState(user_id="new"))) == UserState(user_id="new")
 
@@ -126,6 +126,34 @@ def test_the_event_id_window_costs_the_same_whatever_the_ids_look_like() -> None
         assert not apply_event(state, rate(f"{MAX_RECENT_EVENT_IDS * 3 - 1:0{width}d}", "1", 3.0, T0), genres_of)
         sizes.append(len(encode_user_state(state)["recent_event_marks"]))
     assert sizes == [684, 684, 684]  # 64 fingerprints of 8 bytes, base64
+
+
+def test_recent_items_are_stored_as_time_deltas_and_read_back_exactly() -> None:
+    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+
+    state = UserState(user_id="u1")
+    for i, kind in enumerate(("view", "click", "add_to_cart", "purchase", "rate")):
+        event = rate(f"e{i}", f"item-{i}", 4.0, T0 + timedelta(seconds=37 * i))
+        apply_event(state, event.model_copy(update={"type": kind, "value": 4.0 if kind == "rate" else None}), genres_of)
+    item = encode_user_state(state)
+    first = int(T0.timestamp())
+    assert item["recent"].split()[:2] == [f"item-0|{base36(first)}|v", "item-1|11|c"]  # 37 s = "11"
+    assert len(item["recent"]) <= 0.5 * len(" ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items))
+    assert decode_user_state(item).recent_items == state.recent_items
+    # Items written before the compact form (absolute times, full names) still read.
+    legacy = dict(item)
+    del legacy["recent"]
+    legacy["recent_items"] = " ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items)
+    assert decode_user_state(legacy).recent_items == state.recent_items
+
+
+def base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, d = divmod(n, 36)
+        out = digits[d] + out
+    return out
 
 
 def test_an_item_written_with_plain_event_ids_still_deduplicates() -> None:
