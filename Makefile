@@ -22,7 +22,7 @@ help:
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
-	@echo "make build                  sam build (python3.12 arm64 layers, no Docker), fails above 250 MB unzipped"
+	@echo "make build                  sam build (python3.12 arm64 layers, no Docker) + 3.12 bytecode, fails above 250 MB"
 	@echo "make deploy-test            build, then deploy the built artifacts into moto CloudFormation and run the pipeline"
 	@echo "make coldstart              per-function init time in fresh processes -> out/bench/cold_start.json"
 	@echo "make cost                   dollars per million events from a replay -> out/bench/cost.json"

@@ -404,7 +404,9 @@ class FunctionUse:
     records: int
     wall_per_invocation_s: float  # intercept of wall = a + b x records
     wall_per_record_s: float
-    log_bytes: int
+    # Log bytes per invocation, over every invocation in the log file: decide's file also holds the
+    # due sweep's (priced under idle), which must not be spread over the stream invocations.
+    log_bytes_per_invocation: float
 
 
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
@@ -544,7 +546,7 @@ def replay(
             records=sum(n for n, _ in points),
             wall_per_invocation_s=a,
             wall_per_record_s=b,
-            log_bytes=logs,
+            log_bytes_per_invocation=logs / max(1, len(fs.batch_sizes)),
         )
     shutil.rmtree(log_dir, ignore_errors=True)
     return result
@@ -628,7 +630,7 @@ def at_rate(r: Replay, events_per_s: float, shards: int) -> dict[str, Any]:
         usage["lambda_gb_s_arm64"] += (
             (invocations * use.wall_per_invocation_s + use.records * use.wall_per_record_s) * use.memory_mb / 1024
         )
-        logs += use.log_bytes / max(1, use.invocations) * invocations / 1e9
+        logs += use.log_bytes_per_invocation * invocations / 1e9
         puts = sum(1 for c in r.calls if c.function == fid and c.service == "S3" and c.operation == "PutObject")
         usage["s3_put"] += puts / max(1, use.invocations) * invocations
     measured = usage_of(r)

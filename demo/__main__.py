@@ -63,8 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="decide setting for the full policy, e.g. FATIGUE_BASE=0.35 (repeatable)",
     )
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter for every policy's stack, e.g. DecisionIntervalSeconds=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
+    parameters = dict(item.split("=", 1) for item in args.parameter)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tick_seconds,
                 progress_bar,
                 env,
+                parameters,
             )
             for policy, (model_dir, env) in selected.items()
         }

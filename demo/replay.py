@@ -149,6 +149,7 @@ def run_policy(
     tick_seconds: int = 300,
     progress: Callable[[str, int, int], None] | None = None,
     decide_env: dict[str, str] | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> RunResult:
     result = RunResult(policy=policy)
     started = time.perf_counter()
@@ -164,6 +165,7 @@ def run_policy(
         env_overrides={
             "DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "WARNING", **(decide_env or {})}
         },
+        parameter_overrides=parameters or {},
         log_dir=out_dir / "logs" / policy,
     )
     with pipeline:
