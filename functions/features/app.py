@@ -39,6 +39,7 @@ def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFa
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="UserStateWrites", unit=MetricUnit.Count, value=result.write_requests)
     metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=result.conflicts)
+    metrics.add_metric(name="DecisionsAsked", unit=MetricUnit.Count, value=result.decisions_asked)
     metrics.add_metric(name="SkippedInvalid", unit=MetricUnit.Count, value=len(parsed) - len(batch))
     return [CommitFailure(ref, error) for ref, error in result.failed]
 

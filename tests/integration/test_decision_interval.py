@@ -23,6 +23,17 @@ from tests.support.tiny_model import build_tiny_model
 MINUTES = (0, 1, 2, 6, 7, 13)
 
 
+def metric_total(log: Path, name: str) -> float:
+    """Sum of one metric over the EMF lines Powertools wrote to a function's log."""
+    total = 0.0
+    for line in log.read_text().splitlines():
+        if '"_aws"' not in line or name not in line:
+            continue
+        value = json.loads(line[line.index("{") :])[name]
+        total += sum(value) if isinstance(value, list) else value
+    return total
+
+
 def decisions_for_a_session(tmp_path: Path, interval: str) -> list[dict[str, object]]:
     clock = SimulatedClock(T0)
     with LocalPipeline(
@@ -49,3 +60,5 @@ def test_one_decision_per_interval_through_the_stream_filter(tmp_path: Path, int
     # 300 s: the profile (always asks), then minutes 0, 6 and 13 (1, 2 and 7 fall inside an interval).
     # 0: the profile and every event.
     assert len(decisions_for_a_session(tmp_path, interval)) == expected
+    # Operators see the same count in the features function's metrics.
+    assert metric_total(tmp_path / "logs" / "FeaturesFunction.log", "DecisionsAsked") == expected
