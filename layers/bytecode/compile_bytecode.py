@@ -46,7 +46,7 @@ def check_bytecode(root: Path) -> int:
     return sum(1 for pyc in root.rglob("*.pyc") if pyc.read_bytes()[:4] != magic)
 
 
-def main(argv: list[str], labels: dict[str, str] | None = None) -> int:
+def main(argv: list[str]) -> int:
     if sys.version_info[:2] != TARGET:
         print(f"compile_bytecode: needs Python {TARGET[0]}.{TARGET[1]}, this is {sys.version.split()[0]}")
         return 2
@@ -55,10 +55,9 @@ def main(argv: list[str], labels: dict[str, str] | None = None) -> int:
         root = Path(arg)
         sources, left = compile_tree(root)
         foreign = check_bytecode(root)
-        label = (labels or {}).get(arg, arg)
         tag = sys.implementation.cache_tag
         print(
-            f"{label}: {sources - left} of {sources} modules compiled for {tag}"
+            f"{arg}: {sources - left} of {sources} modules compiled for {tag}"
             f" ({left} left as source, {foreign} foreign .pyc)"
         )
         status |= 1 if foreign else 0
