@@ -31,7 +31,8 @@ from runner.template import load_template
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import BehaviourEvent, ProfileEvent
+from shared.contract import BehaviourEvent
+from tests.support import traffic
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
 
@@ -156,18 +157,7 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     users = [f"u{i}" for i in range(6)]
     events: list[Any] = []
     for u in users:
-        events.append(
-            ProfileEvent(
-                schema_version=1,
-                event_id=f"p-{u}",
-                user_id=u,
-                timestamp=T0,
-                type="profile",
-                consent=True,
-                timezone="UTC",
-                push_token=f"tok-{u}",
-            )
-        )
+        events.append(traffic.profile(u, T0))
         events += [
             BehaviourEvent(
                 schema_version=1,
