@@ -13,7 +13,7 @@ import base64
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.pipeline import LocalPipeline
@@ -295,7 +295,7 @@ class PushAudit:
     pushes_to_users_without_consent: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def audit_pushes(
@@ -323,7 +323,7 @@ class FeedbackAudit:
     dead_lettered: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def audit_feedback(
@@ -369,7 +369,7 @@ class RecordAudit:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def audit_ingest(
