@@ -27,11 +27,13 @@ from shared.config import (
 )
 
 if TYPE_CHECKING:
+    from shared.admission import EventIdRegistry
     from shared.decide_service import DecideService, SendOnce
     from shared.erasure import EraseService
     from shared.feature_service import FeaturesService
     from shared.feedback_service import FeedbackService
     from shared.ingest import IngestService
+    from shared.lambda_batch import Quarantine
     from shared.model import Recommender
     from shared.pseudonym import Pseudonymizer
 
@@ -78,6 +80,44 @@ def pseudonymizer() -> Pseudonymizer | None:
     return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
 
 
+def _registry(table_name: str) -> EventIdRegistry:
+    from shared.adapters.event_ids import DynamoEventIdRegistry
+    from shared.admission import CLAIM_TTL_SECONDS
+
+    return DynamoEventIdRegistry(dynamodb(), table_name, CLAIM_TTL_SECONDS)
+
+
+def _quarantine(bucket: str, prefix: str, stage: str) -> Quarantine:
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.lambda_batch import Quarantine
+
+    return Quarantine(ObjectArchive(client("s3"), bucket), prefix, stage, pseudonymizer())
+
+
+@cache
+def ingest_quarantine() -> Quarantine:
+    settings = IngestSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "ingest")
+
+
+@cache
+def features_quarantine() -> Quarantine:
+    settings = FeaturesSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "features")
+
+
+@cache
+def decide_quarantine() -> Quarantine:
+    settings = decide_settings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "decide")
+
+
+@cache
+def feedback_quarantine() -> Quarantine:
+    settings = FeedbackSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "feedback")
+
+
 @cache
 def ingest_service() -> IngestService:
     from shared.adapters.object_archive import ObjectArchive
@@ -86,6 +126,7 @@ def ingest_service() -> IngestService:
     settings = IngestSettings()
     return IngestService(
         ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
         archive_prefix=settings.archive_prefix,
         quarantine_prefix=settings.quarantine_prefix,
         pseudonymize=pseudonymizer(),
@@ -102,6 +143,7 @@ def features_service() -> FeaturesService:
     return FeaturesService(
         UserStateStore(dynamodb(), settings.user_state_table),
         Catalog(dynamodb(), settings.catalog_table),
+        _registry(settings.event_ids_table),
         max_write_attempts=settings.max_write_attempts,
         decision_interval_seconds=settings.decision_interval_seconds,
     )
@@ -156,7 +198,27 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
     def send(push: dict[str, Any]) -> str:
         return publish(push)
 
-    return lambda push: str(send(push=push))
+    def send_translated(push: dict[str, Any]) -> str:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        )
+
+        from shared.errors import TransientStorageError
+
+        try:
+            return str(send(push=push))
+        # The send record could not be read or written (throttling, a 5xx), or another invocation is
+        # sending this decision right now: all of them pass, so the trigger is retried, not quarantined.
+        except (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        ) as exc:
+            raise TransientStorageError(f"send_once: {type(exc).__name__}") from exc
+
+    return send_translated
 
 
 def _send_once(settings: DecideSettings) -> SendOnce:
@@ -234,6 +296,7 @@ def feedback_service() -> FeedbackService:
         Ledger(dynamodb(), settings.ledger_table),
         UserStateStore(dynamodb(), settings.user_state_table),
         ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
         prefix=settings.feedback_prefix,
     )
 
@@ -278,6 +341,10 @@ def reset() -> None:
         feedback_service,
         pseudonymizer,
         erase_service,
+        ingest_quarantine,
+        features_quarantine,
+        decide_quarantine,
+        feedback_quarantine,
     ):
         factory.cache_clear()
     _boto_config.cache_clear()

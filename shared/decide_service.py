@@ -15,7 +15,7 @@ from shared.adapters.user_state_store import UserStateStore
 from shared.caps import CapsConfig, counters_for
 from shared.decision import Action, Decision, Reason, decision_id_for
 from shared.engagement import Calibration
-from shared.errors import NudgeError, VersionConflict
+from shared.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
 from shared.model import Recommender, recommend_in_context
 from shared.policy import PastPush, PolicyConfig, decide
 from shared.user_state import StateChange, UserState
@@ -70,6 +70,15 @@ class DecideBatchResult(Generic[Ref]):
     decisions: list[Decision] = field(default_factory=list)
     superseded: int = 0
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+    # Changes no retry can decide on (a stored value the policy or a store refuses): quarantined.
+    poisoned: list[tuple[Ref, PoisonRecord]] = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    decisions: list[Decision] = field(default_factory=list)
+    # Users whose due decision can never be made: taken off the due index, so the sweep goes on.
+    poisoned: list[PoisonRecord] = field(default_factory=list)
 
 
 class DecideService:
@@ -153,8 +162,12 @@ class DecideService:
             newest = max(user_changes, key=lambda c: c.state.version)
             try:
                 decision = self.decide_for(newest.state, newest.changed_at, f"state:{newest.state.version}")
-            except NudgeError as error:
-                result.failed.extend((c.ref, error) for c in user_changes)
+            except Exception as error:  # poison is quarantined, the rest retried
+                poison = as_poison(error)
+                if poison is not None:
+                    result.poisoned.extend((c.ref, poison) for c in user_changes)
+                elif isinstance(error, NudgeError):
+                    result.failed.extend((c.ref, error) for c in user_changes)
                 continue
             result.decisions.append(decision)
             result.superseded += len(user_changes) - 1
@@ -171,20 +184,28 @@ class DecideService:
             return self._ledger.downgrade(decision, Reason(cap.cap))
         return decision
 
-    def sweep(self, now: int) -> list[Decision]:
+    def sweep(self, now: int) -> SweepResult:
         """Re-decide, with fresh state, every user whose deferred push is due."""
-        decisions: list[Decision] = []
+        result = SweepResult()
         for shard in range(self._config.due_shards):
             for user_id, due_at in self._states.due_users(f"due-{shard}", now):
                 state = self._states.get(user_id)
                 if state is None or state.due_at != due_at:
                     continue
-                # Decided "at" due_at so a re-run sweep reproduces the same decision id.
-                decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                try:
+                    # Decided "at" due_at so a re-run sweep reproduces the same decision id.
+                    decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                except Exception as error:
+                    poison = as_poison(error)
+                    if poison is None:
+                        raise  # transient: the whole sweep is retried (decisions are idempotent)
+                    result.poisoned.append(poison)
+                    self._states.clear_due(user_id, due_at, WRITER)
+                    continue
                 if decision.action is not Action.DEFER:
                     self._states.clear_due(user_id, due_at, WRITER)
-                decisions.append(decision)
-        return decisions
+                result.decisions.append(decision)
+        return result
 
     def _defer(self, state: UserState, due_at: int) -> None:
         expected = state.version

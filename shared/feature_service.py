@@ -9,9 +9,10 @@ from typing import Generic, TypeVar
 
 from shared.adapters.catalog import Catalog
 from shared.adapters.user_state_store import UserStateStore
+from shared.admission import Delivered, EventIdRegistry, admit_delivered
 from shared.contract import BehaviourEvent, ProfileEvent
-from shared.errors import NudgeError, VersionConflict
-from shared.features import GenreLookup, StreamPosition, apply_event, decision_request
+from shared.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.features import GenreLookup, apply_event, decision_request
 from shared.user_state import UserState
 
 WRITER = "features"
@@ -19,24 +20,19 @@ WRITER = "features"
 Ref = TypeVar("Ref")
 
 
-@dataclass(frozen=True)
-class Positioned(Generic[Ref]):
-    """An event with where it sat in the stream; ``ref`` lets the caller map failures back."""
-
-    event: BehaviourEvent | ProfileEvent
-    position: StreamPosition
-    ref: Ref
-
-
 @dataclass
 class FeaturesResult(Generic[Ref]):
     applied: int = 0
     duplicates: int = 0
+    conflicts: int = 0
     users_written: int = 0
     write_requests: int = 0
-    conflicts: int = 0
+    version_conflicts: int = 0
     decisions_asked: int = 0
+    # Transient failures: retried by the event source mapping.
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+    # Records no retry can apply: quarantined by the caller, the rest of the batch stands.
+    poisoned: list[tuple[Ref, PoisonRecord]] = field(default_factory=list)
 
 
 class FeaturesService:
@@ -44,22 +40,30 @@ class FeaturesService:
         self,
         states: UserStateStore,
         catalog: Catalog,
+        registry: EventIdRegistry,
         max_write_attempts: int = 5,
         decision_interval_seconds: int = 0,
     ) -> None:
         self._states = states
         self._catalog = catalog
+        self._registry = registry
         self._max_write_attempts = max_write_attempts
         self._decision_interval = decision_interval_seconds
 
-    def apply(self, batch: Sequence[Positioned[Ref]]) -> FeaturesResult[Ref]:
+    def apply(self, batch: Sequence[Delivered[Ref]]) -> FeaturesResult[Ref]:
+        """Every valid event the stream delivered (each claims its event id in stream order, see
+        shared/admission.py); behaviour and profile events are folded into user state."""
         result: FeaturesResult[Ref] = FeaturesResult()
-        by_user: dict[str, list[Positioned[Ref]]] = defaultdict(list)
-        for item in batch:
-            by_user[item.event.user_id].append(item)
+        admitted = admit_delivered(batch, self._registry)
+        result.duplicates += len(admitted.duplicates)
+        result.conflicts += len(admitted.conflicts)
+        by_user: dict[str, list[Delivered[Ref]]] = defaultdict(list)
+        for item in admitted.holders:
+            if isinstance(item.event, BehaviourEvent | ProfileEvent):
+                by_user[item.event.user_id].append(item)
         if not by_user:
             return result
-        item_ids = [p.event.item_id for p in batch if isinstance(p.event, BehaviourEvent)]
+        item_ids = [p.event.item_id for p in admitted.holders if isinstance(p.event, BehaviourEvent)]
         catalog = self._catalog.get_many(item_ids)
 
         def genres_of(item_id: str) -> list[str]:
@@ -70,25 +74,62 @@ class FeaturesService:
         for user_id, events in by_user.items():
             try:
                 self._apply_user(user_id, events, stored.get(user_id), genres_of, result)
-            except NudgeError as error:
-                # Every record of this user is reported; the others in the batch stand.
-                result.failed.extend((p.ref, error) for p in events)
+            except Exception as error:  # classified: poison is isolated, the rest retried
+                poison = as_poison(error)
+                if poison is None:
+                    assert isinstance(error, NudgeError)
+                    # Every record of this user is reported; the others in the batch stand.
+                    result.failed.extend((p.ref, error) for p in events)
+                else:
+                    self._isolate(user_id, events, genres_of, result, poison)
         return result
+
+    def _isolate(
+        self,
+        user_id: str,
+        events: Sequence[Delivered[Ref]],
+        genres_of: GenreLookup,
+        result: FeaturesResult[Ref],
+        poison: PoisonRecord,
+    ) -> None:
+        """Apply a user's events one write each, so only the records that cannot be written are poison."""
+        if len(events) == 1:
+            result.poisoned.append((events[0].ref, poison))
+            return
+        for index, item in enumerate(events):
+            try:
+                self._apply_user(user_id, [item], self._states.get(user_id), genres_of, result)
+            except Exception as error:  # classified as above
+                single = as_poison(error)
+                if single is not None:
+                    result.poisoned.append((item.ref, single))
+                    continue
+                assert isinstance(error, NudgeError)
+                # Later events must not overtake this one: they are retried with it.
+                result.failed.extend((later.ref, error) for later in events[index:])
+                return
 
     def _apply_user(
         self,
         user_id: str,
-        events: Sequence[Positioned[Ref]],
-        current: UserState | None,
+        events: Sequence[Delivered[Ref]],
+        current: UserState | PoisonRecord | None,
         genres_of: GenreLookup,
         result: FeaturesResult[Ref],
     ) -> None:
+        if isinstance(current, PoisonRecord):
+            raise current
         for attempt in range(self._max_write_attempts):
             if attempt:
                 current = self._states.get(user_id)
             state = current.model_copy(deep=True) if current else UserState(user_id=user_id)
             expected = state.version
-            applied = [p.event for p in events if apply_event(state, p.event, genres_of, p.position)]
+            applied = [
+                p.event
+                for p in events
+                if isinstance(p.event, BehaviourEvent | ProfileEvent)
+                and apply_event(state, p.event, genres_of, p.position)
+            ]
             if not applied:
                 result.duplicates += len(events)
                 return
@@ -102,7 +143,7 @@ class FeaturesService:
                 result.write_requests += 1
                 self._states.save(state, expected_version=expected)
             except VersionConflict:
-                result.conflicts += 1
+                result.version_conflicts += 1
                 continue
             result.applied += len(applied)
             result.duplicates += len(events) - len(applied)

@@ -142,3 +142,17 @@ class InMemoryLedger:
             for (u, _), r in sorted(self.rows.items())
             if u == user_id and r["action"] == "push" and r["decided_at"] >= since
         ]
+
+
+class InMemoryEventIds:
+    """The event-id registry (first claim wins) over a dict."""
+
+    def __init__(self) -> None:
+        from shared.admission import Claim
+
+        self.held: dict[str, Claim] = {}
+
+    def claim(self, claims: Sequence[Any]) -> dict[str, Any]:
+        for claim in claims:
+            self.held.setdefault(claim.event_id, claim)
+        return {claim.event_id: self.held[claim.event_id] for claim in claims}

@@ -18,6 +18,7 @@ TABLES = {
 
 def test_fields_are_read_from_the_environment_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARCHIVE_BUCKET", "my-archive")
+    monkeypatch.setenv("EVENT_IDS_TABLE", "event-ids")
     monkeypatch.setenv("archive_prefix", "raw/")  # any case
     settings = IngestSettings()
     assert (settings.archive_bucket, settings.archive_prefix) == ("my-archive", "raw/")

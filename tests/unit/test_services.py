@@ -12,15 +12,16 @@ import pytest
 
 from runner.resources import Stack
 from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.event_ids import DynamoEventIdRegistry
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_store import UserStateStore
+from shared.admission import CLAIM_TTL_SECONDS, Delivered, StreamPosition
 from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.decide_service import DecideConfig, DecideService
 from shared.decision import Action, Reason
-from shared.feature_service import FeaturesService, Positioned
-from shared.features import StreamPosition
-from shared.feedback_service import FeedbackItem, FeedbackService
+from shared.feature_service import FeaturesService
+from shared.feedback_service import FeedbackService
 from shared.ingest import IngestService, StreamRecord, check_record
 from shared.policy import PolicyConfig
 from shared.user_state import StateChange, UserState
@@ -32,6 +33,10 @@ NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 def out(stack: Stack, name: str) -> str:
     return stack.outputs[name]
+
+
+def registry(stack: Stack, dynamodb: Any) -> DynamoEventIdRegistry:
+    return DynamoEventIdRegistry(dynamodb, out(stack, "EventIdsTableName"), CLAIM_TTL_SECONDS)
 
 
 def record(data: bytes | str, seq: int) -> StreamRecord:
@@ -61,9 +66,9 @@ def profile(user: str, tz: str = "UTC") -> ProfileEvent:
 # ---------------------------------------------------------------- ingest
 
 
-def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack) -> None:
+def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack, dynamodb: Any) -> None:
     archive = ObjectArchive(boto3.client("s3", region_name=REGION), out(stack, "ArchiveBucketName"))
-    service = IngestService(archive, "archive/", "quarantine/")
+    service = IngestService(archive, registry(stack, dynamodb), "archive/", "quarantine/")
     good = rate("e1", "u1", "1").model_dump_json().encode()
     batch = [check_record(record(good, 1)), check_record(record(b"{oops", 2)), check_record(record(good, 3))]
     first = service.commit(batch)
@@ -90,11 +95,11 @@ def features(
     if seed:
         catalog.put_many([CatalogItem(item_id="1", title="A", genres=["Comedy"])])
     store = store or UserStateStore(dynamodb, out(stack, "UserStateTableName"))
-    return FeaturesService(store, catalog, decision_interval_seconds=interval)
+    return FeaturesService(store, catalog, registry(stack, dynamodb), decision_interval_seconds=interval)
 
 
-def positioned(event: BehaviourEvent | ProfileEvent, seq: int) -> Positioned[int]:
-    return Positioned(event, StreamPosition("shardId-000000000000", str(seq)), seq)
+def positioned(event: BehaviourEvent | ProfileEvent | FeedbackEvent, seq: int) -> Delivered[int]:
+    return Delivered(event, StreamPosition("shardId-000000000000", str(seq)), seq)
 
 
 def test_features_writes_once_per_user_per_batch_and_ignores_retries(stack: Stack, dynamodb: Any) -> None:
@@ -149,7 +154,7 @@ class RacingStore(UserStateStore):
 def test_features_rereads_after_a_version_conflict(stack: Stack, dynamodb: Any) -> None:
     store = RacingStore(dynamodb, out(stack, "UserStateTableName"))
     result = features(stack, dynamodb, store).apply([positioned(rate("e1", "u1", "1"), 1)])
-    assert (result.conflicts, result.applied, result.failed) == (1, 1, [])
+    assert (result.version_conflicts, result.applied, result.failed) == (1, 1, [])
     state = store.get("u1")
     # Both writers' changes survive: nothing lost to the race.
     assert state is not None and state.version == 2 and state.pushes_opened == 7 and state.history() == ["1"]
@@ -219,12 +224,12 @@ def test_quiet_hours_defer_then_the_sweep_pushes(stack: Stack, dynamodb: Any) ->
     assert decision.action is Action.DEFER and sender.sent == []
     due = decision.due_at
     assert due == int(datetime(2026, 11, 27, 23, tzinfo=UTC).timestamp())
-    assert service.sweep(due - 60) == []
-    swept = service.sweep(due + 60)
+    assert service.sweep(due - 60).decisions == []
+    swept = service.sweep(due + 60).decisions
     assert [d.action for d in swept] == [Action.PUSH] and len(sender.sent) == 1
     after = UserStateStore(dynamodb, out(stack, "UserStateTableName")).get("u1")
     assert after is not None and after.due_at is None and after.last_writer == "decide"
-    assert service.sweep(due + 600) == []
+    assert service.sweep(due + 600).decisions == []
 
 
 def test_decide_changes_coalesces_per_user(stack: Stack, dynamodb: Any) -> None:
@@ -251,10 +256,11 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
         ledger,
         UserStateStore(dynamodb, out(stack, "UserStateTableName")),
         ObjectArchive(s3, out(stack, "ArchiveBucketName")),
+        registry(stack, dynamodb),
         "feedback/",
     )
 
-    def fb(event_id: str, kind: str, decision_id: str) -> FeedbackItem[int]:
+    def fb(event_id: str, kind: str, decision_id: str) -> Delivered[int]:
         event = FeedbackEvent(
             schema_version=1,
             event_id=event_id,
@@ -263,7 +269,7 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
             type=kind,  # type: ignore[arg-type]
             decision_id=decision_id,
         )
-        return FeedbackItem(event, "shardId-000000000000", event_id, 0)
+        return positioned(event, int(event_id[1:]))
 
     result = service.apply(
         [
