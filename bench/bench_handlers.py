@@ -44,13 +44,13 @@ os.environ.update(
 )
 
 from demo.movielens_events import catalog_items, rating_events  # noqa: E402
-from shared import bootstrap  # noqa: E402
-from shared.admission import Delivered, StreamPosition  # noqa: E402
-from shared.decide_service import DecideConfig, DecideService  # noqa: E402
-from shared.feature_service import FeaturesService  # noqa: E402
-from shared.ingest import IngestService  # noqa: E402
+from shared.domain.admission import Delivered, StreamPosition  # noqa: E402
+from shared.domain.policy import PolicyConfig, RulesPolicy  # noqa: E402
 from shared.model import OnnxRecommender  # noqa: E402
-from shared.policy import PolicyConfig  # noqa: E402
+from shared.plumbing import bootstrap  # noqa: E402
+from shared.services.decide import DecideConfig, DecideService  # noqa: E402
+from shared.services.features import FeaturesService  # noqa: E402
+from shared.services.ingest import IngestService  # noqa: E402
 from tests.support.fakes import (  # noqa: E402
     InMemoryArchive,
     InMemoryCatalog,
@@ -181,7 +181,8 @@ def main() -> int:
         InMemoryLedger(),  # type: ignore[arg-type]
         recommender,
         RecordingSender(),
-        DecideConfig(policy=PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)),
+        RulesPolicy(PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)),
+        DecideConfig(),
     )
     states = [s for s in (store.get(u) for u in list(store.items)[:300]) if s is not None]
     for s in states:

@@ -431,7 +431,8 @@ def replay(
     from runner.pipeline import LocalPipeline
     from runner.server import create_outbox
     from runner.template import load_template
-    from shared.adapters.catalog import Catalog, CatalogItem
+    from shared.adapters.catalog import Catalog
+    from shared.domain.catalog import CatalogItem
 
     manifest = json.loads((ROOT / "layers" / "model" / "manifest.json").read_text())
     items = [str(i) for i in manifest["item_vocab"] if not str(i).startswith("<")][:400]

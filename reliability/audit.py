@@ -20,10 +20,10 @@ from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.errors import PoisonRecord
-from shared.features import apply_event
-from shared.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.errors import PoisonRecord
+from shared.domain.fold import apply_event
+from shared.domain.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
 NOT_FOLDED = frozenset(

@@ -24,8 +24,9 @@ from typing import Any
 from reliability.audit import archived_lines, audit_ingest, audit_user_state, read_dead_letters, user_states
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
-from shared.adapters.catalog import Catalog, CatalogItem
-from shared.contract import AnyEvent, BehaviourEvent, ProfileEvent, QuarantineReason
+from shared.adapters.catalog import Catalog
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import AnyEvent, BehaviourEvent, ProfileEvent, QuarantineReason
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -77,57 +78,61 @@ def wire(event: AnyEvent) -> dict[str, Any]:
     return out
 
 
-def _victim(prefix: str) -> dict[str, Any]:
-    return wire(valid_events(prefix)[CARRIER * 10 + VICTIM_INDEX])
+def _victim(prefix: str, at: datetime) -> dict[str, Any]:
+    victim = wire(valid_events(prefix)[CARRIER * 10 + VICTIM_INDEX])
+    return {**victim, "timestamp": at.isoformat()} if at != T0 else victim
 
 
-def _profile(prefix: str, **fields: Any) -> bytes:
+def _profile(prefix: str, at: datetime, **fields: Any) -> bytes:
     base = {
         "schema_version": 1,
         "event_id": f"{prefix}poison",
         "user_id": users(prefix)[CARRIER],
-        "timestamp": (T0 + timedelta(minutes=5)).isoformat(),
+        "timestamp": (at + timedelta(minutes=5)).isoformat(),
         "type": "profile",
     }
     # ensure_ascii: a lone surrogate travels as the escape \udfff, which is valid JSON text.
     return json.dumps({**base, **fields}).encode()
 
 
-def _with_duplicate_key(prefix: str) -> bytes:
-    text = json.dumps({**_victim(prefix), "event_id": f"{prefix}poison"})
+def _with_duplicate_key(prefix: str, at: datetime) -> bytes:
+    text = json.dumps({**_victim(prefix, at), "event_id": f"{prefix}poison"})
     return text.replace('"item_id": ', '"item_id": "8", "item_id": ', 1).encode()
 
 
-def _conflicting_body(prefix: str) -> bytes:
-    victim = _victim(prefix)
+def _conflicting_body(prefix: str, at: datetime) -> bytes:
+    victim = _victim(prefix, at)
     return json.dumps({**victim, "item_id": "8" if victim["item_id"] != "8" else "7"}).encode()
 
 
 @dataclass(frozen=True)
 class PoisonClass:
-    record: Callable[[str], bytes]  # given the class's user prefix
+    # Given the class's user prefix and the time its events are about (T0 in the scenarios).
+    record: Callable[[str, datetime], bytes]
     reason: QuarantineReason
 
 
 POISON: dict[str, PoisonClass] = {
-    "tzdata_directory": PoisonClass(lambda p: _profile(p, timezone="America"), QuarantineReason.INVALID_FIELDS),
+    "tzdata_directory": PoisonClass(lambda p, at: _profile(p, at, timezone="America"), QuarantineReason.INVALID_FIELDS),
     "integer_beyond_38_digits": PoisonClass(
-        lambda p: _profile(p, attributes={"n": 10**200}), QuarantineReason.NUMBER_OUT_OF_RANGE
+        lambda p, at: _profile(p, at, attributes={"n": 10**200}), QuarantineReason.NUMBER_OUT_OF_RANGE
     ),
     "float_beyond_dynamodb_range": PoisonClass(
-        lambda p: _profile(p, attributes={"n": -1e130}), QuarantineReason.NUMBER_OUT_OF_RANGE
+        lambda p, at: _profile(p, at, attributes={"n": -1e130}), QuarantineReason.NUMBER_OUT_OF_RANGE
     ),
-    "lone_surrogate": PoisonClass(lambda p: _profile(p, attributes={"s": "\udfff"}), QuarantineReason.BAD_STRING),
-    "nul_character": PoisonClass(lambda p: _profile(p, push_token="tok\x00en"), QuarantineReason.BAD_STRING),
-    "consent_as_text": PoisonClass(lambda p: _profile(p, consent="yes"), QuarantineReason.INVALID_FIELDS),
-    "consent_as_number": PoisonClass(lambda p: _profile(p, consent=1), QuarantineReason.INVALID_FIELDS),
+    "lone_surrogate": PoisonClass(
+        lambda p, at: _profile(p, at, attributes={"s": "\udfff"}), QuarantineReason.BAD_STRING
+    ),
+    "nul_character": PoisonClass(lambda p, at: _profile(p, at, push_token="tok\x00en"), QuarantineReason.BAD_STRING),
+    "consent_as_text": PoisonClass(lambda p, at: _profile(p, at, consent="yes"), QuarantineReason.INVALID_FIELDS),
+    "consent_as_number": PoisonClass(lambda p, at: _profile(p, at, consent=1), QuarantineReason.INVALID_FIELDS),
     "epoch_timestamp": PoisonClass(
-        lambda p: _profile(p, timestamp=int((T0 + timedelta(minutes=5)).timestamp())),
+        lambda p, at: _profile(p, at, timestamp=int((T0 + timedelta(minutes=5)).timestamp())),
         QuarantineReason.INVALID_FIELDS,
     ),
     "duplicate_json_key": PoisonClass(_with_duplicate_key, QuarantineReason.DUPLICATE_KEY),
     "event_id_reused_for_another_body": PoisonClass(_conflicting_body, QuarantineReason.EVENT_ID_CONFLICT),
-    "event_sent_twice": PoisonClass(lambda p: json.dumps(_victim(p)).encode(), QuarantineReason.DUPLICATE),
+    "event_sent_twice": PoisonClass(lambda p, at: json.dumps(_victim(p, at)).encode(), QuarantineReason.DUPLICATE),
 }
 
 
@@ -220,7 +225,7 @@ class _Planned:
         records: list[tuple[str, dict[str, Any] | bytes]] = [(e.user_id, wire(e)) for e in events]
         # Right after the victim, in the carrier's shard: the batch around it holds other users' events too.
         at = CARRIER * 10 + VICTIM_INDEX + 1
-        records.insert(at, (users(prefix)[CARRIER], POISON[kind].record(prefix)))
+        records.insert(at, (users(prefix)[CARRIER], POISON[kind].record(prefix, T0)))
         return cls(kind, events, records, at, [])
 
     def put(self, pipe: LocalPipeline) -> None:

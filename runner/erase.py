@@ -50,7 +50,7 @@ def erase(
     endpoint_url: str | None = None,
     via_function: bool = False,
 ) -> dict[str, Any]:
-    from shared.erasure import EraseRequest
+    from shared.services.erasure import EraseRequest
 
     request = EraseRequest(user_ids=list(users))
     if via_function:
@@ -64,10 +64,10 @@ def erase(
     if endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
-    from shared import bootstrap
     from shared.adapters.pseudonym_key import read_pseudonym_key
-    from shared.config import EraseSettings
-    from shared.pseudonym import Pseudonymizer
+    from shared.domain.pseudonym import Pseudonymizer
+    from shared.plumbing import bootstrap
+    from shared.plumbing.config import EraseSettings
 
     settings = EraseSettings.model_validate({field: outputs[name] for field, name in OUTPUTS.items()})
     pseudonymize = None

@@ -24,9 +24,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from runner.template import FunctionSpec
+
+_T = TypeVar("_T")
 
 
 class AbortInvocation(BaseException):
@@ -465,6 +467,12 @@ class FunctionContainer:
             sys.modules.pop(name, None)
             raise
         return module
+
+    def run_inside(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` in this container's environment and module scope, as the function's own code
+        runs (what it imports binds to the container's modules, e.g. its composition root)."""
+        with self._sandbox():
+            return fn()
 
     @contextlib.contextmanager
     def _sandbox(self) -> Iterator[None]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 PUT_RECORDS_CHUNK = 500
 EnvOverrides = Mapping[str, Mapping[str, str | None]]
 PartitionKey = str | Callable[[Any], str]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -336,6 +338,10 @@ class LocalPipeline:
         merged = {lid: r.ref for lid, r in self.resources.items() if r.created}
         merged.update(self.stack.outputs)
         return merged
+
+    def run_inside(self, function_id: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` inside a function's container (its environment and modules); see FunctionContainer."""
+        return self.containers[function_id].run_inside(fn)
 
     def describe(self) -> dict[str, Any]:
         """Everything a client needs to reach the stack (the serve mode's ready file)."""

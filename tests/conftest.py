@@ -35,7 +35,7 @@ from moto import mock_aws  # noqa: E402
 
 from runner.resources import Stack, StackBuilder  # noqa: E402
 from runner.template import load_template  # noqa: E402
-from shared import bootstrap  # noqa: E402
+from shared.plumbing import bootstrap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

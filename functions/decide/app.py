@@ -12,11 +12,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.event_bridge_event import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.decision import Decision
-from shared.lambda_batch import CommitFailure, Parsed, StreamConsumer, correlate, state_change_of
-from shared.observability import handler_tools
-from shared.user_state import StateChange
+from shared.domain.decision import Decision
+from shared.domain.user_state import StateChange
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, correlate, state_change_of
 
 logger, metrics, tracer = handler_tools()
 

@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.admission import Delivered
-from shared.ingest import check_record
-from shared.lambda_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
-from shared.observability import handler_tools
+from shared.domain.admission import Delivered
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
+from shared.services.ingest import check_record
 
 logger, metrics, tracer = handler_tools()
 

@@ -10,10 +10,10 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.ingest import Checked, check_record
-from shared.lambda_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
-from shared.observability import handler_tools
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
+from shared.services.ingest import Checked, check_record
 
 logger, metrics, tracer = handler_tools()
 

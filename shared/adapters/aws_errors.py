@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from shared.errors import PermanentStorageError, PoisonRecord, TransientStorageError, VersionConflict
+from shared.domain.errors import PermanentStorageError, PoisonRecord, TransientStorageError, VersionConflict
 
 _TRANSIENT_CODES = frozenset(
     {

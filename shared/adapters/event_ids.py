@@ -15,8 +15,8 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
-from shared.admission import Claim
-from shared.errors import TransientStorageError, VersionConflict
+from shared.domain.admission import Claim
+from shared.domain.errors import TransientStorageError, VersionConflict
 
 KEY = "id"
 

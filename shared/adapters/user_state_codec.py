@@ -15,8 +15,8 @@ import base64
 from typing import Any
 
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.errors import PoisonRecord
-from shared.user_state import RecentItem, UserState, event_fingerprint
+from shared.domain.errors import PoisonRecord
+from shared.domain.user_state import RecentItem, UserState, event_fingerprint
 
 _PACKED_LISTS = ("consumed", "feedback_seen")
 # The event-id fingerprints, concatenated as bytes and base64-encoded into one string attribute

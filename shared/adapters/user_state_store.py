@@ -8,8 +8,8 @@ from typing import Any
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.user_state_codec import decode_user_state, encode_user_state, pack_list
-from shared.errors import PoisonRecord, VersionConflict
-from shared.user_state import MAX_FEEDBACK_SEEN, UserState
+from shared.domain.errors import PoisonRecord, VersionConflict
+from shared.domain.user_state import MAX_FEEDBACK_SEEN, UserState
 
 
 class UserStateStore:

@@ -28,10 +28,11 @@ from runner.clock import SimulatedClock
 from runner.deploy import create_stack, package, transform
 from runner.pipeline import LocalPipeline
 from runner.template import load_template
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import BehaviourEvent
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent
 from tests.support import traffic
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]

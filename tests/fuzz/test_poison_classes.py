@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.contract import (
+from shared.domain.contract import (
     MAX_INT_DIGITS,
     ContractViolation,
     ProfileEvent,

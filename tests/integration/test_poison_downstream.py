@@ -19,8 +19,9 @@ from reliability.audit import archived_lines, audit_user_state, read_dead_letter
 from reliability.poison import GENRES, ITEMS, T0, valid_events, wire
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
-from shared.adapters.catalog import Catalog, CatalogItem
-from shared.contract import FeedbackEvent
+from shared.adapters.catalog import Catalog
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import FeedbackEvent
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]

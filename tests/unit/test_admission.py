@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from runner.resources import Stack
 from shared.adapters import event_ids
 from shared.adapters.event_ids import DynamoEventIdRegistry, registry_key
-from shared.admission import CLAIM_TTL_SECONDS, Admission, Claim, admit
-from shared.ingest import IngestService, StreamRecord, check_record
+from shared.domain.admission import CLAIM_TTL_SECONDS, Admission, Claim, admit
+from shared.services.ingest import IngestService, StreamRecord, check_record
 from tests.support.fakes import InMemoryArchive, InMemoryEventIds
 
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)

@@ -12,12 +12,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
-from shared.admission import Delivered, StreamPosition
-from shared.contract import BehaviourEvent, ProfileEvent
-from shared.errors import PoisonRecord, TransientStorageError
-from shared.feature_service import FeaturesService
-from shared.lambda_batch import CommitFailure, Parsed, Quarantine, StreamConsumer
-from shared.user_state import UserState
+from shared.domain.admission import Delivered, StreamPosition
+from shared.domain.contract import BehaviourEvent, ProfileEvent
+from shared.domain.errors import PoisonRecord, TransientStorageError
+from shared.domain.user_state import UserState
+from shared.plumbing.stream_batch import CommitFailure, Parsed, Quarantine, StreamConsumer
+from shared.services.features import FeaturesService
 from tests.events import load_event
 from tests.support.fakes import InMemoryArchive, InMemoryCatalog, InMemoryEventIds, InMemoryUserStates
 

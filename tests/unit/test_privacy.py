@@ -11,11 +11,11 @@ import pytest
 from pydantic import ValidationError
 
 from shared.adapters.pseudonym_key import read_pseudonym_key
-from shared.config import PseudonymSettings
-from shared.erasure import EraseRequest, line_belongs_to
-from shared.errors import PermanentStorageError
-from shared.ingest import IngestService, StreamRecord, check_record
-from shared.pseudonym import Pseudonymizer, is_pseudonym
+from shared.domain.errors import PermanentStorageError
+from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
+from shared.plumbing.config import PseudonymSettings
+from shared.services.erasure import EraseRequest, line_belongs_to
+from shared.services.ingest import IngestService, StreamRecord, check_record
 from tests.support.fakes import InMemoryEventIds
 
 KEY = b"0123456789abcdef0123456789abcdef"

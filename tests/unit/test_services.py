@@ -11,20 +11,21 @@ import boto3
 import pytest
 
 from runner.resources import Stack
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.event_ids import DynamoEventIdRegistry
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_store import UserStateStore
-from shared.admission import CLAIM_TTL_SECONDS, Delivered, StreamPosition
-from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.decide_service import DecideConfig, DecideService
-from shared.decision import Action, Reason
-from shared.feature_service import FeaturesService
-from shared.feedback_service import FeedbackService
-from shared.ingest import IngestService, StreamRecord, check_record
-from shared.policy import PolicyConfig
-from shared.user_state import StateChange, UserState
+from shared.domain.admission import CLAIM_TTL_SECONDS, Delivered, StreamPosition
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.decision import Action, Reason
+from shared.domain.policy import PolicyConfig, RulesPolicy
+from shared.domain.user_state import StateChange, UserState
+from shared.services.decide import DecideConfig, DecideService
+from shared.services.features import FeaturesService
+from shared.services.feedback import FeedbackService
+from shared.services.ingest import IngestService, StreamRecord, check_record
 from tests.support.fakes import FakeRecommender, RecordingSender
 
 REGION = "us-east-1"
@@ -174,7 +175,8 @@ def decide_service(stack: Stack, dynamodb: Any, sender: RecordingSender, cap: in
         Ledger(dynamodb, out(stack, "LedgerTableName")),
         FakeRecommender([("1", 0.9), ("2", 0.8), ("3", 0.7), ("4", 0.6), ("5", 0.5)]),
         sender,
-        DecideConfig(policy=PolicyConfig(daily_push_cap=cap), due_shards=2),
+        RulesPolicy(PolicyConfig(daily_push_cap=cap)),
+        DecideConfig(due_shards=2),
     )
 
 
@@ -298,7 +300,7 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
     from moto.core.botocore_stubber import BotocoreStubber
 
     from shared.adapters.push_counters import PushCounters
-    from shared.caps import CapsConfig
+    from shared.domain.caps import CapsConfig
 
     lock = threading.Lock()
     original = BotocoreStubber.process_request
@@ -307,10 +309,9 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
         with lock:  # DynamoDB applies each request atomically; moto needs help for that
             return original(self, request)
 
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-
-    from shared.bootstrap import send_once
-    from shared.decision import Decision
+    from shared.domain.decision import Decision
+    from shared.domain.errors import TransientStorageError
+    from shared.plumbing.bootstrap import send_once
 
     sender = RecordingSender()
     send = send_once(sender, out(stack, "IdempotencyTableName"), boto3.client("dynamodb", region_name=REGION))
@@ -326,7 +327,8 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
             Ledger(dynamodb, out(stack, "LedgerTableName")),
             FakeRecommender([(str(i), 1.0 - i / 20) for i in range(1, 12)]),
             send,
-            DecideConfig(policy=PolicyConfig(daily_push_cap=50), caps=CapsConfig(daily=2, weekly=10)),
+            RulesPolicy(PolicyConfig(daily_push_cap=50)),
+            DecideConfig(caps=CapsConfig(daily=2, weekly=10)),
             counters,
         )
 
@@ -336,7 +338,7 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
     def attempt(service: DecideService, trigger: str) -> Decision | None:
         try:
             return service.decide_for(state, now, trigger)
-        except IdempotencyAlreadyInProgressError:
+        except TransientStorageError:  # the send is in progress on the other shard: retried later
             return None
 
     BotocoreStubber.process_request = locked  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.config import (
+from shared.plumbing.config import (
     DecideSettings,
     EraseSettings,
     FeaturesSettings,
@@ -27,15 +27,17 @@ from shared.config import (
 )
 
 if TYPE_CHECKING:
-    from shared.admission import EventIdRegistry
-    from shared.decide_service import DecideService, SendOnce
-    from shared.erasure import EraseService
-    from shared.feature_service import FeaturesService
-    from shared.feedback_service import FeedbackService
-    from shared.ingest import IngestService
-    from shared.lambda_batch import Quarantine
+    from shared.domain.admission import EventIdRegistry
+    from shared.domain.policy import Policy
+    from shared.domain.ports import SendOnce
+    from shared.domain.pseudonym import Pseudonymizer
     from shared.model import Recommender
-    from shared.pseudonym import Pseudonymizer
+    from shared.plumbing.stream_batch import Quarantine
+    from shared.services.decide import DecideService
+    from shared.services.erasure import EraseService
+    from shared.services.features import FeaturesService
+    from shared.services.feedback import FeedbackService
+    from shared.services.ingest import IngestService
 
 
 @cache
@@ -75,21 +77,21 @@ def pseudonymizer() -> Pseudonymizer | None:
     if not name:
         return None
     from shared.adapters.pseudonym_key import read_pseudonym_key
-    from shared.pseudonym import Pseudonymizer
+    from shared.domain.pseudonym import Pseudonymizer
 
     return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
 
 
 def _registry(table_name: str) -> EventIdRegistry:
     from shared.adapters.event_ids import DynamoEventIdRegistry
-    from shared.admission import CLAIM_TTL_SECONDS
+    from shared.domain.admission import CLAIM_TTL_SECONDS
 
     return DynamoEventIdRegistry(dynamodb(), table_name, CLAIM_TTL_SECONDS)
 
 
 def _quarantine(bucket: str, prefix: str, stage: str) -> Quarantine:
     from shared.adapters.object_archive import ObjectArchive
-    from shared.lambda_batch import Quarantine
+    from shared.plumbing.stream_batch import Quarantine
 
     return Quarantine(ObjectArchive(client("s3"), bucket), prefix, stage, pseudonymizer())
 
@@ -121,7 +123,7 @@ def feedback_quarantine() -> Quarantine:
 @cache
 def ingest_service() -> IngestService:
     from shared.adapters.object_archive import ObjectArchive
-    from shared.ingest import IngestService
+    from shared.services.ingest import IngestService
 
     settings = IngestSettings()
     return IngestService(
@@ -137,7 +139,7 @@ def ingest_service() -> IngestService:
 def features_service() -> FeaturesService:
     from shared.adapters.catalog import Catalog
     from shared.adapters.user_state_store import UserStateStore
-    from shared.feature_service import FeaturesService
+    from shared.services.features import FeaturesService
 
     settings = FeaturesSettings()
     return FeaturesService(
@@ -205,7 +207,7 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
             IdempotencyPersistenceLayerError,
         )
 
-        from shared.errors import TransientStorageError
+        from shared.domain.errors import TransientStorageError
 
         try:
             return str(send(push=push))
@@ -233,32 +235,54 @@ def _send_once(settings: DecideSettings) -> SendOnce:
 
 
 @cache
+def decide_policy() -> Policy:
+    """The production policy from decide's settings, unless a local composition installed another."""
+    if _installed_policy:
+        return _installed_policy[-1]
+    from shared.domain.engagement import FatigueConfig
+    from shared.domain.policy import PolicyConfig, RulesPolicy
+
+    settings = decide_settings()
+    return RulesPolicy(
+        PolicyConfig(
+            daily_push_cap=settings.daily_push_cap,
+            score_threshold=settings.score_threshold,
+            quiet_hours_start=settings.quiet_hours_start,
+            quiet_hours_end=settings.quiet_hours_end,
+            exploration_share=settings.exploration_share,
+            fatigue=FatigueConfig(
+                base=settings.fatigue_base,
+                per_recent_push=settings.fatigue_per_recent_push,
+                dismissal_weight=settings.fatigue_dismissal_weight,
+                per_push_today=settings.fatigue_per_push_today,
+            ),
+        )
+    )
+
+
+# A policy installed by a local composition (the demo's baselines run in the local runner); never set
+# in a deployed function, whose only policy is RulesPolicy.
+_installed_policy: list[Policy] = []
+
+
+def install_policy(policy: Policy) -> None:
+    """Make decide use ``policy`` from its next service on (this container only)."""
+    _installed_policy[:] = [policy]
+    decide_policy.cache_clear()
+    decide_service.cache_clear()
+
+
+@cache
 def decide_service() -> DecideService:
+    from shared.adapters.calibration_file import load_calibration
     from shared.adapters.catalog import Catalog
     from shared.adapters.ledger import Ledger
     from shared.adapters.push_counters import PushCounters
     from shared.adapters.user_state_store import UserStateStore
-    from shared.caps import CapsConfig
-    from shared.decide_service import DecideConfig, DecideService
-    from shared.engagement import FatigueConfig, load_calibration
-    from shared.policy import PolicyConfig
+    from shared.domain.caps import CapsConfig
+    from shared.services.decide import DecideConfig, DecideService
 
     settings = decide_settings()
-    policy = PolicyConfig(
-        daily_push_cap=settings.daily_push_cap,
-        score_threshold=settings.score_threshold,
-        quiet_hours_start=settings.quiet_hours_start,
-        quiet_hours_end=settings.quiet_hours_end,
-        exploration_share=settings.exploration_share,
-        variant=settings.policy_variant,
-        item_choice=settings.item_choice,
-        fatigue=FatigueConfig(
-            base=settings.fatigue_base,
-            per_recent_push=settings.fatigue_per_recent_push,
-            dismissal_weight=settings.fatigue_dismissal_weight,
-            per_push_today=settings.fatigue_per_push_today,
-        ),
-    )
     caps = CapsConfig(
         daily=settings.daily_push_cap,
         weekly=settings.weekly_push_cap,
@@ -270,8 +294,8 @@ def decide_service() -> DecideService:
         Ledger(dynamodb(), settings.ledger_table),
         recommender(),
         _send_once(settings),
+        decide_policy(),
         DecideConfig(
-            policy=policy,
             caps=caps,
             candidates=settings.candidates,
             push_ttl_days=settings.push_ttl_days,
@@ -289,7 +313,7 @@ def feedback_service() -> FeedbackService:
     from shared.adapters.ledger import Ledger
     from shared.adapters.object_archive import ObjectArchive
     from shared.adapters.user_state_store import UserStateStore
-    from shared.feedback_service import FeedbackService
+    from shared.services.feedback import FeedbackService
 
     settings = FeedbackSettings()
     return FeedbackService(
@@ -308,7 +332,7 @@ def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], s
     from shared.adapters.object_archive import ObjectArchive
     from shared.adapters.push_counters import PushCounters
     from shared.adapters.user_state_store import UserStateStore
-    from shared.erasure import EraseService
+    from shared.services.erasure import EraseService
 
     return EraseService(
         UserStateStore(dynamodb(), settings.user_state_table),
@@ -337,6 +361,7 @@ def reset() -> None:
         decide_settings,
         idempotency_config,
         recommender,
+        decide_policy,
         decide_service,
         feedback_service,
         pseudonymizer,
@@ -348,3 +373,4 @@ def reset() -> None:
     ):
         factory.cache_clear()
     _boto_config.cache_clear()
+    _installed_policy.clear()

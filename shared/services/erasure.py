@@ -33,13 +33,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.adapters.idempotency_records import IdempotencyRecords
-from shared.adapters.ledger import Ledger
-from shared.adapters.object_archive import ObjectArchive, ObjectVersion
-from shared.adapters.push_counters import PushCounters
-from shared.adapters.user_state_store import UserStateStore
-from shared.caps import counter_owner
-from shared.contract import Identifier
+from shared.domain.caps import counter_owner
+from shared.domain.contract import Identifier
+from shared.domain.ports import (
+    ErasableCounters,
+    ErasableLedger,
+    ErasableStates,
+    LineStore,
+    ObjectVersion,
+    SendRecords,
+)
 
 MAX_USERS_PER_REQUEST = 1000
 
@@ -147,11 +150,11 @@ def _names_a_user(raw: bytes, user_ids: frozenset[str]) -> bool:
 class EraseService:
     def __init__(
         self,
-        states: UserStateStore,
-        ledger: Ledger,
-        idempotency: IdempotencyRecords,
-        counters: PushCounters,
-        archive: ObjectArchive,
+        states: ErasableStates,
+        ledger: ErasableLedger,
+        idempotency: SendRecords,
+        counters: ErasableCounters,
+        archive: LineStore,
         prefixes: Sequence[str],
         pseudonymize: Callable[[str], str] | None = None,
     ) -> None:

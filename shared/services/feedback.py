@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from shared.adapters.ledger import Ledger
-from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_store import UserStateStore
-from shared.admission import Delivered, EventIdRegistry, admit_delivered
-from shared.contract import FeedbackEvent
-from shared.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.admission import Delivered, EventIdRegistry, admit_delivered
+from shared.domain.contract import FeedbackEvent
+from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.ports import FeedbackStates, LineWriter, OutcomeLedger
 
 WRITER = "feedback"
 
@@ -35,9 +33,9 @@ class FeedbackResult(Generic[Ref]):
 class FeedbackService:
     def __init__(
         self,
-        ledger: Ledger,
-        states: UserStateStore,
-        log: ObjectArchive,
+        ledger: OutcomeLedger,
+        states: FeedbackStates,
+        log: LineWriter,
         registry: EventIdRegistry,
         prefix: str,
         max_attempts: int = 5,

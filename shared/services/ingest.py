@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.adapters.object_archive import ObjectArchive
-from shared.admission import Delivered, EventIdRegistry, StreamPosition, admit_delivered
-from shared.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+from shared.domain.admission import Delivered, EventIdRegistry, StreamPosition, admit_delivered
+from shared.domain.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+from shared.domain.ports import LineWriter
 
 Pseudonymize = Callable[[str], str]
 
@@ -85,7 +85,7 @@ def batch_key(prefix: str, records: Sequence[StreamRecord], suffix: str) -> str:
 class IngestService:
     def __init__(
         self,
-        archive: ObjectArchive,
+        archive: LineWriter,
         registry: EventIdRegistry,
         archive_prefix: str,
         quarantine_prefix: str,

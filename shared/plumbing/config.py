@@ -7,8 +7,6 @@ misbehaving later.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -70,9 +68,6 @@ class DecideSettings(_Settings):
     # Share of decisions given to exploration (read by the policy); 0 turns exploration off.
     exploration_share: float = Field(default=0.05, ge=0.0, le=1.0)
     candidates: int = Field(default=50, ge=1, le=2000)
-    # See shared/policy.py PolicyConfig: "full", "rules" or "none"; "model" or "random".
-    policy_variant: Literal["full", "rules", "none"] = "full"
-    item_choice: Literal["model", "random"] = "model"
     fatigue_base: float = Field(default=0.30, ge=0.0, le=1.0)
     fatigue_per_recent_push: float = Field(default=0.01, ge=0.0, le=1.0)
     fatigue_dismissal_weight: float = Field(default=0.05, ge=0.0, le=1.0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from shared.contract import MAX_EVENT_AGE, AnyEvent, event_digest
+from shared.domain.contract import MAX_EVENT_AGE, AnyEvent, event_digest
 
 Ref = TypeVar("Ref")
 

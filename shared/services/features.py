@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from shared.adapters.catalog import Catalog
-from shared.adapters.user_state_store import UserStateStore
-from shared.admission import Delivered, EventIdRegistry, admit_delivered
-from shared.contract import BehaviourEvent, ProfileEvent
-from shared.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
-from shared.features import GenreLookup, apply_event, decision_request
-from shared.user_state import UserState
+from shared.domain.admission import Delivered, EventIdRegistry, admit_delivered
+from shared.domain.contract import BehaviourEvent, ProfileEvent
+from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.fold import GenreLookup, apply_event, decision_request
+from shared.domain.ports import CatalogReader, FoldedStates
+from shared.domain.user_state import UserState
 
 WRITER = "features"
 
@@ -38,8 +37,8 @@ class FeaturesResult(Generic[Ref]):
 class FeaturesService:
     def __init__(
         self,
-        states: UserStateStore,
-        catalog: Catalog,
+        states: FoldedStates,
+        catalog: CatalogReader,
         registry: EventIdRegistry,
         max_write_attempts: int = 5,
         decision_interval_seconds: int = 0,

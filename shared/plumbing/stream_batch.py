@@ -32,9 +32,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.errors import NudgeError, PoisonRecord, as_poison
-from shared.ingest import Pseudonymize, StreamRecord
-from shared.user_state import StateChange
+from shared.domain.errors import NudgeError, PoisonRecord, as_poison
+from shared.domain.user_state import StateChange
+from shared.services.ingest import Pseudonymize, StreamRecord
 
 T = TypeVar("T")
 R = TypeVar("R", KinesisStreamRecord, DynamoDBRecord)

@@ -10,9 +10,9 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from shared.admission import StreamPosition
-from shared.contract import MAX_ATTRIBUTES, BehaviourEvent, ProfileEvent
-from shared.user_state import (
+from shared.domain.admission import StreamPosition
+from shared.domain.contract import MAX_ATTRIBUTES, BehaviourEvent, ProfileEvent
+from shared.domain.user_state import (
     MAX_CONSUMED_ITEMS,
     MAX_RECENT_EVENT_IDS,
     MAX_RECENT_ITEMS,
