@@ -288,7 +288,10 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
     assert after.version == state.version + 1
     lines = ObjectArchive(s3, out(stack, "ArchiveBucketName")).read_lines(result.log_key or "")
     assert [line["status"] for line in lines] == ["joined", "duplicate", "orphan"]
-    assert json.dumps(lines)  # the log is plain JSON
+    # Each line carries the event and what the ledger knew of its decision (the join), for training.
+    assert [line["event"]["event_id"] for line in lines] == ["f1", "f2", "f3"]
+    assert lines[0]["pushed_item_id"] == decision.item_id and lines[0]["decided_at"] == decision.decided_at
+    assert lines[2]["pushed_item_id"] is None and lines[2]["model_version"] is None
 
 
 @pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
