@@ -134,77 +134,96 @@ def _lines(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
-def run(
-    info: dict[str, Any], *, users: int, events_per_user: int, threads: int, seed: int, settle_s: float
-) -> HostileReport:
-    clients = _clients(info)
-    outputs = info["outputs"]
-    stream, bucket = outputs["EventsStreamName"], outputs["ArchiveBucketName"]
-    records = plan(users, events_per_user, seed, datetime.now(UTC))
-    report = HostileReport(records_put=len(records), by_kind=dict(Counter(r.kind for r in records)))
-    # Each thread owns whole users, so a user's events are put in their order (as one app backend would).
+Position = tuple[str, str]
+
+
+def _put_all(info: dict[str, Any], records: list[Planned], threads: int) -> dict[Position, Planned]:
+    """PutRecord from ``threads`` threads; each owns whole partition keys, so a user's events keep
+    their order (as one app backend would)."""
+    stream = info["outputs"]["EventsStreamName"]
     lanes: list[list[Planned]] = [[] for _ in range(threads)]
     for record in records:
         lanes[hash(record.partition_key) % threads].append(record)
-    positions: dict[tuple[str, str], Planned] = {}
 
-    def put_lane(lane: list[Planned]) -> list[tuple[tuple[str, str], Planned]]:
-        kinesis = _clients(info)["kinesis"]  # a client per thread, as the docs advise
+    def put_lane(lane: list[Planned]) -> list[tuple[Position, Planned]]:
+        kinesis = _clients(info)["kinesis"]  # a client per thread, as boto3 advises
         done = []
         for record in lane:
             response = kinesis.put_record(StreamName=stream, Data=record.data, PartitionKey=record.partition_key)
             done.append(((response["ShardId"], response["SequenceNumber"]), record))
         return done
 
+    positions: dict[Position, Planned] = {}
     with ThreadPoolExecutor(threads) as pool:
         for lane_done in pool.map(put_lane, lanes):
             positions.update(lane_done)
+    return positions
 
+
+def _position(line: dict[str, Any]) -> Position:
+    return str(line["shard_id"]), str(line["sequence_number"])
+
+
+def _settle(s3: Any, bucket: str, positions: set[Position], settle_s: float) -> tuple[list[Any], list[Any], float]:
+    """Archive and quarantine lines once every position is in one of them (or the time is up)."""
     started = time.monotonic()
-    seen: Counter[tuple[str, str]] = Counter()
-    archive: list[dict[str, Any]] = []
-    quarantine: list[dict[str, Any]] = []
-    while time.monotonic() - started < settle_s:
-        archive, quarantine = _lines(clients["s3"], bucket, "archive/"), _lines(clients["s3"], bucket, "quarantine/")
-        seen = Counter((str(x["shard_id"]), str(x["sequence_number"])) for x in archive + quarantine if "shard_id" in x)
-        if all(p in seen for p in positions):
-            time.sleep(3.0)  # a moment more: a stage still running must not be missed
-            archive = _lines(clients["s3"], bucket, "archive/")
-            quarantine = _lines(clients["s3"], bucket, "quarantine/")
+    while True:
+        archive, quarantine = _lines(s3, bucket, "archive/"), _lines(s3, bucket, "quarantine/")
+        seen = {_position(x) for x in archive + quarantine if "shard_id" in x}
+        if positions <= seen or time.monotonic() - started > settle_s:
             break
         time.sleep(1.0)
-    report.settle_s = round(time.monotonic() - started, 1)
+    time.sleep(3.0)  # a moment more: a later stage still running must not be missed
+    archive, quarantine = _lines(s3, bucket, "archive/"), _lines(s3, bucket, "quarantine/")
+    return archive, quarantine, time.monotonic() - started
+
+
+def _count_records(report: HostileReport, mine: set[Position], archive: list[Any], quarantine: list[Any]) -> None:
     ingest_quarantine = [x for x in quarantine if x.get("stage") in (None, "ingest")]
-    mine = set(positions)
-    archived = Counter((str(x["shard_id"]), str(x["sequence_number"])) for x in archive)
-    refused = Counter((str(x["shard_id"]), str(x["sequence_number"])) for x in ingest_quarantine)
+    archived = Counter(_position(x) for x in archive)
+    refused = Counter(_position(x) for x in ingest_quarantine)
     report.archived = len(mine & set(archived))
     report.quarantined = len(mine & set(refused))
-    report.quarantine_reasons = dict(
-        Counter(str(x["reason"]) for x in ingest_quarantine if (str(x["shard_id"]), str(x["sequence_number"])) in mine)
-    )
+    report.quarantine_reasons = dict(Counter(str(x["reason"]) for x in ingest_quarantine if _position(x) in mine))
     report.unaccounted = len(mine - set(archived) - set(refused))
     report.archived_or_quarantined_twice = sum(max(0, archived[p] + refused[p] - 1) for p in mine)
     report.later_stage_quarantined = len(quarantine) - len(ingest_quarantine)
-    for name, url in outputs.items():
-        if name.endswith("DeadLetterQueueUrl"):
-            attributes = clients["sqs"].get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
-            report.dead_letter_messages += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _dead_letters(sqs: Any, outputs: dict[str, str]) -> int:
+    urls = [url for name, url in outputs.items() if name.endswith("DeadLetterQueueUrl")]
+    attribute = "ApproximateNumberOfMessages"
+    return sum(
+        int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[attribute])["Attributes"][attribute]) for url in urls
+    )
+
+
+def _events_held(dynamodb: Any, table: str, user: str) -> int | None:
+    """How many events the user's state counts (None when there is no readable state)."""
+    raw = dynamodb.get_item(TableName=table, Key={"user_id": {"S": user}}, ConsistentRead=True).get("Item")
+    try:
+        state = decode_user_state(_plain(raw)) if raw else None
+    except PoisonRecord:
+        return None
+    return None if state is None else sum(state.counters.values())
+
+
+def run(
+    info: dict[str, Any], *, users: int, events_per_user: int, threads: int, seed: int, settle_s: float
+) -> HostileReport:
+    clients, outputs = _clients(info), info["outputs"]
+    records = plan(users, events_per_user, seed, datetime.now(UTC))
+    report = HostileReport(records_put=len(records), by_kind=dict(Counter(r.kind for r in records)))
+    positions = _put_all(info, records, threads)
+    archive, quarantine, waited = _settle(clients["s3"], outputs["ArchiveBucketName"], set(positions), settle_s)
+    report.settle_s = round(waited, 1)
+    _count_records(report, set(positions), archive, quarantine)
+    report.dead_letter_messages = _dead_letters(clients["sqs"], outputs)
     expected = Counter(r.applied_to for r in positions.values() if r.applied_to)
-    table = outputs["UserStateTableName"]
     for user, count in sorted(expected.items()):
-        raw = (
-            clients["dynamodb"].get_item(TableName=table, Key={"user_id": {"S": user}}, ConsistentRead=True).get("Item")
-        )
         report.users_checked += 1
-        try:
-            state = decode_user_state(_plain(raw)) if raw else None
-        except PoisonRecord:
-            state = None
-        if state is None or sum(state.counters.values()) != count:
-            report.users_with_wrong_event_count += 1
+        held = _events_held(clients["dynamodb"], outputs["UserStateTableName"], user)
+        report.users_with_wrong_event_count += held != count
     return report
 
 
