@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
