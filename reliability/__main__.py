@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
-from reliability.fault_scenario import run_scenario
+from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
 from runner.faults import FaultInjector, FaultKind, uniform_rates
 from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir
@@ -64,7 +64,7 @@ def run_load(
         data,
         events,
         label="faults",
-        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages)),
+        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages), race=FEEDBACK_RACE),
         log_dir=log_dir,
         **common,
     )
