@@ -64,7 +64,7 @@ lint: $(STAMP) $(SAM_VENV)/bin/sam
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions runner
+	$(BIN)/mypy shared functions runner cli
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
