@@ -3,7 +3,7 @@
 `sam package` + `sam deploy` minus the CLI: point every CodeUri/ContentUri at an S3 object,
 expand the Serverless transform with aws-sam-translator (the library SAM CLI and CloudFormation
 use), and create the stack. The local runner deploys stub artifacts, since it runs handlers
-from their source directories; tests/deploy packages the real ones.
+from their source directories; tests/deploy/packaging.py uploads the real ones.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _artifacts(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str, Any]]:
+def artifacts(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str, Any]]:
     """(logical id, properties, property name, uri) of every function's code and layer's content."""
     globals_uri = ((template.get("Globals") or {}).get("Function") or {}).get("CodeUri")
     for logical_id, resource in (template.get("Resources") or {}).items():
@@ -79,43 +79,9 @@ def artifact_sources(template: Mapping[str, Any], root: Path) -> dict[str, Path]
     """The local directory of each function's code and each layer's content, by logical id."""
     return {
         lid: (root / uri).resolve()
-        for lid, _, _, uri in _artifacts(copy.deepcopy(dict(template)))
+        for lid, _, _, uri in artifacts(copy.deepcopy(dict(template)))
         if isinstance(uri, str) and not uri.startswith("s3://")
     }
-
-
-def zip_dir(directory: Path) -> bytes:
-    """Zip a directory's files with paths relative to it (as Lambda unpacks code and layers)."""
-    buffer = io.BytesIO()
-    # Stored, not deflated: moto does not care and the 130 MB dependencies layer zips in ~1 s.
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                archive.write(path, path.relative_to(directory).as_posix())
-    return buffer.getvalue()
-
-
-def package(
-    template_path: Path, s3: Any, bucket: str, *, build_dir: Path | None = None, prefix: str = "artifacts"
-) -> dict[str, Any]:
-    """Upload each function's and layer's directory and point the template at the S3 objects.
-
-    With build_dir (`.aws-sam/build`), the artifact of a resource is the directory `sam build`
-    made for it (named after its logical id), as `sam package` would upload; resources without
-    one, or no build_dir, fall back to the CodeUri/ContentUri directory next to the template.
-    """
-    packaged = load_yaml(template_path)
-    for logical_id, props, key_name, uri in _artifacts(packaged):
-        if not isinstance(uri, str) or uri.startswith("s3://"):
-            continue
-        built = build_dir / logical_id if build_dir is not None else None
-        directory = built if built is not None and built.is_dir() else (template_path.parent / uri).resolve()
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{logical_id}: {key_name} {uri} is not a directory")
-        key = f"{prefix}/{logical_id}.zip"
-        s3.put_object(Bucket=bucket, Key=key, Body=zip_dir(directory))
-        props[key_name] = f"s3://{bucket}/{key}"
-    return packaged
 
 
 def package_stubs(template: Mapping[str, Any], s3: Any = None) -> dict[str, Any]:
@@ -133,7 +99,7 @@ def package_stubs(template: Mapping[str, Any], s3: Any = None) -> dict[str, Any]
         location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=STUB_BUCKET, **location)
-    for logical_id, props, key_name, _ in _artifacts(packaged):
+    for logical_id, props, key_name, _ in artifacts(packaged):
         if s3 is not None:
             s3.put_object(Bucket=STUB_BUCKET, Key=f"{logical_id}.zip", Body=stub.getvalue())
         props[key_name] = f"s3://{STUB_BUCKET}/{logical_id}.zip"

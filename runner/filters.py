@@ -4,7 +4,9 @@ The patterns are EventBridge patterns, and moto's `EventPattern` (moto.events.mo
 their rules: every key of a pattern must match, a leaf lists conditions of which one must match
 (exact values, prefix, suffix, equals-ignore-case, anything-but, numeric, exists, wildcard,
 cidr, `$or`), a list value matches when any element does. What Lambda adds is which document a
-record is matched as, below; several filters on one mapping are OR-ed.
+record is matched as, below; several filters on one mapping are OR-ed. Known differences of
+moto's matcher from the service: Python equality makes `true` match a pattern value `1` (and a
+numeric condition accept a boolean), and a key containing a dot matches like the nested path.
 """
 
 from __future__ import annotations

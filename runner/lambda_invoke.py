@@ -176,22 +176,18 @@ class FunctionStats:
         return [t * 1000.0 / n for t, n in zip(times, self.batch_sizes, strict=True) if n > 0]
 
     def summary(self) -> dict[str, Any]:
-        wall, cpu = self.per_record_ms(), self.per_record_ms(cpu=True)
-        return {
-            "invocations": self.invocations,
-            "errors": self.errors,
-            "timeouts": self.timeouts,
-            "records": self.records,
-            "cold_starts": self.cold_starts,
-            "init_ms": [round(t * 1000.0, 3) for t in self.init_wall_s],
-            "handler_ms_total": round(sum(self.wall_s) * 1000.0, 3),
-            "handler_ms_per_record_p50": round(percentile(wall, 50), 4),
-            "handler_ms_per_record_p99": round(percentile(wall, 99), 4),
-            "handler_cpu_ms_per_record_p50": round(percentile(cpu, 50), 4),
-            "handler_cpu_ms_per_record_p99": round(percentile(cpu, 99), 4),
-            "invocation_ms_p50": round(percentile(self.wall_s, 50) * 1000.0, 3),
-            "invocation_ms_p99": round(percentile(self.wall_s, 99) * 1000.0, 3),
-        }
+        counts = ("invocations", "errors", "timeouts", "records", "cold_starts")
+        summary: dict[str, Any] = {name: getattr(self, name) for name in counts}
+        summary["init_ms"] = [round(t * 1000.0, 3) for t in self.init_wall_s]
+        summary["handler_ms_total"] = round(sum(self.wall_s) * 1000.0, 3)
+        for name, values, scale, digits in (
+            ("handler_ms_per_record", self.per_record_ms(), 1.0, 4),
+            ("handler_cpu_ms_per_record", self.per_record_ms(cpu=True), 1.0, 4),
+            ("invocation_ms", self.wall_s, 1000.0, 3),
+        ):
+            for pct in (50, 99):
+                summary[f"{name}_p{pct}"] = round(percentile(values, pct) * scale, digits)
+        return summary
 
 
 class _ContainerScope:

@@ -25,12 +25,13 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 
 from runner.clock import SimulatedClock
-from runner.deploy import create_stack, load_yaml, package, transform
+from runner.deploy import create_stack, load_yaml, transform
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog, CatalogItem
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.contract import BehaviourEvent
+from tests.deploy.packaging import package
 from tests.support import traffic
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
