@@ -69,11 +69,11 @@ spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 t1, c1 = time.perf_counter(), time.process_time()
-from shared import bootstrap
+from shared.plumbing import bootstrap
 settings = {"ingest": "IngestSettings", "features": "FeaturesSettings", "decide": "DecideSettings",
             "feedback": "FeedbackSettings"}[sys.argv[2]]
-import shared.config
-getattr(shared.config, settings)()
+import shared.plumbing.config
+getattr(shared.plumbing.config, settings)()
 t2, c2 = time.perf_counter(), time.process_time()
 model_ms = 0.0
 if sys.argv[2] == "decide":
@@ -123,7 +123,7 @@ BotocoreStubber.__call__ = timed
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from shared import bootstrap
+from shared.plumbing import bootstrap
 getattr(bootstrap, sys.argv[3])()
 event = json.loads(open(sys.argv[5]).read())
 context = LambdaContext(function_name=sys.argv[2], function_arn="arn:aws:lambda:us-east-1:123456789012:function:x",

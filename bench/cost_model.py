@@ -430,7 +430,8 @@ def replay(
     from runner.clock import SimulatedClock
     from runner.pipeline import LocalPipeline
     from runner.server import create_outbox
-    from shared.adapters.catalog import Catalog, CatalogItem
+    from shared.adapters.catalog import Catalog
+    from shared.domain.catalog import CatalogItem
 
     manifest = json.loads((ROOT / "layers" / "model" / "manifest.json").read_text())
     items = [str(i) for i in manifest["item_vocab"] if not str(i).startswith("<")][:400]

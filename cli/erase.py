@@ -1,7 +1,7 @@
 """Erase users from a stack (a deployed one, or `python -m runner serve`'s).
 
 By default the erasure runs here, through the same service the Erase function runs
-(shared.bootstrap.build_erase_service, shared/erasure.py); `--via-function` instead invokes the
+(shared.plumbing.bootstrap.build_erase_service, shared/services/erasure.py); `--via-function` instead invokes the
 stack's EraseFunction asynchronously (failures then land in its dead-letter queue). Table and
 bucket names come from the stack's outputs: CloudFormation's (`--stack-name`) or a ready file.
 
@@ -38,8 +38,8 @@ CREDENTIAL_SOURCES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", 
 
 @contextlib.contextmanager
 def using_endpoint(endpoint_url: str | None, region: str) -> Iterator[str | None]:
-    """Every AWS client made inside (shared.bootstrap's too) goes to endpoint_url, if given."""
-    from shared import bootstrap
+    """Every AWS client made inside (shared.plumbing.bootstrap's too) goes to endpoint_url, if given."""
+    from shared.plumbing import bootstrap
 
     values = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", region)}
     if endpoint_url:
@@ -81,11 +81,11 @@ def erase(
     endpoint_url: str | None = None,
     via_function: bool = False,
 ) -> dict[str, Any]:
-    from shared import bootstrap
     from shared.adapters.pseudonym_key import read_pseudonym_key
-    from shared.config import EraseSettings
-    from shared.erasure import EraseRequest
-    from shared.pseudonym import Pseudonymizer
+    from shared.domain.pseudonym import Pseudonymizer
+    from shared.plumbing import bootstrap
+    from shared.plumbing.config import EraseSettings
+    from shared.services.erasure import EraseRequest
 
     request = EraseRequest(user_ids=list(users))
     with using_endpoint(endpoint_url, region):

@@ -20,9 +20,10 @@ from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.features import apply_event
-from shared.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.errors import PoisonRecord
+from shared.domain.fold import apply_event
+from shared.domain.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
 NOT_FOLDED = frozenset(
@@ -161,13 +162,18 @@ def scan_table(pipe: LocalPipeline, output: str) -> list[dict[str, Any]]:
 
 
 def user_states(pipe: LocalPipeline) -> dict[str, UserState]:
+    """Every readable user-state item (an item no reader can decode is left out: the audit compares it
+    with nothing, and the pipeline quarantines the records that need it)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
     states = {}
     for raw in scan_table(pipe, "UserStateTableName"):
         item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-        state = decode_user_state(item)
+        try:
+            state = decode_user_state(item)
+        except PoisonRecord:
+            continue
         states[state.user_id] = state
     return states
 
@@ -377,7 +383,8 @@ def audit_ingest(
 ) -> RecordAudit:
     """Each record put (shard, sequence number) is an archive or a quarantine line, or dead-lettered."""
     archive = archived_lines(pipe, "archive/")
-    quarantine = archived_lines(pipe, "quarantine/")
+    # Ingest's own verdicts; quarantine/<stage>/ holds what a later stage found it could never process.
+    quarantine = [line for line in archived_lines(pipe, "quarantine/") if line.get("stage") in (None, "ingest")]
     audit = RecordAudit(records_in=len(positions))
     archived = Counter((str(line["shard_id"]), str(line["sequence_number"])) for line in archive)
     # Retried batches rewrite their object; a bisected one may write a line again under a new key.

@@ -31,8 +31,9 @@ from runner.clock import SimulatedClock
 from runner.faults import ConcurrentWrite, FaultInjector
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
-from shared.adapters.catalog import Catalog, CatalogItem
-from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.adapters.catalog import Catalog
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # 10:00 UTC: outside quiet hours for UTC users

@@ -24,13 +24,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from runner.specs import FunctionSpec
 
 _RUNNER_DIR = str(Path(__file__).resolve().parent) + os.sep
 # Values every handler process needs locally, whatever the stack says.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+_T = TypeVar("_T")
 
 
 class AbortInvocation(BaseException):
@@ -371,6 +373,12 @@ class FunctionContainer:
             sys.modules.pop(name, None)
             raise
         return module
+
+    def run_inside(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` in this container's environment and module scope, as the function's own code
+        runs (what it imports binds to the container's modules, e.g. its composition root)."""
+        with self._sandbox():
+            return fn()
 
     @contextlib.contextmanager
     def _sandbox(self) -> Iterator[None]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -38,6 +38,8 @@ PUT_RECORDS_CHUNK = 500
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 EnvOverrides = Mapping[str, Mapping[str, str | None]]
 PartitionKey = str | Callable[[Any], str]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -266,6 +268,10 @@ class LocalPipeline:
         merged = {lid: r.ref for lid, r in self.resources.items() if r.created}
         merged.update(self.stack.outputs)
         return merged
+
+    def run_inside(self, function_id: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` inside a function's container (its environment and modules); see FunctionContainer."""
+        return self.containers[function_id].run_inside(fn)
 
     def describe(self) -> dict[str, Any]:
         """Everything a client needs to reach the stack (the serve mode's ready file)."""

@@ -90,29 +90,7 @@ def function_specs(
 ) -> dict[str, FunctionSpec]:
     resources: dict[str, Any] = expanded.get("Resources") or {}
     functions = stack.of_type("AWS::Lambda::Function")
-    by_arn = {r.attributes["Arn"]: lid for lid, r in functions.items()}
-    events: dict[str, list[EventSourceSpec]] = {fid: [] for fid in selected}
-    for lid, mapping in stack.of_type("AWS::Lambda::EventSourceMapping").items():
-        config = clients("lambda").get_event_source_mapping(UUID=mapping.ref)
-        fid = by_arn.get(config["FunctionArn"]) or by_arn.get(config["FunctionArn"].rsplit(":", 1)[0], "")
-        if fid in events and (source := _stream_source(fid, lid.removeprefix(fid) or lid, config)) is not None:
-            events[fid].append(source)
-    for lid, rule in stack.of_type("AWS::Events::Rule").items():
-        description = clients("events").describe_rule(Name=rule.ref)
-        for target in clients("events").list_targets_by_rule(Rule=rule.ref)["Targets"]:
-            fid = by_arn.get(target["Arn"], "")
-            if fid in events and description.get("ScheduleExpression"):
-                events[fid].append(
-                    EventSourceSpec(
-                        function_id=fid,
-                        name=lid.removeprefix(fid) or lid,
-                        kind="schedule",
-                        schedule_expression=description["ScheduleExpression"],
-                        schedule_input=target.get("Input"),
-                        rule_arn=description["Arn"],
-                        enabled=description.get("State", "ENABLED") == "ENABLED",
-                    )
-                )
+    events = _event_sources(stack, clients, {r.attributes["Arn"]: lid for lid, r in functions.items()}, selected)
     specs: dict[str, FunctionSpec] = {}
     for fid in selected:
         props = (resources.get(fid) or {}).get("Properties") or {}
@@ -136,6 +114,37 @@ def function_specs(
             events=tuple(events[fid]),
         )
     return specs
+
+
+def _event_sources(
+    stack: Stack, clients: Callable[[str], Any], by_arn: Mapping[str, str], selected: Sequence[str]
+) -> dict[str, list[EventSourceSpec]]:
+    """Each selected function's stream mappings and schedule rules; an event's name is its
+    resource's logical id without the function's (SAM names them `<Function><Event>`)."""
+    events: dict[str, list[EventSourceSpec]] = {fid: [] for fid in selected}
+    for lid, mapping in stack.of_type("AWS::Lambda::EventSourceMapping").items():
+        config = clients("lambda").get_event_source_mapping(UUID=mapping.ref)
+        fid = by_arn.get(config["FunctionArn"]) or by_arn.get(config["FunctionArn"].rsplit(":", 1)[0], "")
+        if fid in events and (source := _stream_source(fid, lid.removeprefix(fid) or lid, config)) is not None:
+            events[fid].append(source)
+    for lid, rule in stack.of_type("AWS::Events::Rule").items():
+        description = clients("events").describe_rule(Name=rule.ref)
+        for target in clients("events").list_targets_by_rule(Rule=rule.ref)["Targets"]:
+            fid = by_arn.get(target["Arn"], "")
+            if fid not in events or not description.get("ScheduleExpression"):
+                continue
+            events[fid].append(
+                EventSourceSpec(
+                    function_id=fid,
+                    name=lid.removeprefix(fid) or lid,
+                    kind="schedule",
+                    schedule_expression=description["ScheduleExpression"],
+                    schedule_input=target.get("Input"),
+                    rule_arn=description["Arn"],
+                    enabled=description.get("State", "ENABLED") == "ENABLED",
+                )
+            )
+    return events
 
 
 def _stream_source(fid: str, name: str, config: Mapping[str, Any]) -> EventSourceSpec | None:

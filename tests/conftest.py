@@ -36,7 +36,7 @@ from moto import mock_aws  # noqa: E402
 
 from runner.deploy import load_yaml  # noqa: E402
 from runner.stack import Stack, deploy_local  # noqa: E402
-from shared import bootstrap  # noqa: E402
+from shared.plumbing import bootstrap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

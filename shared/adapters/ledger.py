@@ -6,8 +6,8 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.decision import Action, Decision, Reason, decision_prefix_at
-from shared.errors import VersionConflict
+from shared.domain.decision import Action, Decision, Reason, decision_prefix_at
+from shared.domain.errors import VersionConflict
 
 
 class Ledger:

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import PublishError
+from shared.domain.errors import PublishError
 
 
 class PushPublisher:

@@ -27,10 +27,11 @@ from moto.awslambda.models import LambdaBackend
 from runner.clock import SimulatedClock
 from runner.deploy import create_stack, load_yaml, transform
 from runner.pipeline import LocalPipeline
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import BehaviourEvent
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent
 from tests.deploy.packaging import package
 from tests.support import traffic
 

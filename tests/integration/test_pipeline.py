@@ -16,13 +16,14 @@ import pytest
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.features import apply_event
-from shared.user_state import UserState
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.fold import apply_event
+from shared.domain.user_state import UserState
 from tests.events import load_event
 from tests.support import traffic
 from tests.support.tiny_model import build_tiny_model

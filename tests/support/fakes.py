@@ -101,7 +101,7 @@ class InMemoryUserStates:
 
     def save(self, state: Any, expected_version: int) -> None:
         from shared.adapters.user_state_codec import encode_user_state
-        from shared.errors import VersionConflict
+        from shared.domain.errors import VersionConflict
 
         self.writes += 1
         current = self.items.get(state.user_id)
@@ -127,7 +127,7 @@ class InMemoryLedger:
     def record(self, decision: Any, expires_at: int) -> tuple[Any, bool]:
         key = (decision.user_id, decision.decision_id)
         if key in self.rows:
-            from shared.decision import Decision
+            from shared.domain.decision import Decision
 
             return Decision.model_validate(self.rows[key]), False
         self.rows[key] = {**decision.model_dump(mode="json"), "expires_at": expires_at, "status": "decided"}
@@ -142,3 +142,17 @@ class InMemoryLedger:
             for (u, _), r in sorted(self.rows.items())
             if u == user_id and r["action"] == "push" and r["decided_at"] >= since
         ]
+
+
+class InMemoryEventIds:
+    """The event-id registry (first claim wins) over a dict."""
+
+    def __init__(self) -> None:
+        from shared.domain.admission import Claim
+
+        self.held: dict[str, Claim] = {}
+
+    def claim(self, claims: Sequence[Any]) -> dict[str, Any]:
+        for claim in claims:
+            self.held.setdefault(claim.event_id, claim)
+        return {claim.event_id: self.held[claim.event_id] for claim in claims}

@@ -27,7 +27,7 @@ def user_state_image() -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     from shared.adapters.user_state_codec import encode_user_state
-    from shared.user_state import RecentItem, UserState, event_fingerprint
+    from shared.domain.user_state import RecentItem, UserState, event_fingerprint
 
     state = UserState(
         user_id="u-196",

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.ope import Logged, epsilon_greedy, estimate, greedy, logged_from_ledger
+from training.ope import Logged, epsilon_greedy, estimate, greedy, logged_from_ledger
 
 ITEMS = ("a", "b", "c", "d")
 # True hit probability of each item, the same in every context: the greedy policy (always "a")

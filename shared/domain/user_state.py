@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 MAX_RECENT_ITEMS = 50
 MAX_CONSUMED_ITEMS = 1000
@@ -47,7 +47,8 @@ class UserState(BaseModel):
     # Push needs an explicit opt-in; silence is the safe default.
     consent: bool = False
     push_token: str | None = None
-    attributes: dict[str, str | int] = Field(default_factory=dict)
+    # Strict members: a stored boolean stays a boolean (lax validation turned true into 1).
+    attributes: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] = Field(default_factory=dict)
     # Fingerprints (event_fingerprint) of the user's last MAX_RECENT_EVENT_IDS event ids, oldest first.
     recent_event_ids: list[str] = Field(default_factory=list)
     # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly.

@@ -1,7 +1,11 @@
-"""The first push policy: pure rules over user state, model candidates and past pushes.
+"""The push policy: pure rules over user state, model candidates and past pushes.
 
-Order matters and is part of the contract: consent, a token, something worth pushing,
-the score threshold, the daily cap, then quiet hours (which defer rather than drop).
+Order matters and is part of the contract: consent, a token, something worth pushing, the score
+threshold, the daily cap, engagement against fatigue (when the model is calibrated), then quiet
+hours (which defer rather than drop), then the choice among the eligible with exploration.
+
+Decide takes any ``Policy``; production has exactly one, ``RulesPolicy``. The baselines the demo
+compares it with (pushing the model's choice with no rules, a random item) live in demo/baselines.py.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from shared.adapters.catalog import CatalogItem
-from shared.decision import Action, Reason
-from shared.engagement import Calibration, FatigueConfig, fatigue_cost
-from shared.model import Recommendation
-from shared.user_state import UserState
+from shared.domain.caps import pushes_on_local_day
+from shared.domain.catalog import CatalogItem
+from shared.domain.decision import Action, Reason
+from shared.domain.engagement import Calibration, FatigueConfig, fatigue_cost
+from shared.domain.recommendation import Recommendation
+from shared.domain.user_state import UserState
 
 DAY_SECONDS = 24 * 3600
 
@@ -34,11 +40,6 @@ class PolicyConfig:
     # Events needed before a user's own active hours choose the slot of a deferred push.
     min_events_for_active_hours: int = 20
     fatigue: FatigueConfig = field(default_factory=FatigueConfig)
-    # "full": every rule; "rules": no engagement/fatigue test (the first policy);
-    # "none": only consent and eligibility (the model's choice, pushed on every decision).
-    variant: str = "full"
-    # "model": the best candidate (with exploration); "random": uniform among the eligible.
-    item_choice: str = "model"
 
 
 @dataclass(frozen=True)
@@ -140,92 +141,118 @@ def supporting_history(state: UserState, item: CatalogItem | None, catalog: Mapp
     return list(dict.fromkeys(chosen))
 
 
-def decide(
-    state: UserState,
-    candidates: Sequence[Recommendation],
-    catalog: Mapping[str, CatalogItem],
-    past_pushes: Sequence[PastPush],
-    now: int,
-    config: PolicyConfig,
-    draws: tuple[float, float] = (1.0, 0.0),
-    calibration: Calibration | None = None,
-) -> Verdict:
-    if not state.consent:
-        return Verdict(Action.SILENCE, [Reason.NO_CONSENT])
-    if not state.push_token:
-        return Verdict(Action.SILENCE, [Reason.NO_PUSH_TOKEN])
-    pushed = {p.item_id for p in past_pushes}
-    consumed = set(state.consumed)
-    eligible = [
+@dataclass(frozen=True)
+class Situation:
+    """Everything a policy decides on, gathered by decide for one user at one moment."""
+
+    state: UserState
+    candidates: Sequence[Recommendation]
+    catalog: Mapping[str, CatalogItem]
+    past_pushes: Sequence[PastPush]
+    now: int
+    # Two uniform numbers in [0, 1) fixed by the decision id (a retry chooses the same).
+    draws: tuple[float, float] = (1.0, 0.0)
+    calibration: Calibration | None = None
+
+
+class Policy(Protocol):
+    @property
+    def name(self) -> str:
+        """Recorded with every decision in the ledger."""
+        ...
+
+    def __call__(self, situation: Situation) -> Verdict: ...
+
+
+def eligible_candidates(situation: Situation) -> list[Recommendation]:
+    """Candidates in the catalog, available, not consumed and not pushed before (best first)."""
+    pushed = {p.item_id for p in situation.past_pushes}
+    consumed = set(situation.state.consumed)
+    catalog = situation.catalog
+    return [
         c
-        for c in candidates
+        for c in situation.candidates
         if c.item_id in catalog
         and catalog[c.item_id].available
         and c.item_id not in consumed
         and c.item_id not in pushed
     ]
-    if config.variant == "none":
+
+
+def varied_candidates(situation: Situation, diversity_window: int) -> list[Recommendation]:
+    """The eligible candidates that would not lead with the genre of each of the last pushes."""
+    return [
+        c
+        for c in eligible_candidates(situation)
+        if not _repeats_recent_genre(situation.catalog[c.item_id], situation.past_pushes, diversity_window)
+    ]
+
+
+def may_reach(state: UserState) -> Verdict | None:
+    """The silence owed to a user who cannot be pushed at all (no consent, no token), else None."""
+    if not state.consent:
+        return Verdict(Action.SILENCE, [Reason.NO_CONSENT])
+    if not state.push_token:
+        return Verdict(Action.SILENCE, [Reason.NO_PUSH_TOKEN])
+    return None
+
+
+@dataclass(frozen=True)
+class RulesPolicy:
+    """Nudge's policy (see the module docstring for the order of its rules)."""
+
+    config: PolicyConfig
+    name: str = "rules-v1"
+
+    def __call__(self, situation: Situation) -> Verdict:
+        config, state, now = self.config, situation.state, situation.now
+        refusal = may_reach(state)
+        if refusal is not None:
+            return refusal
+        eligible = varied_candidates(situation, config.diversity_window)
         if not eligible:
             return Verdict(Action.SILENCE, [Reason.NO_CANDIDATE])
-        chosen = eligible[0]
-        support = supporting_history(state, catalog.get(chosen.item_id), catalog)
-        return Verdict(
-            Action.PUSH, [Reason.SCORE], item_id=chosen.item_id, score=chosen.score, supporting_items=support
-        )
-    varied = [
-        c for c in eligible if not _repeats_recent_genre(catalog[c.item_id], past_pushes, config.diversity_window)
-    ]
-    if not varied:
-        return Verdict(Action.SILENCE, [Reason.NO_CANDIDATE])
-    eligible = varied
-    best = eligible[0]
-    if best.score <= config.score_threshold:
-        return Verdict(Action.SILENCE, [Reason.BELOW_THRESHOLD], item_id=best.item_id, score=best.score)
-    pushes_today = sum(1 for p in past_pushes if p.decided_at > now - DAY_SECONDS)
-    if pushes_today >= config.daily_push_cap:
-        return Verdict(Action.SILENCE, [Reason.DAILY_CAP], item_id=best.item_id, score=best.score)
-    engagement = fatigue = None
-    if calibration is not None and config.variant == "full":
-        engagement = calibration(best.score)
-        week = sum(1 for p in past_pushes if p.decided_at > now - 7 * DAY_SECONDS)
-        fatigue = fatigue_cost(week, state.pushes_delivered, state.pushes_dismissed, config.fatigue, pushes_today)
-        if engagement <= fatigue:
+        best = eligible[0]
+        if best.score <= config.score_threshold:
+            return Verdict(Action.SILENCE, [Reason.BELOW_THRESHOLD], item_id=best.item_id, score=best.score)
+        pushes_today = pushes_on_local_day((p.decided_at for p in situation.past_pushes), now, state.timezone)
+        if pushes_today >= config.daily_push_cap:
+            return Verdict(Action.SILENCE, [Reason.DAILY_CAP], item_id=best.item_id, score=best.score)
+        engagement = fatigue = None
+        if situation.calibration is not None:
+            engagement = situation.calibration(best.score)
+            week = sum(1 for p in situation.past_pushes if p.decided_at > now - 7 * DAY_SECONDS)
+            fatigue = fatigue_cost(week, state.pushes_delivered, state.pushes_dismissed, config.fatigue, pushes_today)
+            if engagement <= fatigue:
+                return Verdict(
+                    Action.SILENCE,
+                    [Reason.BELOW_FATIGUE],
+                    item_id=best.item_id,
+                    score=best.score,
+                    engagement=engagement,
+                    fatigue=fatigue,
+                )
+        local_hour = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(state.timezone)).hour
+        if in_quiet_hours(local_hour, config.quiet_hours_start, config.quiet_hours_end):
             return Verdict(
-                Action.SILENCE,
-                [Reason.BELOW_FATIGUE],
+                Action.DEFER,
+                [Reason.QUIET_HOURS],
                 item_id=best.item_id,
                 score=best.score,
+                due_at=deferred_slot(now, state, config),
                 engagement=engagement,
                 fatigue=fatigue,
             )
-    local_hour = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(state.timezone)).hour
-    if in_quiet_hours(local_hour, config.quiet_hours_start, config.quiet_hours_end):
-        due = deferred_slot(now, state, config)
+        index, propensity = explore_pick(eligible, situation.draws, config)
+        chosen = eligible[index]
         return Verdict(
-            Action.DEFER,
-            [Reason.QUIET_HOURS],
-            item_id=best.item_id,
-            score=best.score,
-            due_at=due,
+            Action.PUSH,
+            [Reason.SCORE] if index == 0 else [Reason.EXPLORATION],
+            item_id=chosen.item_id,
+            score=chosen.score,
+            supporting_items=supporting_history(state, situation.catalog.get(chosen.item_id), situation.catalog),
+            propensity=propensity,
+            candidates=tuple(c.item_id for c in eligible[: config.explore_top_k]),
             engagement=engagement,
             fatigue=fatigue,
         )
-    if config.item_choice == "model":
-        index, propensity = explore_pick(eligible, draws, config)
-    else:
-        # Uniform, fixed by the decision id like exploration, so a retry picks the same item.
-        index, propensity = min(int(draws[1] * len(eligible)), len(eligible) - 1), 1.0 / len(eligible)
-    chosen = eligible[index]
-    reasons = [Reason.SCORE] if index == 0 else [Reason.EXPLORATION]
-    support = supporting_history(state, catalog.get(chosen.item_id), catalog)
-    return Verdict(
-        Action.PUSH,
-        reasons,
-        item_id=chosen.item_id,
-        score=chosen.score,
-        supporting_items=support,
-        propensity=propensity,
-        candidates=tuple(c.item_id for c in eligible[: config.explore_top_k]),
-        engagement=engagement,
-        fatigue=fatigue,
-    )

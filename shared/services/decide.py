@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from shared.adapters.catalog import Catalog, CatalogItem
-from shared.adapters.ledger import Ledger
-from shared.adapters.push_counters import CapReached, PushCounters
-from shared.adapters.user_state_store import UserStateStore
-from shared.caps import CapsConfig, counters_for
-from shared.decision import Action, Decision, Reason, decision_id_for
-from shared.engagement import Calibration
-from shared.errors import NudgeError, VersionConflict
-from shared.model import Recommender, recommend_in_context
-from shared.policy import PastPush, PolicyConfig, decide
-from shared.user_state import StateChange, UserState
+from shared.domain.caps import CapReached, CapsConfig, counters_for
+from shared.domain.catalog import CatalogItem
+from shared.domain.decision import Action, Decision, Reason, decision_id_for
+from shared.domain.engagement import Calibration
+from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.policy import PastPush, Policy, Situation
+from shared.domain.ports import CapCounters, CatalogReader, DecidingStates, DecisionLedger, SendOnce
+from shared.domain.recommendation import Recommender, recommend_in_context
+from shared.domain.user_state import StateChange, UserState
 
 WRITER = "decide"
-POLICY_NAME = "rules-v1"
 # How far back "already pushed" looks; pushes older than this may be repeated.
 REPEAT_WINDOW_SECONDS = 90 * 24 * 3600
 DAY_SECONDS = 24 * 3600
@@ -31,14 +28,9 @@ DEFER_ATTEMPTS = 3
 
 Ref = TypeVar("Ref")
 
-# Called with the push payload; returns the publisher's message id. Wrapped by the
-# composition root in Powertools idempotency keyed by decision id.
-SendOnce = Callable[[dict[str, Any]], str]
-
 
 @dataclass(frozen=True)
 class DecideConfig:
-    policy: PolicyConfig
     caps: CapsConfig = field(default_factory=CapsConfig)
     candidates: int = 50
     push_ttl_days: int = 90
@@ -58,7 +50,7 @@ def due_shard_for(user_id: str, shards: int) -> str:
     return f"due-{sum(user_id.encode()) % shards}"
 
 
-def explanation_for(supporting: list[str], catalog: dict[str, CatalogItem]) -> str | None:
+def explanation_for(supporting: list[str], catalog: Mapping[str, CatalogItem]) -> str | None:
     titles = [catalog[i].title for i in supporting if i in catalog and catalog[i].title]
     if not titles:
         return None
@@ -70,18 +62,28 @@ class DecideBatchResult(Generic[Ref]):
     decisions: list[Decision] = field(default_factory=list)
     superseded: int = 0
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+    # Changes no retry can decide on (a stored value the policy or a store refuses): quarantined.
+    poisoned: list[tuple[Ref, PoisonRecord]] = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    decisions: list[Decision] = field(default_factory=list)
+    # Users whose due decision can never be made: taken off the due index, so the sweep goes on.
+    poisoned: list[PoisonRecord] = field(default_factory=list)
 
 
 class DecideService:
     def __init__(
         self,
-        states: UserStateStore,
-        catalog: Catalog,
-        ledger: Ledger,
+        states: DecidingStates,
+        catalog: CatalogReader,
+        ledger: DecisionLedger,
         recommender: Recommender,
         send_once: SendOnce,
+        policy: Policy,
         config: DecideConfig,
-        counters: PushCounters | None = None,
+        counters: CapCounters | None = None,
         calibration: Calibration | None = None,
     ) -> None:
         self._states = states
@@ -89,6 +91,7 @@ class DecideService:
         self._ledger = ledger
         self._recommender = recommender
         self._send_once = send_once
+        self._policy = policy
         self._config = config
         self._counters = counters
         self._calibration = calibration
@@ -107,8 +110,8 @@ class DecideService:
             for i, p in zip(pushed_ids, pushed, strict=True)
         ]
         decision_id = decision_id_for(state.user_id, now, trigger)
-        verdict = decide(
-            state, candidates, catalog, past, now, self._config.policy, draws_for(decision_id), self._calibration
+        verdict = self._policy(
+            Situation(state, candidates, catalog, past, now, draws_for(decision_id), self._calibration)
         )
         item = catalog.get(verdict.item_id) if verdict.item_id else None
         decision = Decision(
@@ -118,7 +121,7 @@ class DecideService:
             reasons=verdict.reasons,
             decided_at=now,
             model_version=self._recommender.manifest.version,
-            policy=POLICY_NAME,
+            policy=self._policy.name,
             item_id=verdict.item_id,
             score=verdict.score,
             title=item.title if item else None,
@@ -153,8 +156,12 @@ class DecideService:
             newest = max(user_changes, key=lambda c: c.state.version)
             try:
                 decision = self.decide_for(newest.state, newest.changed_at, f"state:{newest.state.version}")
-            except NudgeError as error:
-                result.failed.extend((c.ref, error) for c in user_changes)
+            except Exception as error:  # poison is quarantined, the rest retried
+                poison = as_poison(error)
+                if poison is not None:
+                    result.poisoned.extend((c.ref, poison) for c in user_changes)
+                elif isinstance(error, NudgeError):
+                    result.failed.extend((c.ref, error) for c in user_changes)
                 continue
             result.decisions.append(decision)
             result.superseded += len(user_changes) - 1
@@ -171,20 +178,28 @@ class DecideService:
             return self._ledger.downgrade(decision, Reason(cap.cap))
         return decision
 
-    def sweep(self, now: int) -> list[Decision]:
+    def sweep(self, now: int) -> SweepResult:
         """Re-decide, with fresh state, every user whose deferred push is due."""
-        decisions: list[Decision] = []
+        result = SweepResult()
         for shard in range(self._config.due_shards):
             for user_id, due_at in self._states.due_users(f"due-{shard}", now):
                 state = self._states.get(user_id)
                 if state is None or state.due_at != due_at:
                     continue
-                # Decided "at" due_at so a re-run sweep reproduces the same decision id.
-                decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                try:
+                    # Decided "at" due_at so a re-run sweep reproduces the same decision id.
+                    decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                except Exception as error:
+                    poison = as_poison(error)
+                    if poison is None:
+                        raise  # transient: the whole sweep is retried (decisions are idempotent)
+                    result.poisoned.append(poison)
+                    self._states.clear_due(user_id, due_at, WRITER)
+                    continue
                 if decision.action is not Action.DEFER:
                     self._states.clear_due(user_id, due_at, WRITER)
-                decisions.append(decision)
-        return decisions
+                result.decisions.append(decision)
+        return result
 
     def _defer(self, state: UserState, due_at: int) -> None:
         expected = state.version

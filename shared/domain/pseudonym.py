@@ -1,6 +1,6 @@
 """Pseudonymous user ids: HMAC-SHA256 of the raw id under a secret key.
 
-Applied where every stream consumer decodes an event (shared.ingest.check_record), so user
+Applied where every stream consumer decodes an event (shared.services.ingest.check_record), so user
 state, the ledger, push counters, the archive and the feedback log only ever hold the
 pseudonym. The same key always maps a user to the same pseudonym, which keeps joins (feedback
 with its decision) working; without the key a pseudonym cannot be linked back to the raw id.

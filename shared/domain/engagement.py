@@ -10,9 +10,7 @@ often they dismiss them. Every number here is configuration.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,13 +40,6 @@ class Calibration(BaseModel):
     def __call__(self, score: float) -> float:
         index = min(bisect.bisect_left(self.upper, score), len(self.probability) - 1)
         return self.probability[index]
-
-
-def load_calibration(model_dir: str | Path) -> Calibration | None:
-    path = Path(model_dir) / CALIBRATION_FILE
-    if not path.exists():
-        return None
-    return Calibration.model_validate(json.loads(path.read_text()))
 
 
 @dataclass(frozen=True)

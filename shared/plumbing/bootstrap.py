@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.config import (
+from shared.plumbing.config import (
     DecideSettings,
     EraseSettings,
     FeaturesSettings,
@@ -27,13 +27,17 @@ from shared.config import (
 )
 
 if TYPE_CHECKING:
-    from shared.decide_service import DecideService, SendOnce
-    from shared.erasure import EraseService
-    from shared.feature_service import FeaturesService
-    from shared.feedback_service import FeedbackService
-    from shared.ingest import IngestService
+    from shared.domain.admission import EventIdRegistry
+    from shared.domain.policy import Policy
+    from shared.domain.ports import SendOnce
+    from shared.domain.pseudonym import Pseudonymizer
     from shared.model import Recommender
-    from shared.pseudonym import Pseudonymizer
+    from shared.plumbing.stream_batch import Quarantine
+    from shared.services.decide import DecideService
+    from shared.services.erasure import EraseService
+    from shared.services.features import FeaturesService
+    from shared.services.feedback import FeedbackService
+    from shared.services.ingest import IngestService
 
 
 @cache
@@ -73,19 +77,58 @@ def pseudonymizer() -> Pseudonymizer | None:
     if not name:
         return None
     from shared.adapters.pseudonym_key import read_pseudonym_key
-    from shared.pseudonym import Pseudonymizer
+    from shared.domain.pseudonym import Pseudonymizer
 
     return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
+
+
+def _registry(table_name: str) -> EventIdRegistry:
+    from shared.adapters.event_ids import DynamoEventIdRegistry
+    from shared.domain.admission import CLAIM_TTL_SECONDS
+
+    return DynamoEventIdRegistry(dynamodb(), table_name, CLAIM_TTL_SECONDS)
+
+
+def _quarantine(bucket: str, prefix: str, stage: str) -> Quarantine:
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.plumbing.stream_batch import Quarantine
+
+    return Quarantine(ObjectArchive(client("s3"), bucket), prefix, stage, pseudonymizer())
+
+
+@cache
+def ingest_quarantine() -> Quarantine:
+    settings = IngestSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "ingest")
+
+
+@cache
+def features_quarantine() -> Quarantine:
+    settings = FeaturesSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "features")
+
+
+@cache
+def decide_quarantine() -> Quarantine:
+    settings = decide_settings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "decide")
+
+
+@cache
+def feedback_quarantine() -> Quarantine:
+    settings = FeedbackSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "feedback")
 
 
 @cache
 def ingest_service() -> IngestService:
     from shared.adapters.object_archive import ObjectArchive
-    from shared.ingest import IngestService
+    from shared.services.ingest import IngestService
 
     settings = IngestSettings()
     return IngestService(
         ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
         archive_prefix=settings.archive_prefix,
         quarantine_prefix=settings.quarantine_prefix,
         pseudonymize=pseudonymizer(),
@@ -96,12 +139,13 @@ def ingest_service() -> IngestService:
 def features_service() -> FeaturesService:
     from shared.adapters.catalog import Catalog
     from shared.adapters.user_state_store import UserStateStore
-    from shared.feature_service import FeaturesService
+    from shared.services.features import FeaturesService
 
     settings = FeaturesSettings()
     return FeaturesService(
         UserStateStore(dynamodb(), settings.user_state_table),
         Catalog(dynamodb(), settings.catalog_table),
+        _registry(settings.event_ids_table),
         max_write_attempts=settings.max_write_attempts,
         decision_interval_seconds=settings.decision_interval_seconds,
     )
@@ -156,7 +200,27 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
     def send(push: dict[str, Any]) -> str:
         return publish(push)
 
-    return lambda push: str(send(push=push))
+    def send_translated(push: dict[str, Any]) -> str:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        )
+
+        from shared.domain.errors import TransientStorageError
+
+        try:
+            return str(send(push=push))
+        # The send record could not be read or written (throttling, a 5xx), or another invocation is
+        # sending this decision right now: all of them pass, so the trigger is retried, not quarantined.
+        except (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        ) as exc:
+            raise TransientStorageError(f"send_once: {type(exc).__name__}") from exc
+
+    return send_translated
 
 
 def _send_once(settings: DecideSettings) -> SendOnce:
@@ -171,32 +235,54 @@ def _send_once(settings: DecideSettings) -> SendOnce:
 
 
 @cache
+def decide_policy() -> Policy:
+    """The production policy from decide's settings, unless a local composition installed another."""
+    if _installed_policy:
+        return _installed_policy[-1]
+    from shared.domain.engagement import FatigueConfig
+    from shared.domain.policy import PolicyConfig, RulesPolicy
+
+    settings = decide_settings()
+    return RulesPolicy(
+        PolicyConfig(
+            daily_push_cap=settings.daily_push_cap,
+            score_threshold=settings.score_threshold,
+            quiet_hours_start=settings.quiet_hours_start,
+            quiet_hours_end=settings.quiet_hours_end,
+            exploration_share=settings.exploration_share,
+            fatigue=FatigueConfig(
+                base=settings.fatigue_base,
+                per_recent_push=settings.fatigue_per_recent_push,
+                dismissal_weight=settings.fatigue_dismissal_weight,
+                per_push_today=settings.fatigue_per_push_today,
+            ),
+        )
+    )
+
+
+# A policy installed by a local composition (the demo's baselines run in the local runner); never set
+# in a deployed function, whose only policy is RulesPolicy.
+_installed_policy: list[Policy] = []
+
+
+def install_policy(policy: Policy) -> None:
+    """Make decide use ``policy`` from its next service on (this container only)."""
+    _installed_policy[:] = [policy]
+    decide_policy.cache_clear()
+    decide_service.cache_clear()
+
+
+@cache
 def decide_service() -> DecideService:
+    from shared.adapters.calibration_file import load_calibration
     from shared.adapters.catalog import Catalog
     from shared.adapters.ledger import Ledger
     from shared.adapters.push_counters import PushCounters
     from shared.adapters.user_state_store import UserStateStore
-    from shared.caps import CapsConfig
-    from shared.decide_service import DecideConfig, DecideService
-    from shared.engagement import FatigueConfig, load_calibration
-    from shared.policy import PolicyConfig
+    from shared.domain.caps import CapsConfig
+    from shared.services.decide import DecideConfig, DecideService
 
     settings = decide_settings()
-    policy = PolicyConfig(
-        daily_push_cap=settings.daily_push_cap,
-        score_threshold=settings.score_threshold,
-        quiet_hours_start=settings.quiet_hours_start,
-        quiet_hours_end=settings.quiet_hours_end,
-        exploration_share=settings.exploration_share,
-        variant=settings.policy_variant,
-        item_choice=settings.item_choice,
-        fatigue=FatigueConfig(
-            base=settings.fatigue_base,
-            per_recent_push=settings.fatigue_per_recent_push,
-            dismissal_weight=settings.fatigue_dismissal_weight,
-            per_push_today=settings.fatigue_per_push_today,
-        ),
-    )
     caps = CapsConfig(
         daily=settings.daily_push_cap,
         weekly=settings.weekly_push_cap,
@@ -208,8 +294,8 @@ def decide_service() -> DecideService:
         Ledger(dynamodb(), settings.ledger_table),
         recommender(),
         _send_once(settings),
+        decide_policy(),
         DecideConfig(
-            policy=policy,
             caps=caps,
             candidates=settings.candidates,
             push_ttl_days=settings.push_ttl_days,
@@ -227,13 +313,14 @@ def feedback_service() -> FeedbackService:
     from shared.adapters.ledger import Ledger
     from shared.adapters.object_archive import ObjectArchive
     from shared.adapters.user_state_store import UserStateStore
-    from shared.feedback_service import FeedbackService
+    from shared.services.feedback import FeedbackService
 
     settings = FeedbackSettings()
     return FeedbackService(
         Ledger(dynamodb(), settings.ledger_table),
         UserStateStore(dynamodb(), settings.user_state_table),
         ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
         prefix=settings.feedback_prefix,
     )
 
@@ -245,7 +332,7 @@ def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], s
     from shared.adapters.object_archive import ObjectArchive
     from shared.adapters.push_counters import PushCounters
     from shared.adapters.user_state_store import UserStateStore
-    from shared.erasure import EraseService
+    from shared.services.erasure import EraseService
 
     return EraseService(
         UserStateStore(dynamodb(), settings.user_state_table),
@@ -274,10 +361,16 @@ def reset() -> None:
         decide_settings,
         idempotency_config,
         recommender,
+        decide_policy,
         decide_service,
         feedback_service,
         pseudonymizer,
         erase_service,
+        ingest_quarantine,
+        features_quarantine,
+        decide_quarantine,
+        feedback_quarantine,
     ):
         factory.cache_clear()
     _boto_config.cache_clear()
+    _installed_policy.clear()

@@ -26,19 +26,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.adapters.idempotency_records import IdempotencyRecords
-from shared.adapters.ledger import Ledger
-from shared.adapters.object_archive import ObjectArchive, ObjectVersion
-from shared.adapters.push_counters import PushCounters
-from shared.adapters.user_state_store import UserStateStore
-from shared.caps import counter_owner
-from shared.contract import Identifier
+from shared.domain.caps import counter_owner
+from shared.domain.contract import Identifier
+from shared.domain.ports import (
+    ErasableCounters,
+    ErasableLedger,
+    ErasableStates,
+    LineStore,
+    ObjectVersion,
+    SendRecords,
+)
 
 MAX_USERS_PER_REQUEST = 1000
 
@@ -95,18 +99,62 @@ def line_belongs_to(line: Mapping[str, Any], user_ids: frozenset[str]) -> bool:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raw = data.encode("utf-8", "replace")
-        return any(json.dumps(u).encode() in raw for u in user_ids)
+        return _names_a_user(raw, user_ids)
     return False
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _literal(quoted: str) -> str:
+    try:
+        value = json.loads(quoted)
+    except ValueError:
+        return quoted[1:-1]
+    return value if isinstance(value, str) else ""
+
+
+def _strings_in(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield key
+            yield from _strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_in(item)
+
+
+def _names_a_user(raw: bytes, user_ids: frozenset[str]) -> bool:
+    """Whether a record as delivered names a user: as any decoded JSON string in it (so an id written
+    with escapes, "\\u0065rase-me", is found), or, when it is not JSON, as a quoted id in its bytes."""
+    pairs_kept: list[list[tuple[str, Any]]] = []
+
+    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Every value of a duplicated key is kept: the record was refused, any of them may be the id.
+        pairs_kept.append(pairs)
+        return dict(pairs)
+
+    try:
+        decoded = json.loads(raw.decode("utf-8", "surrogatepass"), object_pairs_hook=keep_pairs)
+    except (ValueError, RecursionError):
+        # Not a JSON document (truncated, bad bytes): each string literal in it, decoded on its own.
+        text = raw.decode("utf-8", "replace")
+        return any(_literal(match) in user_ids for match in _STRING_LITERAL.findall(text))
+    strings = set(_strings_in(decoded))
+    strings.update(s for pairs in pairs_kept for pair in pairs for s in _strings_in(list(pair)))
+    return not strings.isdisjoint(user_ids)
 
 
 class EraseService:
     def __init__(
         self,
-        states: UserStateStore,
-        ledger: Ledger,
-        idempotency: IdempotencyRecords,
-        counters: PushCounters,
-        archive: ObjectArchive,
+        states: ErasableStates,
+        ledger: ErasableLedger,
+        idempotency: SendRecords,
+        counters: ErasableCounters,
+        archive: LineStore,
         prefixes: Sequence[str],
         pseudonymize: Callable[[str], str] | None = None,
     ) -> None:

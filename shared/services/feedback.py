@@ -7,23 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from shared.adapters.ledger import Ledger
-from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_store import UserStateStore
-from shared.contract import FeedbackEvent
-from shared.errors import NudgeError, VersionConflict
+from shared.domain.admission import Delivered, EventIdRegistry, admit_delivered
+from shared.domain.contract import FeedbackEvent
+from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.ports import FeedbackStates, LineWriter, OutcomeLedger
 
 WRITER = "feedback"
 
 Ref = TypeVar("Ref")
-
-
-@dataclass(frozen=True)
-class FeedbackItem(Generic[Ref]):
-    event: FeedbackEvent
-    shard_id: str
-    sequence_number: str
-    ref: Ref
 
 
 @dataclass
@@ -31,17 +22,27 @@ class FeedbackResult(Generic[Ref]):
     joined: int = 0
     duplicates: int = 0
     orphans: int = 0
+    # Records whose event id another body holds (shared/admission.py): ingest quarantines them.
+    conflicts: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
     log_key: str | None = None
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
+    poisoned: list[tuple[Ref, PoisonRecord]] = field(default_factory=list)
 
 
 class FeedbackService:
     def __init__(
-        self, ledger: Ledger, states: UserStateStore, log: ObjectArchive, prefix: str, max_attempts: int = 5
+        self,
+        ledger: OutcomeLedger,
+        states: FeedbackStates,
+        log: LineWriter,
+        registry: EventIdRegistry,
+        prefix: str,
+        max_attempts: int = 5,
     ) -> None:
         self._ledger = ledger
         self._states = states
+        self._registry = registry
         self._log = log
         self._prefix = prefix
         self._max_attempts = max_attempts
@@ -67,19 +68,30 @@ class FeedbackService:
             return "joined"
         raise VersionConflict(f"user state kept changing after {self._max_attempts} attempts")
 
-    def apply(self, batch: Sequence[FeedbackItem[Ref]]) -> FeedbackResult[Ref]:
+    def apply(self, batch: Sequence[Delivered[Ref]]) -> FeedbackResult[Ref]:
+        """Every valid event the stream delivered (each claims its event id, shared/admission.py);
+        the feedback events among the ones holding their id are joined, counted and logged."""
         result: FeedbackResult[Ref] = FeedbackResult()
+        admitted = admit_delivered(batch, self._registry)
+        result.duplicates += len(admitted.duplicates)
+        result.conflicts += len(admitted.conflicts)
         lines: list[dict[str, object]] = []
-        for item in batch:
+        outcomes = [item for item in admitted.holders if isinstance(item.event, FeedbackEvent)]
+        for item in outcomes:
             event = item.event
+            assert isinstance(event, FeedbackEvent)
             try:
                 # The ledger first: it is the join (None: no such decision) and is idempotent.
                 decision = self._ledger.record_outcome(
                     event.user_id, event.decision_id, event.type, event.epoch_seconds
                 )
                 status = "orphan" if decision is None else self._count_once(event)
-            except NudgeError as error:
-                result.failed.append((item.ref, error))
+            except Exception as error:  # poison is quarantined, the rest retried
+                poison = as_poison(error)
+                if poison is not None:
+                    result.poisoned.append((item.ref, poison))
+                elif isinstance(error, NudgeError):
+                    result.failed.append((item.ref, error))
                 continue
             if status == "joined":
                 result.joined += 1
@@ -100,9 +112,9 @@ class FeedbackService:
         if lines:
             # Keyed by the batch, so a retried batch rewrites its object. The log is
             # at-least-once per event (a retry logs it again as "duplicate"): dedupe by event_id.
-            first = batch[0]
+            first = outcomes[0]
             at = datetime.fromtimestamp(first.event.epoch_seconds, UTC)
-            name = f"{first.shard_id}-{first.sequence_number}.jsonl.gz"
+            name = f"{first.position.shard_id}-{first.position.sequence_number}.jsonl.gz"
             result.log_key = f"{self._prefix}dt={at:%Y-%m-%d}/hour={at:%H}/{name}"
             self._log.put_lines(result.log_key, lines)
         return result

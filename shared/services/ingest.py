@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.adapters.object_archive import ObjectArchive
-from shared.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+from shared.domain.admission import Delivered, EventIdRegistry, StreamPosition, admit_delivered
+from shared.domain.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+from shared.domain.ports import LineWriter
 
 Pseudonymize = Callable[[str], str]
 
@@ -24,18 +25,26 @@ class StreamRecord:
     data_b64: str
     arrived_at: datetime
 
+    @property
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.shard_id, self.sequence_number)
+
 
 @dataclass(frozen=True)
 class Checked:
     record: StreamRecord
     event: AnyEvent | None = None
     violation: ContractViolation | None = None
+    # The contract makes the user id the partition key (one user's events stay ordered in one shard);
+    # a record keyed otherwise is accepted, and counted, because its ordering is not guaranteed.
+    partition_key_matches: bool = True
 
 
 @dataclass
 class IngestResult:
     archived: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    partition_key_mismatches: int = 0
     archive_key: str | None = None
     quarantine_key: str | None = None
 
@@ -54,9 +63,10 @@ def check_record(record: StreamRecord, pseudonymize: Pseudonymize | None = None)
         event = decode_event(raw, record.arrived_at)
     except ContractViolation as violation:
         return Checked(record, violation=violation)
+    matches = record.partition_key == event.user_id
     if pseudonymize is not None:
         event = event.model_copy(update={"user_id": pseudonymize(event.user_id)})
-    return Checked(record, event=event)
+    return Checked(record, event=event, partition_key_matches=matches)
 
 
 def batch_key(prefix: str, records: Sequence[StreamRecord], suffix: str) -> str:
@@ -75,35 +85,49 @@ def batch_key(prefix: str, records: Sequence[StreamRecord], suffix: str) -> str:
 class IngestService:
     def __init__(
         self,
-        archive: ObjectArchive,
+        archive: LineWriter,
+        registry: EventIdRegistry,
         archive_prefix: str,
         quarantine_prefix: str,
         pseudonymize: Pseudonymize | None = None,
     ) -> None:
         self._archive = archive
+        self._registry = registry
         self._archive_prefix = archive_prefix
         self._quarantine_prefix = quarantine_prefix
         self._pseudonymize = pseudonymize
 
     def commit(self, checked: Sequence[Checked]) -> IngestResult:
-        """Write one archive object and at most one quarantine object for the batch."""
+        """Write one archive object and at most one quarantine object for the batch.
+
+        Every valid record claims its event id first (shared/admission.py): only the record holding
+        the id is archived; a later one is quarantined as a duplicate or, with another body, a conflict.
+        """
         result = IngestResult()
         if not checked:
             return result
+        admitted = admit_delivered(
+            [Delivered(item.event, item.record.position, item) for item in checked if item.event is not None],
+            self._registry,
+        )
+        verdicts: dict[StreamPosition, ContractViolation] = {}
+        for reason, refused_items in (
+            (QuarantineReason.DUPLICATE, admitted.duplicates),
+            (QuarantineReason.EVENT_ID_CONFLICT, admitted.conflicts),
+        ):
+            for delivered in refused_items:
+                verdicts[delivered.position] = ContractViolation(reason, delivered.event.event_id)
         valid: list[dict[str, object]] = []
         refused: list[dict[str, object]] = []
-        seen: set[str] = set()
         for item in checked:
-            violation = item.violation
-            if item.event is not None and item.event.event_id in seen:
-                violation = ContractViolation(QuarantineReason.DUPLICATE, item.event.event_id)
+            violation = item.violation or verdicts.get(item.record.position)
             if violation is not None:
                 refused.append(self._quarantine_line(item.record, violation, self._pseudonymize))
-                reason = violation.reason.value
-                result.quarantined[reason] = result.quarantined.get(reason, 0) + 1
+                code = violation.reason.value
+                result.quarantined[code] = result.quarantined.get(code, 0) + 1
                 continue
             assert item.event is not None
-            seen.add(item.event.event_id)
+            result.partition_key_mismatches += not item.partition_key_matches
             valid.append(
                 {
                     "event": item.event.model_dump(mode="json", exclude_none=True),

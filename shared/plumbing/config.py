@@ -7,8 +7,6 @@ misbehaving later.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,13 +24,20 @@ class PseudonymSettings(_Settings):
     pseudonym_key_parameter: str = Field(default="", pattern=r"^(|/[A-Za-z0-9_./-]+)$")
 
 
-class IngestSettings(_Settings):
+class _StreamConsumerSettings(_Settings):
+    """What every consumer of the events stream needs: the event-id registry every one of them claims
+    in (shared/admission.py) and the bucket where records it can never process are quarantined."""
+
+    event_ids_table: str = Field(min_length=3)
     archive_bucket: str = Field(min_length=3)
-    archive_prefix: str = "archive/"
     quarantine_prefix: str = "quarantine/"
 
 
-class FeaturesSettings(_Settings):
+class IngestSettings(_StreamConsumerSettings):
+    archive_prefix: str = "archive/"
+
+
+class FeaturesSettings(_StreamConsumerSettings):
     user_state_table: str = Field(min_length=3)
     catalog_table: str = Field(min_length=3)
     # Conditional-write attempts per user before the user's records are reported failed.
@@ -49,6 +54,9 @@ class DecideSettings(_Settings):
     idempotency_table: str = Field(min_length=3)
     push_counters_table: str = Field(min_length=3)
     push_topic_arn: str = Field(min_length=20)
+    # Where a user-state change decide can never decide on is quarantined (quarantine/decide/).
+    archive_bucket: str = Field(min_length=3)
+    quarantine_prefix: str = "quarantine/"
     model_dir: str = "/opt/model"
     model_s3_uri: str = ""
     daily_push_cap: int = Field(default=3, ge=0, le=100)
@@ -60,9 +68,6 @@ class DecideSettings(_Settings):
     # Share of decisions given to exploration (read by the policy); 0 turns exploration off.
     exploration_share: float = Field(default=0.05, ge=0.0, le=1.0)
     candidates: int = Field(default=50, ge=1, le=2000)
-    # See shared/policy.py PolicyConfig: "full", "rules" or "none"; "model" or "random".
-    policy_variant: Literal["full", "rules", "none"] = "full"
-    item_choice: Literal["model", "random"] = "model"
     fatigue_base: float = Field(default=0.30, ge=0.0, le=1.0)
     fatigue_per_recent_push: float = Field(default=0.01, ge=0.0, le=1.0)
     fatigue_dismissal_weight: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -88,8 +93,7 @@ class EraseSettings(_Settings):
     line_prefixes: tuple[str, ...] = ("archive/", "quarantine/", "feedback/")
 
 
-class FeedbackSettings(_Settings):
+class FeedbackSettings(_StreamConsumerSettings):
     user_state_table: str = Field(min_length=3)
     ledger_table: str = Field(min_length=3)
-    archive_bucket: str = Field(min_length=3)
     feedback_prefix: str = "feedback/"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.contract import BehaviourEvent, ProfileEvent
-from shared.user_state import (
+from shared.domain.admission import StreamPosition
+from shared.domain.contract import MAX_ATTRIBUTES, BehaviourEvent, ProfileEvent
+from shared.domain.user_state import (
     MAX_CONSUMED_ITEMS,
     MAX_RECENT_EVENT_IDS,
     MAX_RECENT_ITEMS,
@@ -30,12 +30,6 @@ BEHAVIOUR_WEIGHTS = {"view": 0.2, "click": 0.5, "add_to_cart": 1.0, "purchase": 
 HIGH_INTENT = frozenset({"add_to_cart", "purchase"})
 
 GenreLookup = Callable[[str], Sequence[str]]
-
-
-@dataclass(frozen=True)
-class StreamPosition:
-    shard_id: str
-    sequence_number: str
 
 
 def behaviour_weight(event: BehaviourEvent) -> float:
@@ -103,7 +97,13 @@ def _apply_profile(state: UserState, event: ProfileEvent) -> None:
         state.timezone = event.timezone
     if event.push_token is not None:
         state.push_token = event.push_token
-    state.attributes.update(event.attributes)
+    for name, value in event.attributes.items():
+        # Re-inserted so the dict's order is last-set first-out: the cap keeps the freshest attributes
+        # and the item cannot grow with every new attribute name a producer invents.
+        state.attributes.pop(name, None)
+        state.attributes[name] = value
+    for stale in list(state.attributes)[:-MAX_ATTRIBUTES]:
+        del state.attributes[stale]
 
 
 def apply_event(
