@@ -97,13 +97,14 @@ import importlib.util, json, os, sys, time
 import boto3
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
-from runner.resources import StackBuilder
-from runner.template import load_template
+from pathlib import Path
+from runner.deploy import load_yaml
+from runner.stack import deploy_local
 from runner.lambda_invoke import LambdaContext
 mock = mock_aws()
 mock.start()
-stack = StackBuilder(load_template(sys.argv[4]), lambda s: boto3.client(s, region_name="us-east-1"),
-                     stack_name="bench", region="us-east-1", account_id="123456789012").build()
+stack, _ = deploy_local(load_yaml(Path(sys.argv[4])), lambda s: boto3.client(s, region_name="us-east-1"),
+                        "bench", {}, "us-east-1")
 out = stack.outputs
 os.environ.update({"ARCHIVE_BUCKET": out["ArchiveBucketName"], "USER_STATE_TABLE": out["UserStateTableName"],
                    "CATALOG_TABLE": out["CatalogTableName"], "LEDGER_TABLE": out["LedgerTableName"],

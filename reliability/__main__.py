@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
-from reliability.fault_scenario import run_scenario
+from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
 from reliability.poison import ITEMS, POISON, run_isolation
 from runner.faults import FaultInjector, FaultKind, uniform_rates
@@ -131,7 +131,7 @@ def run_load(
         data,
         events,
         label="faults",
-        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages)),
+        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages), race=FEEDBACK_RACE),
         log_dir=log_dir,
         **common,
     )

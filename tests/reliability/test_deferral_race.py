@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters.user_state_store import UserStateStore
 from shared.domain.decision import Action
 from shared.domain.user_state import StateChange

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters import event_ids
 from shared.adapters.event_ids import DynamoEventIdRegistry, registry_key
 from shared.domain.admission import CLAIM_TTL_SECONDS, Admission, Claim, admit

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from moto.core.botocore_stubber import BotocoreStubber
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters.push_counters import PushCounters
 from shared.domain.caps import CapReached, CapsConfig, Counter, counters_for
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters.catalog import Catalog
 from shared.adapters.event_ids import DynamoEventIdRegistry
 from shared.adapters.ledger import Ledger
