@@ -1,4 +1,4 @@
-"""Erase: removes users from every store (shared/erasure.py); invoked with {"user_ids": [...]}."""
+"""Erase: removes users from every store (shared/services/erasure.py); invoked with {"user_ids": [...]}."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ ids as one base64 string of 8-byte fingerprints. A list attribute costs a type t
 and framing per element; packed, a user with 1,000 consumed items is one attribute, which
 keeps the item (and every stream record of it) small: fewer write units per update and
 much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
-(see shared/contract.py), so the packing is unambiguous.
+(see shared/domain/contract.py), so the packing is unambiguous.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One settings model per function, read from the environment template.yaml sets.
 
-Each model is validated once per container on first use (see shared/bootstrap.py), so a
+Each model is validated once per container on first use (see shared/plumbing/bootstrap.py), so a
 misconfigured deployment fails its first invocation with a clear message instead of
 misbehaving later.
 """
@@ -26,7 +26,7 @@ class PseudonymSettings(_Settings):
 
 class _StreamConsumerSettings(_Settings):
     """What every consumer of the events stream needs: the event-id registry every one of them claims
-    in (shared/admission.py) and the bucket where records it can never process are quarantined."""
+    in (shared/domain/admission.py) and the bucket where records it can never process are quarantined."""
 
     event_ids_table: str = Field(min_length=3)
     archive_bucket: str = Field(min_length=3)

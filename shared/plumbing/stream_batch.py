@@ -7,7 +7,7 @@ them and returns the ones it could not apply; those are reported through the sam
 processor, so the partial batch response and "all failed -> function error -> bisect"
 behave exactly as Powertools documents.
 
-A failure is one of two kinds (shared/errors.py). A poison record (``PoisonRecord``, or an error
+A failure is one of two kinds (shared/domain/errors.py). A poison record (``PoisonRecord``, or an error
 nobody foresaw) can never succeed: it is written to the quarantine with its reason, one object per
 record keyed by its position (a retried batch rewrites the same object), and the batch goes on as if
 it had succeeded for it. Anything else is transient: reported as a batch item failure, retried by the

@@ -51,7 +51,7 @@ class FeaturesService:
 
     def apply(self, batch: Sequence[Delivered[Ref]]) -> FeaturesResult[Ref]:
         """Every valid event the stream delivered (each claims its event id in stream order, see
-        shared/admission.py); behaviour and profile events are folded into user state."""
+        shared/domain/admission.py); behaviour and profile events are folded into user state."""
         result: FeaturesResult[Ref] = FeaturesResult()
         admitted = admit_delivered(batch, self._registry)
         result.duplicates += len(admitted.duplicates)

@@ -22,7 +22,7 @@ class FeedbackResult(Generic[Ref]):
     joined: int = 0
     duplicates: int = 0
     orphans: int = 0
-    # Records whose event id another body holds (shared/admission.py): ingest quarantines them.
+    # Records whose event id another body holds (shared/domain/admission.py): ingest quarantines them.
     conflicts: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
     log_key: str | None = None
@@ -69,7 +69,7 @@ class FeedbackService:
         raise VersionConflict(f"user state kept changing after {self._max_attempts} attempts")
 
     def apply(self, batch: Sequence[Delivered[Ref]]) -> FeedbackResult[Ref]:
-        """Every valid event the stream delivered (each claims its event id, shared/admission.py);
+        """Every valid event the stream delivered (each claims its event id, shared/domain/admission.py);
         the feedback events among the ones holding their id are joined, counted and logged."""
         result: FeedbackResult[Ref] = FeedbackResult()
         admitted = admit_delivered(batch, self._registry)

@@ -52,7 +52,7 @@ class IngestResult:
 def check_record(record: StreamRecord, pseudonymize: Pseudonymize | None = None) -> Checked:
     """Decode and validate one record; never raises for bad input (it is data, not an error).
 
-    With ``pseudonymize`` (shared/pseudonym.py) the event's user id is replaced here, the one
+    With ``pseudonymize`` (shared/domain/pseudonym.py) the event's user id is replaced here, the one
     place every stream consumer decodes events, so nothing downstream sees the raw id.
     """
     try:
@@ -100,7 +100,7 @@ class IngestService:
     def commit(self, checked: Sequence[Checked]) -> IngestResult:
         """Write one archive object and at most one quarantine object for the batch.
 
-        Every valid record claims its event id first (shared/admission.py): only the record holding
+        Every valid record claims its event id first (shared/domain/admission.py): only the record holding
         the id is archived; a later one is quarantined as a duplicate or, with another body, a conflict.
         """
         result = IngestResult()
@@ -151,7 +151,7 @@ class IngestService:
         record: StreamRecord, violation: ContractViolation, pseudonymize: Pseudonymize | None
     ) -> dict[str, object]:
         # The raw data is kept as delivered (base64) so a fixed producer bug can be replayed; it
-        # expires with the quarantine prefix (30 days) and erasure removes it (shared/erasure.py).
+        # expires with the quarantine prefix (30 days) and erasure removes it (shared/services/erasure.py).
         # The partition key is the user id by contract, so it is pseudonymized like one.
         return {
             "reason": violation.reason.value,

@@ -1,5 +1,5 @@
 """Property tests: every record of a poison class gets that class's quarantine reason, and nothing a
-producer sends raises out of decoding (shared/contract.py is total)."""
+producer sends raises out of decoding (shared/domain/contract.py is total)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Writes the sample Lambda events in events/ (run: python -m tests.support.make_events).
 
 The shapes are those `sam local generate-event kinesis get-records` and
-`sam local generate-event dynamodb update` give; payloads follow shared/contract.py.
+`sam local generate-event dynamodb update` give; payloads follow shared/domain/contract.py.
 The same files feed `sam local invoke -e` and the tests.
 """
 

@@ -86,7 +86,7 @@ def test_every_third_party_import_is_in_the_layer() -> None:
 
 
 def test_the_check_sees_a_missing_package() -> None:
-    # Without pydantic-settings (the gap this test was written for) shared/config.py is uncovered.
+    # Without pydantic-settings (the gap this test was written for) shared/plumbing/config.py is uncovered.
     without = [req for req in _layer_requirements() if canonicalize_name(req.name) != "pydantic-settings"]
     closure = _closure(without)
     assert "pydantic-settings" not in closure
