@@ -1,4 +1,8 @@
-"""`nudge erase --user U (--stack-name NAME | --ready-file FILE)` (also `python -m cli erase ...`)."""
+"""Nudge's operator commands (also `python -m cli ...`):
+
+nudge erase --user U (--stack-name NAME | --ready-file FILE)
+nudge platform create --name NAME --platform APNS|APNS_SANDBOX|FCM --credentials-secret SECRET_ID
+"""
 
 from __future__ import annotations
 
@@ -21,11 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
     )
     erase.add_argument("--via-function", action="store_true", help="invoke the stack's EraseFunction instead")
+    platform = sub.add_parser(
+        "platform", help="SNS platform applications for endpoint delivery (DeliveryMode=endpoint)"
+    )
+    platform_sub = platform.add_subparsers(dest="action", required=True)
+    create = platform_sub.add_parser("create", help="create one from credentials kept in Secrets Manager")
+    create.add_argument("--name", required=True, help="the application's name, e.g. myapp-ios")
+    create.add_argument("--platform", required=True, choices=["APNS", "APNS_SANDBOX", "FCM"])
+    create.add_argument("--credentials-secret", required=True, help="Secrets Manager id of the attributes JSON")
+    create.add_argument("--region", default="us-east-1")
+    create.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "platform":
+        return _platform(args)
     from cli.erase import erase, stack_facts, using_endpoint
 
     endpoint = args.endpoint_url or _ready_endpoint(args.ready_file)
@@ -41,6 +57,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         via_function=args.via_function,
     )
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _platform(args: argparse.Namespace) -> int:
+    import boto3
+
+    from cli.erase import using_endpoint
+    from cli.platforms import PlatformError, create_platform_application
+
+    with using_endpoint(args.endpoint_url, args.region):
+        kwargs = {"region_name": args.region, "endpoint_url": args.endpoint_url}
+        try:
+            created = create_platform_application(
+                args.name,
+                args.platform,
+                args.credentials_secret,
+                boto3.client("sns", **kwargs),
+                boto3.client("secretsmanager", **kwargs),
+            )
+        except PlatformError as exc:
+            print(f"nudge platform create: {exc}", file=sys.stderr)
+            return 2
+    print(json.dumps(created, indent=2))
     return 0
 
 

@@ -17,20 +17,25 @@ from shared.domain.user_state import StateChange
 from shared.plumbing import bootstrap
 from shared.plumbing.observability import handler_tools
 from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, correlate, state_change_of
+from shared.services.decide import Handovers
 
 logger, metrics, tracer = handler_tools()
 
 
-def count(decisions: Sequence[Decision]) -> None:
+def count(decisions: Sequence[Decision], handovers: Handovers) -> None:
     for decision in decisions:
         metrics.add_metric(name=f"Decisions_{decision.action.value}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="PushesSent", unit=MetricUnit.Count, value=handovers.sent)
+    for reason, n in handovers.undeliverable.items():
+        # EndpointsDisabled among them: the platform said the token is gone (the app was uninstalled).
+        metrics.add_metric(name=f"PushesUndeliverable_{reason}", unit=MetricUnit.Count, value=n)
 
 
 def commit(
     parsed: Sequence[Parsed[StateChange[DynamoDBRecord], DynamoDBRecord]],
 ) -> list[CommitFailure[DynamoDBRecord]]:
     result = bootstrap.decide_service().decide_changes([p.value for p in parsed])
-    count(result.decisions)
+    count(result.decisions, result)
     metrics.add_metric(name="ChangesSuperseded", unit=MetricUnit.Count, value=result.superseded)
     return [CommitFailure(ref, error) for ref, error in [*result.failed, *result.poisoned]]
 
@@ -50,13 +55,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # The data class, not the parser: importing the parser builds every one of its models at cold start.
         scheduled = EventBridgeEvent(event)
         swept = bootstrap.decide_service().sweep(int(datetime.fromisoformat(scheduled.time).timestamp()))
-        count(swept.decisions)
+        count(swept.decisions, swept)
         metrics.add_metric(name="SweepRuns", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="OutboxReconciled", unit=MetricUnit.Count, value=swept.reconciled)
         metrics.add_metric(name="SweepUsersPoisoned", unit=MetricUnit.Count, value=len(swept.poisoned))
         if swept.poisoned:
             logger.error(
                 "due decisions that can never be made were dropped from the due index",
                 extra={"reasons": [f"{p.reason}: {p.detail}" for p in swept.poisoned]},
             )
-        return {"decided": len(swept.decisions)}
+        return {"decided": len(swept.decisions), "reconciled": swept.reconciled}
     return consume(event, context)

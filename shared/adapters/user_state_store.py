@@ -94,6 +94,26 @@ class UserStateStore:
                 },
             )
 
+    def record_endpoint(self, user_id: str, token: str, endpoint: str, writer: str) -> None:
+        self._set_if_token(user_id, token, writer, "push_endpoint = :e, push_endpoint_token = :t", {":e": endpoint})
+
+    def disable_token(self, user_id: str, token: str, writer: str) -> None:
+        self._set_if_token(user_id, token, writer, "push_token_disabled = :t", {})
+
+    def _set_if_token(self, user_id: str, token: str, writer: str, assignments: str, values: dict[str, Any]) -> None:
+        """SET ``assignments`` (``:t`` is the token) unless the user's token changed meanwhile; bumps the
+        version so a concurrent fold re-reads rather than writing its older copy over this."""
+        try:
+            with translated("user_state.delivery_record"):
+                self._table.update_item(
+                    Key={"user_id": user_id},
+                    UpdateExpression=f"SET {assignments}, last_writer = :w ADD version :one",
+                    ConditionExpression="push_token = :t",
+                    ExpressionAttributeValues={":t": token, ":w": writer, ":one": 1, **values},
+                )
+        except VersionConflict:
+            return  # a newer token arrived: this record is about one the user no longer has
+
     def clear_due(self, user_id: str, due_at: int, writer: str) -> None:
         """Take the user off the due-index, unless a newer deferral replaced this one."""
         try:

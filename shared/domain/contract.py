@@ -146,6 +146,8 @@ class ProfileEvent(_Event):
     consent: StrictBool | None = None
     timezone: StrictStr | None = Field(default=None, max_length=64)
     push_token: StrictStr | None = Field(default=None, min_length=1, max_length=512)
+    # Which platform the token is for (shared/domain/delivery.py); needed to reach it in endpoint mode.
+    platform: Literal["APNS", "APNS_SANDBOX", "FCM"] | None = None
     # Booleans stay booleans (lax mode stored true as the number 1); numbers are range-checked at parse.
     attributes: dict[Identifier, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
 

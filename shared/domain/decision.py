@@ -19,6 +19,8 @@ class Reason(StrEnum):
 
     NO_CONSENT = "no_consent"
     NO_PUSH_TOKEN = "no_push_token"
+    # The platform disabled the user's token (uninstalled, token expired): silent until a new one.
+    PUSH_TOKEN_DISABLED = "push_token_disabled"
     DAILY_CAP = "daily_cap"
     WEEKLY_CAP = "weekly_cap"
     GLOBAL_RATE = "global_rate"

@@ -97,6 +97,8 @@ def _apply_profile(state: UserState, event: ProfileEvent) -> None:
         state.timezone = event.timezone
     if event.push_token is not None:
         state.push_token = event.push_token
+    if event.platform is not None:
+        state.push_platform = event.platform
     for name, value in event.attributes.items():
         # Re-inserted so the dict's order is last-set first-out: the cap keeps the freshest attributes
         # and the item cannot grow with every new attribute name a producer invents.

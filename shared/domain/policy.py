@@ -194,6 +194,8 @@ def may_reach(state: UserState) -> Verdict | None:
         return Verdict(Action.SILENCE, [Reason.NO_CONSENT])
     if not state.push_token:
         return Verdict(Action.SILENCE, [Reason.NO_PUSH_TOKEN])
+    if state.push_token == state.push_token_disabled:
+        return Verdict(Action.SILENCE, [Reason.PUSH_TOKEN_DISABLED])
     return None
 
 

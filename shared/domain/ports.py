@@ -15,11 +15,19 @@ from typing import Any, Protocol
 from shared.domain.caps import Counter
 from shared.domain.catalog import CatalogItem
 from shared.domain.decision import Decision, Reason
+from shared.domain.delivery import DeliveryResult, Push
 from shared.domain.errors import PoisonRecord
 from shared.domain.user_state import UserState
 
-# Hands a push to delivery once per decision id, however often it is called; returns a message id.
-SendOnce = Callable[[dict[str, Any]], str]
+# Hands a push to its platform once per decision id, however often it is called (the composition root
+# wraps a Deliverer in Powertools idempotency keyed by decision id).
+SendOnce = Callable[[Push], DeliveryResult]
+
+
+class Deliverer(Protocol):
+    def deliver(self, push: Push) -> DeliveryResult:
+        """Hand the push over; the result names the endpoint when delivery had to register or re-point one."""
+        ...
 
 
 class UserStateReader(Protocol):
@@ -39,7 +47,15 @@ class FoldedStates(UserStateReader, Protocol):
 
 
 class DecidingStates(UserStateReader, Protocol):
-    """What decide needs: deferrals on the due index."""
+    """What decide needs: deferrals on the due index, and delivery's records of the user's device."""
+
+    def record_endpoint(self, user_id: str, token: str, endpoint: str, writer: str) -> None:
+        """Remember the endpoint a push to ``token`` went through (if the user still has that token)."""
+        ...
+
+    def disable_token(self, user_id: str, token: str, writer: str) -> None:
+        """Mark ``token`` unusable (if the user still has it): no push goes to it until a new one."""
+        ...
 
     def schedule(self, user_id: str, expected_version: int, due_at: int, due_shard: str, writer: str) -> None: ...
 
@@ -52,8 +68,14 @@ class FeedbackStates(UserStateReader, Protocol):
     def record_feedback(self, state: UserState, seen_key: str, outcome: str, at: int, writer: str) -> None: ...
 
 
-class ErasableStates(Protocol):
+class ErasableStates(UserStateReader, Protocol):
     def delete(self, user_id: str) -> bool: ...
+
+
+class DeviceEndpoints(Protocol):
+    """The SNS endpoints delivery registered for devices (endpoint mode)."""
+
+    def forget(self, endpoint: str) -> bool: ...
 
 
 class CatalogReader(Protocol):
@@ -63,13 +85,23 @@ class CatalogReader(Protocol):
 class DecisionLedger(Protocol):
     """The decisions decide records once, and reads back for caps and repeats."""
 
-    def record(self, decision: Decision, expires_at: int) -> tuple[Decision, bool]: ...
+    def record(self, decision: Decision, expires_at: int, outbox_shard: str | None = None) -> tuple[Decision, bool]:
+        """Create-once; a push (``outbox_shard``) stays on the outbox until sent or settled."""
+        ...
 
     def downgrade(self, decision: Decision, reason: Reason) -> Decision: ...
 
     def mark_sent(self, user_id: str, decision_id: str, message_id: str, sent_at: int) -> None: ...
 
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]: ...
+
+    def mark_undeliverable(self, user_id: str, decision_id: str, reason: str, at: int) -> None: ...
+
+    def unsent_pushes(self, outbox_shard: str, decided_before: int, limit: int = 500) -> list[tuple[str, str]]:
+        """(user_id, decision_id) of pushes recorded but neither sent nor settled, decided before a time."""
+        ...
+
+    def get(self, user_id: str, decision_id: str) -> dict[str, Any] | None: ...
 
 
 class OutcomeLedger(Protocol):

@@ -47,6 +47,13 @@ class UserState(BaseModel):
     # Push needs an explicit opt-in; silence is the safe default.
     consent: bool = False
     push_token: str | None = None
+    push_platform: str | None = None
+    # Delivery's own records (decide writes them; shared/domain/delivery.py): the SNS endpoint it keeps
+    # for this user's device and the token that endpoint was last pointed at, and a token the platform
+    # disabled (no push goes to it until the app reports another).
+    push_endpoint: str | None = None
+    push_endpoint_token: str | None = None
+    push_token_disabled: str | None = None
     # Strict members: a stored boolean stays a boolean (lax validation turned true into 1).
     attributes: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] = Field(default_factory=dict)
     # Fingerprints (event_fingerprint) of the user's last MAX_RECENT_EVENT_IDS event ids, oldest first.

@@ -29,7 +29,7 @@ from shared.plumbing.config import (
 if TYPE_CHECKING:
     from shared.domain.admission import EventIdRegistry
     from shared.domain.policy import Policy
-    from shared.domain.ports import SendOnce
+    from shared.domain.ports import Deliverer, SendOnce
     from shared.domain.pseudonym import Pseudonymizer
     from shared.model import Recommender
     from shared.plumbing.stream_batch import Quarantine
@@ -181,12 +181,15 @@ def idempotency_config() -> Any:
     return IdempotencyConfig(event_key_jmespath="decision_id", expires_after_seconds=7 * 24 * 3600)
 
 
-def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, dynamodb_client: Any) -> SendOnce:
-    """Wrap a publish in Powertools idempotency keyed by decision id: a decision is sent once,
-    however often a retried or duplicated trigger reaches it."""
+def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any) -> SendOnce:
+    """Wrap delivery in Powertools idempotency keyed by decision id: a decision is handed over once,
+    however often a retried or duplicated trigger (or the outbox reconciler) reaches it."""
+    import dataclasses
+
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
     from shared.adapters.idempotency_records import SEND_KEY_PREFIX
+    from shared.domain.delivery import DeliveryResult, Push
 
     persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb_client)
 
@@ -197,10 +200,10 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
         # A fixed prefix instead of the function's name, so erasure can find a decision's record.
         key_prefix=SEND_KEY_PREFIX,
     )
-    def send(push: dict[str, Any]) -> str:
-        return publish(push)
+    def send(push: dict[str, Any]) -> dict[str, str]:
+        return deliverer.deliver(Push(**push)).as_record()
 
-    def send_translated(push: dict[str, Any]) -> str:
+    def send_translated(push: Push) -> DeliveryResult:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
             IdempotencyAlreadyInProgressError,
             IdempotencyInconsistentStateError,
@@ -210,7 +213,7 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
         from shared.domain.errors import TransientStorageError
 
         try:
-            return str(send(push=push))
+            return DeliveryResult.from_record(send(push=dataclasses.asdict(push)))
         # The send record could not be read or written (throttling, a 5xx), or another invocation is
         # sending this decision right now: all of them pass, so the trigger is retried, not quarantined.
         except (
@@ -223,15 +226,21 @@ def send_once(publish: Callable[[dict[str, Any]], str], idempotency_table: str, 
     return send_translated
 
 
-def _send_once(settings: DecideSettings) -> SendOnce:
-    from shared.adapters.push_publisher import PushPublisher
+def deliverer(settings: DecideSettings) -> Deliverer:
+    """Endpoint mode: SNS mobile push endpoints in the configured platform applications; topic mode:
+    one topic a team's own bridge subscribes to (template parameter DeliveryMode)."""
+    from shared.adapters.push_publisher import EndpointDeliverer, TopicDeliverer
 
-    publisher = PushPublisher(client("sns"), settings.push_topic_arn)
-    return send_once(
-        lambda push: publisher.publish(push, decision_id=str(push["decision_id"])),
-        settings.idempotency_table,
-        client("dynamodb"),
-    )
+    if settings.delivery_mode == "endpoint":
+        return EndpointDeliverer(
+            client("sns"),
+            {
+                "APNS": settings.apns_platform_application_arn,
+                "APNS_SANDBOX": settings.apns_sandbox_platform_application_arn,
+                "FCM": settings.fcm_platform_application_arn,
+            },
+        )
+    return TopicDeliverer(client("sns"), settings.push_topic_arn)
 
 
 @cache
@@ -293,7 +302,7 @@ def decide_service() -> DecideService:
         Catalog(dynamodb(), settings.catalog_table),
         Ledger(dynamodb(), settings.ledger_table),
         recommender(),
-        _send_once(settings),
+        send_once(deliverer(settings), settings.idempotency_table, client("dynamodb")),
         decide_policy(),
         DecideConfig(
             caps=caps,
@@ -301,6 +310,7 @@ def decide_service() -> DecideService:
             push_ttl_days=settings.push_ttl_days,
             silence_ttl_days=settings.silence_ttl_days,
             due_shards=settings.due_shards,
+            outbox_grace_seconds=settings.outbox_grace_seconds,
         ),
         PushCounters(dynamodb(), settings.push_counters_table),
         # Fitted with the model and shipped beside it; without one, no engagement test is made.
@@ -331,6 +341,7 @@ def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], s
     from shared.adapters.ledger import Ledger
     from shared.adapters.object_archive import ObjectArchive
     from shared.adapters.push_counters import PushCounters
+    from shared.adapters.push_publisher import DeviceEndpointRegistry
     from shared.adapters.user_state_store import UserStateStore
     from shared.services.erasure import EraseService
 
@@ -342,6 +353,7 @@ def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], s
         ObjectArchive(client("s3"), settings.archive_bucket),
         prefixes=settings.line_prefixes,
         pseudonymize=pseudonymize,
+        endpoints=DeviceEndpointRegistry(client("sns")),
     )
 
 

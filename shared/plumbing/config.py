@@ -7,6 +7,8 @@ misbehaving later.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +56,14 @@ class DecideSettings(_Settings):
     idempotency_table: str = Field(min_length=3)
     push_counters_table: str = Field(min_length=3)
     push_topic_arn: str = Field(min_length=20)
+    # "endpoint": SNS mobile push endpoints per device (the platform applications below); "topic": the
+    # push as JSON on PUSH_TOPIC_ARN for a team's own APNs/FCM bridge. See shared/domain/delivery.py.
+    delivery_mode: Literal["endpoint", "topic"] = "topic"
+    apns_platform_application_arn: str = ""
+    apns_sandbox_platform_application_arn: str = ""
+    fcm_platform_application_arn: str = ""
+    # Unsent pushes older than this are sent by the sweep (longer than decide's 60 s timeout).
+    outbox_grace_seconds: int = Field(default=180, ge=61, le=86400)
     # Where a user-state change decide can never decide on is quarantined (quarantine/decide/).
     archive_bucket: str = Field(min_length=3)
     quarantine_prefix: str = "quarantine/"
@@ -80,6 +90,13 @@ class DecideSettings(_Settings):
     def _model_source(self) -> DecideSettings:
         if self.model_s3_uri and not self.model_s3_uri.startswith("s3://"):
             raise ValueError("MODEL_S3_URI must look like s3://bucket/prefix/")
+        return self
+
+    @model_validator(mode="after")
+    def _platforms_for_endpoint_mode(self) -> DecideSettings:
+        apps = (self.apns_platform_application_arn, self.apns_sandbox_platform_application_arn)
+        if self.delivery_mode == "endpoint" and not any((*apps, self.fcm_platform_application_arn)):
+            raise ValueError("DELIVERY_MODE=endpoint needs at least one platform application ARN")
         return self
 
 

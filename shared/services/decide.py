@@ -6,11 +6,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from shared.domain.caps import CapReached, CapsConfig, counters_for
 from shared.domain.catalog import CatalogItem
 from shared.domain.decision import Action, Decision, Reason, decision_id_for
+from shared.domain.delivery import Push, Undeliverable
 from shared.domain.engagement import Calibration
 from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
 from shared.domain.policy import PastPush, Policy, Situation
@@ -36,6 +37,10 @@ class DecideConfig:
     push_ttl_days: int = 90
     silence_ttl_days: int = 7
     due_shards: int = 4
+    outbox_shards: int = 4
+    # How old an unsent push must be before the sweep sends it: longer than decide's timeout, so the
+    # invocation that recorded it has finished (or died) and its send record is no longer in progress.
+    outbox_grace_seconds: int = 180
 
 
 def draws_for(decision_id: str) -> tuple[float, float]:
@@ -50,6 +55,10 @@ def due_shard_for(user_id: str, shards: int) -> str:
     return f"due-{sum(user_id.encode()) % shards}"
 
 
+def outbox_shard_for(user_id: str, shards: int) -> str:
+    return f"outbox-{sum(user_id.encode()) % shards}"
+
+
 def explanation_for(supporting: list[str], catalog: Mapping[str, CatalogItem]) -> str | None:
     titles = [catalog[i].title for i in supporting if i in catalog and catalog[i].title]
     if not titles:
@@ -58,7 +67,29 @@ def explanation_for(supporting: list[str], catalog: Mapping[str, CatalogItem]) -
 
 
 @dataclass
-class DecideBatchResult(Generic[Ref]):
+class Handover:
+    """What came of handing one push to delivery."""
+
+    sent: bool = False
+    undeliverable: Undeliverable | None = None
+
+
+@dataclass
+class Handovers:
+    """Pushes handed over in a batch or sweep, and those their platform would not take, by reason."""
+
+    sent: int = 0
+    undeliverable: dict[str, int] = field(default_factory=dict)
+
+    def count(self, handover: Handover) -> None:
+        self.sent += handover.sent
+        if handover.undeliverable is not None:
+            reason = handover.undeliverable.value
+            self.undeliverable[reason] = self.undeliverable.get(reason, 0) + 1
+
+
+@dataclass
+class DecideBatchResult(Handovers, Generic[Ref]):
     decisions: list[Decision] = field(default_factory=list)
     superseded: int = 0
     failed: list[tuple[Ref, NudgeError]] = field(default_factory=list)
@@ -67,10 +98,12 @@ class DecideBatchResult(Generic[Ref]):
 
 
 @dataclass
-class SweepResult:
+class SweepResult(Handovers):
     decisions: list[Decision] = field(default_factory=list)
     # Users whose due decision can never be made: taken off the due index, so the sweep goes on.
     poisoned: list[PoisonRecord] = field(default_factory=list)
+    # Pushes found on the outbox (recorded, never handed over) and sent or settled now.
+    reconciled: int = 0
 
 
 class DecideService:
@@ -97,6 +130,9 @@ class DecideService:
         self._calibration = calibration
 
     def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
+        return self.decide_and_hand_over(state, now, trigger)[0]
+
+    def decide_and_hand_over(self, state: UserState, now: int, trigger: str) -> tuple[Decision, Handover]:
         history = state.history()
         stamps = [item.ts for item in state.recent_items]
         candidates = recommend_in_context(self._recommender, [history], self._config.candidates, [stamps], now)[0]
@@ -134,17 +170,39 @@ class DecideService:
             engagement=verdict.engagement,
             fatigue=verdict.fatigue,
         )
-        ttl_days = self._config.push_ttl_days if decision.action is Action.PUSH else self._config.silence_ttl_days
+        is_push = decision.action is Action.PUSH
+        ttl_days = self._config.push_ttl_days if is_push else self._config.silence_ttl_days
         # The ledger decides which computation of this decision counts (create-once); only that
-        # one takes cap slots, so a duplicate that computed something else cannot leak a slot.
-        stored, _ = self._ledger.record(decision, expires_at=now + ttl_days * DAY_SECONDS)
-        stored = self._within_caps(stored, state)
+        # one takes cap slots, so a duplicate that computed something else cannot leak a slot. A push
+        # is recorded on the outbox first: if anything below dies, the sweep finds and sends it.
+        stored, _ = self._ledger.record(
+            decision,
+            expires_at=now + ttl_days * DAY_SECONDS,
+            outbox_shard=outbox_shard_for(state.user_id, self._config.outbox_shards) if is_push else None,
+        )
+        handover = Handover()
         if stored.action is Action.PUSH:
-            message_id = self._send_once(self.payload(stored, state))
-            self._ledger.mark_sent(stored.user_id, stored.decision_id, message_id, now)
+            handover = self.hand_over(stored, state, now)
         elif stored.action is Action.DEFER and stored.due_at is not None:
             self._defer(state, stored.due_at)
-        return stored
+        return stored, handover
+
+    def hand_over(self, decision: Decision, state: UserState, now: int) -> Handover:
+        """Caps, then delivery once per decision id, then the ledger and the user's device records."""
+        stored = self._within_caps(decision, state)
+        if stored.action is not Action.PUSH:
+            return Handover()
+        result = self._send_once(self.push_of(stored, state))
+        token = state.push_token or ""
+        if result.undeliverable is not None:
+            self._ledger.mark_undeliverable(stored.user_id, stored.decision_id, result.undeliverable.value, now)
+            if result.undeliverable is Undeliverable.ENDPOINT_DISABLED:
+                self._states.disable_token(stored.user_id, token, WRITER)
+            return Handover(undeliverable=result.undeliverable)
+        if result.endpoint_arn is not None:
+            self._states.record_endpoint(stored.user_id, token, result.endpoint_arn, WRITER)
+        self._ledger.mark_sent(stored.user_id, stored.decision_id, str(result.message_id), now)
+        return Handover(sent=True)
 
     def decide_changes(self, changes: Sequence[StateChange[Ref]]) -> DecideBatchResult[Ref]:
         """One decision per user per batch, on the newest state; older changes are superseded."""
@@ -155,7 +213,9 @@ class DecideService:
         for user_changes in by_user.values():
             newest = max(user_changes, key=lambda c: c.state.version)
             try:
-                decision = self.decide_for(newest.state, newest.changed_at, f"state:{newest.state.version}")
+                decision, handover = self.decide_and_hand_over(
+                    newest.state, newest.changed_at, f"state:{newest.state.version}"
+                )
             except Exception as error:  # poison is quarantined, the rest retried
                 poison = as_poison(error)
                 if poison is not None:
@@ -165,6 +225,7 @@ class DecideService:
                 continue
             result.decisions.append(decision)
             result.superseded += len(user_changes) - 1
+            result.count(handover)
         return result
 
     def _within_caps(self, decision: Decision, state: UserState) -> Decision:
@@ -188,7 +249,7 @@ class DecideService:
                     continue
                 try:
                     # Decided "at" due_at so a re-run sweep reproduces the same decision id.
-                    decision = self.decide_for(state, due_at, trigger=f"due:{due_at}")
+                    decision, handover = self.decide_and_hand_over(state, due_at, trigger=f"due:{due_at}")
                 except Exception as error:
                     poison = as_poison(error)
                     if poison is None:
@@ -199,7 +260,25 @@ class DecideService:
                 if decision.action is not Action.DEFER:
                     self._states.clear_due(user_id, due_at, WRITER)
                 result.decisions.append(decision)
+                result.count(handover)
+        for handover in self.reconcile(now):
+            result.reconciled += 1
+            result.count(handover)
         return result
+
+    def reconcile(self, now: int) -> list[Handover]:
+        """Send every push the ledger recorded but nobody handed over (the invocation died, its trigger
+        ran out of retries). Idempotent by decision id: a push whose send did happen is not sent again."""
+        done: list[Handover] = []
+        for shard in range(self._config.outbox_shards):
+            unsent = self._ledger.unsent_pushes(f"outbox-{shard}", now - self._config.outbox_grace_seconds)
+            for user_id, decision_id in unsent:
+                row = self._ledger.get(user_id, decision_id)
+                state = self._states.get(user_id)
+                if row is None or state is None:
+                    continue
+                done.append(self.hand_over(Decision.model_validate(row), state, now))
+        return done
 
     def _defer(self, state: UserState, due_at: int) -> None:
         expected = state.version
@@ -225,16 +304,19 @@ class DecideService:
         raise VersionConflict(f"user state kept changing while deferring, {DEFER_ATTEMPTS} attempts")
 
     @staticmethod
-    def payload(decision: Decision, state: UserState) -> dict[str, Any]:
-        """What the delivery bridge needs; decision_id doubles as the APNs/FCM collapse id."""
-        return {
-            "decision_id": decision.decision_id,
-            "user_id": decision.user_id,
-            "push_token": state.push_token,
-            "item_id": decision.item_id,
-            "title": decision.title,
-            "body": decision.explanation,
-            "score": decision.score,
-            "model_version": decision.model_version,
-            "decided_at": decision.decided_at,
-        }
+    def push_of(decision: Decision, state: UserState) -> Push:
+        """What delivery needs; the decision id doubles as the APNs/FCM collapse id."""
+        return Push(
+            decision_id=decision.decision_id,
+            user_id=decision.user_id,
+            item_id=str(decision.item_id),
+            title=decision.title or "Something new for you",
+            body=decision.explanation or decision.title or "",
+            push_token=state.push_token,
+            platform=state.push_platform,
+            model_version=decision.model_version,
+            decided_at=decision.decided_at,
+            score=decision.score,
+            endpoint=state.push_endpoint,
+            endpoint_token=state.push_endpoint_token,
+        )

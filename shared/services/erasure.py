@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.domain.caps import counter_owner
 from shared.domain.contract import Identifier
 from shared.domain.ports import (
+    DeviceEndpoints,
     ErasableCounters,
     ErasableLedger,
     ErasableStates,
@@ -72,6 +73,7 @@ class ErasureReport:
     decisions: int = 0
     idempotency_records: int = 0
     counters: int = 0
+    device_endpoints: int = 0
     objects_scanned: int = 0
     objects_rewritten: int = 0
     versions_deleted: int = 0
@@ -157,7 +159,9 @@ class EraseService:
         archive: LineStore,
         prefixes: Sequence[str],
         pseudonymize: Callable[[str], str] | None = None,
+        endpoints: DeviceEndpoints | None = None,
     ) -> None:
+        self._endpoints = endpoints
         self._states = states
         self._ledger = ledger
         self._idempotency = idempotency
@@ -189,6 +193,10 @@ class EraseService:
         # The user's caps and cooldowns are one item; the global minute counters keep no ids.
         report.counters += int(self._counters.forget_owner(counter_owner(user_id)))
         report.decisions += self._ledger.forget(user_id, decision_ids)
+        # The device endpoint names the user (its custom data): gone before the state that points at it.
+        state = self._states.get(user_id) if self._endpoints is not None else None
+        if state is not None and state.push_endpoint and self._endpoints is not None:
+            report.device_endpoints += int(self._endpoints.forget(state.push_endpoint))
         report.user_states += int(self._states.delete(user_id))
 
     def _erase_lines(self, prefix: str, ids: frozenset[str], report: ErasureReport) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.delivery import DeliveryResult, Push
 from shared.model import ModelManifest, Recommendation
 
 
@@ -48,14 +50,17 @@ class FakeRecommender:
 
 
 class RecordingSender:
-    """Stands in for the idempotent SNS publish; remembers what it sent."""
+    """Stands in for delivery (a Deliverer, or the idempotent SendOnce around one); remembers what it sent."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def __call__(self, push: dict[str, Any]) -> str:
-        self.sent.append(push)
-        return f"msg-{len(self.sent)}"
+    def deliver(self, push: Push) -> DeliveryResult:
+        self.sent.append(dataclasses.asdict(push))
+        return DeliveryResult(message_id=f"msg-{len(self.sent)}")
+
+    def __call__(self, push: Push) -> DeliveryResult:
+        return self.deliver(push)
 
 
 class InMemoryArchive:
