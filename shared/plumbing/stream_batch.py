@@ -30,9 +30,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
 from shared.domain.errors import NudgeError, PoisonRecord, as_poison
+from shared.domain.ports import LineWriter
 from shared.domain.user_state import StateChange
 from shared.services.ingest import Pseudonymize, StreamRecord
 
@@ -76,7 +76,7 @@ def sequence_number(record: KinesisStreamRecord | DynamoDBRecord) -> str:
 class Quarantine:
     """Where a consumer keeps the records it can never process, beside ingest's refused records."""
 
-    def __init__(self, archive: ObjectArchive, prefix: str, stage: str, pseudonymize: Pseudonymize | None) -> None:
+    def __init__(self, archive: LineWriter, prefix: str, stage: str, pseudonymize: Pseudonymize | None) -> None:
         self._archive = archive
         self._prefix = f"{prefix}{stage}/"
         self._stage = stage

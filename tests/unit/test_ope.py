@@ -57,7 +57,7 @@ def test_the_logging_policy_evaluates_to_its_own_mean_and_weights_are_checked() 
 
 
 def test_ledger_rows_become_logged_decisions() -> None:
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "decision_id": "d1",
             "action": "push",

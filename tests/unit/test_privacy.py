@@ -66,7 +66,13 @@ def test_check_record_replaces_the_user_id_and_quarantine_hashes_the_partition_k
 def test_erase_request_takes_one_or_many_valid_ids() -> None:
     assert EraseRequest.model_validate({"user_id": "u1"}).user_ids == ["u1"]
     assert EraseRequest.model_validate({"user_ids": ["u1", "u2"]}).user_ids == ["u1", "u2"]
-    for bad in ({}, {"user_ids": []}, {"user_ids": ["bad id!"]}, {"user_ids": ["u1"], "extra": 1}):
+    bad_requests: list[dict[str, object]] = [
+        {},
+        {"user_ids": []},
+        {"user_ids": ["bad id!"]},
+        {"user_ids": ["u1"], "extra": 1},
+    ]
+    for bad in bad_requests:
         with pytest.raises(ValidationError):
             EraseRequest.model_validate(bad)
 

@@ -132,7 +132,7 @@ def test_features_marks_the_writes_that_ask_for_a_decision(stack: Stack, dynamod
         asks.append(state.asks_decision)
     # The first event asks; the next two fall inside 5 minutes; 6 minutes in asks again.
     assert asks == [True, False, False, True, False]
-    assert state.decision_asked_at == int((NOON + timedelta(minutes=6)).timestamp())
+    assert state is not None and state.decision_asked_at == int((NOON + timedelta(minutes=6)).timestamp())
 
 
 class RacingStore(UserStateStore):
@@ -267,7 +267,7 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
             event_id=event_id,
             user_id="u1",
             timestamp=NOON + timedelta(minutes=5),
-            type=kind,  # type: ignore[arg-type]
+            type=kind,
             decision_id=decision_id,
         )
         return positioned(event, int(event_id[1:]))
