@@ -81,7 +81,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 events: $(STAMP)
-	$(BIN)/python -m tests.support.make_events
+	$(BIN)/python -m testkit.make_events
 
 # SAM CLI lives in its own virtualenv: its pins must not move the project's.
 $(SAM_VENV)/bin/sam:

@@ -51,7 +51,7 @@ from shared.plumbing import bootstrap  # noqa: E402
 from shared.services.decide import DecideConfig, DecideService  # noqa: E402
 from shared.services.features import FeaturesService  # noqa: E402
 from shared.services.ingest import IngestService  # noqa: E402
-from tests.support.fakes import (  # noqa: E402
+from testkit.fakes import (  # noqa: E402
     InMemoryArchive,
     InMemoryCatalog,
     InMemoryEventIds,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from shared.domain.decision import Action, Reason
 from shared.domain.policy import (
+    Policy,
     PolicyConfig,
     RulesPolicy,
     Situation,
@@ -80,5 +81,5 @@ def install(name: str) -> None:
         quiet_hours_start=settings.quiet_hours_start,
         quiet_hours_end=settings.quiet_hours_end,
     )
-    policies = {"model": ModelOnlyPolicy(), "random": RandomItemPolicy(config)}
+    policies: dict[str, Policy] = {"model": ModelOnlyPolicy(), "random": RandomItemPolicy(config)}
     bootstrap.install_policy(policies[name])

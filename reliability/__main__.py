@@ -22,7 +22,7 @@ from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
 from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
 from reliability.poison import ITEMS, POISON, run_isolation
-from runner.faults import FaultInjector, FaultKind, uniform_rates
+from testkit.faults import FaultInjector, FaultKind, uniform_rates
 from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def run_faults(rate: float, seeds: int, log_dir: Path) -> dict[str, Any]:
 
 def run_poison(log_dir: Path) -> dict[str, Any]:
     """Each poison class in a drain of its own, inside 100 valid events of 10 users."""
-    from tests.support.tiny_model import build_tiny_model
+    from testkit.tiny_model import build_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="nudge-poison-model-") as tmp:
         model_dir = build_tiny_model(Path(tmp), vocab=ITEMS)

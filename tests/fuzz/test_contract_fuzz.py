@@ -26,7 +26,7 @@ from reliability.bad_inputs import (
 )
 from shared.domain.contract import QuarantineReason, decode_event
 from shared.services.ingest import IngestService, StreamRecord, check_record
-from tests.support.fakes import InMemoryArchive, InMemoryEventIds
+from testkit.fakes import InMemoryArchive, InMemoryEventIds
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -30,8 +30,8 @@ from shared.adapters.object_archive import ObjectArchive
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import FeedbackEvent
 from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
-from tests.support import traffic
-from tests.support.tiny_model import build_tiny_model
+from testkit import traffic
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]

@@ -14,7 +14,7 @@ from demo.movielens_events import profile_event, rating_events
 from demo.outcomes import RatingLog
 from demo.replay import RunResult, run_policy
 from demo.summary import cap_violations, quiet_hour_violations
-from reliability.audit import NOT_FOLDED
+from testkit.audit import NOT_FOLDED
 from shared.adapters.user_state_codec import decode_user_state
 from shared.domain.fold import apply_event
 from shared.domain.policy import PolicyConfig

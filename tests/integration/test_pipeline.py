@@ -25,8 +25,8 @@ from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from tests.events import load_event
-from tests.support import traffic
-from tests.support.tiny_model import build_tiny_model
+from testkit import traffic
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]

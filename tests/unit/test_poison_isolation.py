@@ -19,7 +19,7 @@ from shared.domain.user_state import UserState
 from shared.plumbing.stream_batch import CommitFailure, Parsed, Quarantine, StreamConsumer
 from shared.services.features import FeaturesService
 from tests.events import load_event
-from tests.support.fakes import InMemoryArchive, InMemoryCatalog, InMemoryEventIds, InMemoryUserStates
+from testkit.fakes import InMemoryArchive, InMemoryCatalog, InMemoryEventIds, InMemoryUserStates
 
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
