@@ -79,11 +79,16 @@ def backfill(train: Interactions, users: set[str], genres: dict[str, list[str]])
 
 
 def replay_records(
-    data: MovieLens, replay: Interactions, users: set[str], *, bad_every: int = BAD_EVERY
+    data: MovieLens,
+    replay: Interactions,
+    users: set[str],
+    *,
+    bad_every: int = BAD_EVERY,
+    duplicate_every: int = DUPLICATE_EVERY,
 ) -> list[traffic.Record]:
     """Each selected user's ratings after the cutoff, their profile a second before the first, with noise."""
     events = traffic.with_profiles((e for e in traffic.rating_events(replay) if e.user_id in users), data.users)
-    return traffic.with_noise(traffic.records_of(events), malformed_every=bad_every, duplicate_every=DUPLICATE_EVERY)
+    return traffic.with_noise(traffic.records_of(events), malformed_every=bad_every, duplicate_every=duplicate_every)
 
 
 def policy_scenario(
@@ -134,10 +139,11 @@ def run_policy(
     parameters: dict[str, str] | None = None,
     baseline: str | None = None,
     bad_every: int = BAD_EVERY,
+    duplicate_every: int = DUPLICATE_EVERY,
 ) -> RunResult:
     """One policy's replay: ``baseline`` names a policy of demo/baselines.py installed into decide
     (None keeps Nudge's own)."""
-    records = replay_records(data, replay, users, bad_every=bad_every)
+    records = replay_records(data, replay, users, bad_every=bad_every, duplicate_every=duplicate_every)
     scenario = policy_scenario(
         policy,
         model_dir,

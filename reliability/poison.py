@@ -23,7 +23,7 @@ from shared.domain.catalog import CatalogItem
 from shared.domain.contract import AnyEvent, QuarantineReason
 from testkit import traffic
 from testkit.audit import audit_ingest, audit_user_state
-from testkit.scenario import Scenario, ScenarioRun, StackSpec, Step, Timeline, run
+from testkit.scenario import Progress, Scenario, ScenarioRun, StackSpec, Step, Timeline, run
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 ITEMS = [str(i) for i in range(1, 9)]
@@ -148,7 +148,12 @@ CLASS_SPAN = timedelta(minutes=15)
 
 
 def run_isolation(
-    kinds: Sequence[str], model_dir: Path, *, together: bool = False, log_dir: Path | None = None
+    kinds: Sequence[str],
+    model_dir: Path,
+    *,
+    together: bool = False,
+    log_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> list[IsolationResult]:
     """For each kind, one poison record in the middle of 100 valid events of 10 users of its own,
     through every function; ``together`` puts every kind's records on the stream before one drain."""
@@ -162,7 +167,7 @@ def run_isolation(
         log_level="ERROR",
     )
     timeline = Timeline(step_s=span * (len(planned) + 1) if together else span, start=int(T0.timestamp()))
-    result = run(Scenario(stack, [r for plan in planned for r in plan.records], timeline))
+    result = run(Scenario(stack, [r for plan in planned for r in plan.records], timeline, progress=progress))
     steps = [result.steps[0]] * len(planned) if together else result.steps
     share = len(planned) if together else 1
     return [plan.audit(result, step, share) for plan, step in zip(planned, steps, strict=True)]

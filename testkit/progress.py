@@ -26,7 +26,12 @@ def say(message: str, prefix: str = "") -> None:
     tqdm.write(f"{prefix}{message}", file=sys.stderr)
 
 
+REFRESH_S = 1.0 if sys.stderr.isatty() else 5.0
+
+
 def bar(label: str, total: int, unit: str = "events", position: int | None = None) -> tqdm[Any]:
+    """A bar with its total known up front. Redrawn at most once a second on a terminal, every 5 s
+    into a log file; ``live`` keeps it ticking while a long step runs."""
     return tqdm(
         total=total,
         desc=label,
@@ -35,8 +40,7 @@ def bar(label: str, total: int, unit: str = "events", position: int | None = Non
         file=sys.stderr,
         bar_format=BAR_FORMAT,
         dynamic_ncols=True,
-        # Redrawn at most once a second on a terminal, every 5 s into a log file.
-        mininterval=1.0 if sys.stderr.isatty() else 5.0,
+        mininterval=REFRESH_S,
         leave=True,
     )
 
@@ -92,33 +96,43 @@ class Bars:
 
     def __enter__(self) -> Bars:
         self._thread.start()
+        self._live = live(*self._bars.values())
+        self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._queue.put(None)
         self._thread.join()
-        for line in self._bars.values():
-            line.close()
+        self._live.__exit__(None, None, None)
         self._manager.shutdown()
 
 
 @contextlib.contextmanager
-def ticking(label: str) -> Iterator[None]:
-    """A line that shows the elapsed time every second while a phase of unknown length runs."""
-    line = tqdm(desc=label, file=sys.stderr, bar_format="{desc:<22} {elapsed} elapsed", mininterval=0)
+def live(*lines: tqdm[Any]) -> Iterator[None]:
+    """Redraws the lines (their elapsed time) while the block runs, so none stays silent; closes them."""
     stop = threading.Event()
 
     def tick() -> None:
-        while not stop.wait(1.0 if sys.stderr.isatty() else 5.0):
-            line.refresh()
+        while not stop.wait(REFRESH_S):
+            for line in lines:
+                line.refresh()
 
     thread = threading.Thread(target=tick, daemon=True)
     thread.start()
-    started = time.perf_counter()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+        for line in lines:
+            line.close()
+
+
+@contextlib.contextmanager
+def ticking(label: str) -> Iterator[None]:
+    """A line that shows the elapsed time while a phase of unknown length runs."""
+    line = tqdm(desc=label, file=sys.stderr, bar_format="{desc:<22} {elapsed} elapsed", mininterval=0)
+    started = time.perf_counter()
+    with live(line):
+        yield
         line.bar_format = "{desc:<22} " + f"done in {time.perf_counter() - started:.1f} s"
-        line.close()

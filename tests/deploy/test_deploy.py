@@ -32,9 +32,9 @@ from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent
-from tests.deploy.packaging import package
 from testkit import traffic
 from testkit.queues import receive_json, receive_messages
+from tests.deploy.packaging import package
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
 

@@ -24,9 +24,9 @@ from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
-from tests.events import load_event
 from testkit import traffic
 from testkit.tiny_model import build_tiny_model
+from tests.events import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
