@@ -78,7 +78,7 @@ def test_which_body_is_archived_does_not_depend_on_the_batching(cuts: list[int])
         for n, p in enumerate(payloads)
     ]
     archive, ids = InMemoryArchive(), InMemoryEventIds()
-    service = IngestService(archive, ids, "archive/", "quarantine/")  # type: ignore[arg-type]
+    service = IngestService(archive, ids, "archive/", "quarantine/")
     start = 0
     for size in [*cuts, len(records)]:
         if start < len(records):

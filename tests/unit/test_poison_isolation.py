@@ -69,21 +69,21 @@ def delivered(events: Sequence[BehaviourEvent | ProfileEvent]) -> list[Delivered
 def test_a_poison_event_is_isolated_from_the_same_users_other_events_and_from_other_users() -> None:
     store = RefusingStates()
     batch = delivered([view("u1", 1), refused_profile("u1"), view("u1", 2), view("u2", 1), view("u2", 2)])
-    result = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)  # type: ignore[arg-type]
+    result = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)
     assert [ref for ref, _ in result.poisoned] == [1] and result.failed == []
     assert result.poisoned[0][1].reason == "store_refused"
     u1, u2 = store.get("u1"), store.get("u2")
     assert u1 is not None and u1.history() == ["1", "2"] and "refused" not in u1.attributes
     assert u2 is not None and u2.history() == ["1", "2"]
     # Retried, the batch changes nothing more: the poison is refused again and nothing is doubled.
-    again = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)  # type: ignore[arg-type]
+    again = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)
     assert again.applied == 0 and store.get("u1") == u1
 
 
 def test_a_transient_failure_fails_only_that_users_records() -> None:
     store = RefusingStates(throttled=frozenset({"u2"}))
     batch = delivered([view("u1", 1), view("u2", 1), view("u1", 2), view("u2", 2)])
-    result = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)  # type: ignore[arg-type]
+    result = FeaturesService(store, InMemoryCatalog([]), InMemoryEventIds()).apply(batch)
     assert sorted(ref for ref, _ in result.failed) == [1, 3] and result.poisoned == []
     assert (state := store.get("u1")) is not None and state.history() == ["1", "2"]
 
