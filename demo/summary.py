@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,24 +15,16 @@ from testkit.text import counts, duration, table
 from training.calibration import fit_from_ledger
 from training.ope import epsilon_greedy, estimate, greedy, is_hit, logged_from_ledger
 
-DAY = 24 * 3600
 
-
-def cap_violations(pushes: list[dict[str, Any]], cap: int) -> int:
-    """Pushes that made some user's rolling 24 hours exceed the cap (checked over the ledger)."""
-    times: dict[str, list[int]] = defaultdict(list)
+def cap_violations(pushes: list[dict[str, Any]], cap: int, timezones: dict[str, str]) -> int:
+    """Pushes beyond the daily cap on some user's calendar day in their own time zone (the cap's one
+    definition, shared/domain/caps.py), checked over the ledger independently of the counters."""
+    per_day: Counter[tuple[str, str]] = Counter()
     for row in pushes:
-        times[row["user_id"]].append(int(row["decided_at"]))
-    violations = 0
-    for stamps in times.values():
-        stamps.sort()
-        start = 0
-        for end, at in enumerate(stamps):
-            while stamps[start] <= at - DAY:
-                start += 1
-            if end - start + 1 > cap:
-                violations += 1
-    return violations
+        zone = ZoneInfo(timezones.get(row["user_id"], "UTC"))
+        day = datetime.fromtimestamp(int(row["decided_at"]), UTC).astimezone(zone).date().isoformat()
+        per_day[(row["user_id"], day)] += 1
+    return sum(n - cap for n in per_day.values() if n > cap)
 
 
 def quiet_hour_violations(pushes: list[dict[str, Any]], timezones: dict[str, str], config: PolicyConfig) -> int:
@@ -52,7 +44,7 @@ def policy_row(run: RunResult, log: RatingLog, config: PolicyConfig) -> dict[str
         "pushes": pushes,
         "hits_7d": hits,
         "push_hit_rate_7d": round(rate, 4),
-        "cap_violations": cap_violations(pushed_rows, config.daily_push_cap),
+        "cap_violations": cap_violations(pushed_rows, config.daily_push_cap, timezones),
         "quiet_hour_violations": quiet_hour_violations(pushed_rows, timezones, config),
     }
 

@@ -100,8 +100,8 @@ def test_no_push_breaks_the_policy(replayed: RunResult) -> None:
     pushes = [row for row in replayed.ledger if row.get("action") == "push"]
     assert pushes
     config = PolicyConfig()
-    assert cap_violations(pushes, config.daily_push_cap) == 0
     timezones = {u: s.timezone or "UTC" for u, s in replayed.final_states.items()}
+    assert cap_violations(pushes, config.daily_push_cap, timezones) == 0
     assert quiet_hour_violations(pushes, timezones, config) == 0
     items: dict[str, list[str]] = defaultdict(list)
     for row in pushes:
