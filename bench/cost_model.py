@@ -47,7 +47,7 @@ from shared.domain.catalog import CatalogItem
 from testkit import traffic
 from testkit.feedback import SimulatedUsers, engaging_share
 from testkit.progress import BarReporter, bar, live, say
-from testkit.scenario import Scenario, ScenarioRun, StackSpec, Timeline
+from testkit.scenario import Scenario, ScenarioRun, StackSpec, Timeline, progress_total
 from testkit.scenario import run as run_scenario
 from testkit.text import table
 
@@ -103,20 +103,19 @@ def replay(
     timeline = Timeline(step_s=3600, start=start, until=until, sweep=True, waves="user_rounds")
     meter = Meter()
     hooks = _Metering(meter)
-    line = bar(label or ("with pushes" if pushing else "without pushes"), len(records), "events")
-    with live(line):
-        scenario = Scenario(
-            stack,
-            records,
-            timeline,
-            users=SimulatedUsers(engaging_share(OPEN_SHARE)),
-            progress=BarReporter(line),
-            read_back=None,
-            on_start=hooks.start,
-            on_finish=hooks.finish,
-        )
-        with meter.counting():
-            result = run_scenario(scenario)
+    scenario = Scenario(
+        stack,
+        records,
+        timeline,
+        users=SimulatedUsers(engaging_share(OPEN_SHARE)),
+        read_back=None,
+        on_start=hooks.start,
+        on_finish=hooks.finish,
+    )
+    line = bar(label or ("with pushes" if pushing else "without pushes"), progress_total(scenario), "sim. hours")
+    scenario.progress = BarReporter(line)
+    with live(line), meter.counting():
+        result = run_scenario(scenario)
     replayed = _replay_of(result, meter, hooks, log_dir, events=len(records))
     shutil.rmtree(log_dir, ignore_errors=True)
     return replayed

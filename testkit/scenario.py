@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Starting user states are a snapshot load: decide's stream filter ignores this writer.
 BACKFILL_WRITER = "backfill"
 Waves = Literal["all", "by_user", "user_rounds"]
-# (input records put so far, input records in all, counters such as pushes and feedback so far)
+# (done, total, counters such as pushes and feedback so far): done and total count the input records
+# put, or the steps run when the timeline runs ``until`` a time (both known up front).
 Progress = Callable[[int, int, Mapping[str, int]], None]
 Hook = Callable[[LocalPipeline], None]
 
@@ -135,6 +136,15 @@ class ScenarioRun:
         return {id(r): p for r, p in zip(self.put, self.positions, strict=True)}
 
 
+def progress_total(scenario: Scenario) -> int:
+    """What ``Progress`` will count to: steps up to ``until`` if given, else the input records."""
+    timeline = scenario.timeline
+    if timeline.until is None:
+        return len(scenario.records)
+    start = timeline.start if timeline.start is not None else min((r.at for r in scenario.records), default=0)
+    return max(0, (timeline.until - start) // timeline.step_s)
+
+
 def run(scenario: Scenario) -> ScenarioRun:
     """Run a scenario end to end; see the module docstring."""
     started = time.perf_counter()
@@ -208,6 +218,7 @@ class _Steps:
         self.order = len(self.pending)
         self.total = len(self.pending)
         self.done = 0
+        self.total_steps = progress_total(scenario) if self.timeline.until is not None else 0
 
     def run(self) -> None:
         step_s = self.timeline.step_s
@@ -280,7 +291,8 @@ class _Steps:
     def report(self) -> None:
         if self.scenario.progress:
             counters = {"pushes": len(self.result.pushes), "feedback": len(self.result.feedback)}
-            self.scenario.progress(min(self.done, self.total), self.total, counters)
+            done, total = (len(self.result.steps), self.total_steps) if self.total_steps else (self.done, self.total)
+            self.scenario.progress(min(done, total), total, counters)
 
 
 def _user_rounds(records: list[Record]) -> list[list[Record]]:
