@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,40 +90,6 @@ def replay_records(
     return traffic.with_noise(traffic.records_of(events), malformed_every=bad_every, duplicate_every=duplicate_every)
 
 
-def policy_scenario(
-    policy: str,
-    model_dir: Path,
-    records: Sequence[traffic.Record],
-    data: MovieLens,
-    train: Interactions,
-    replay: Interactions,
-    users: set[str],
-    out_dir: Path,
-    *,
-    tick_seconds: int = 300,
-    decide_env: dict[str, str] | None = None,
-    parameters: dict[str, str] | None = None,
-    baseline: str | None = None,
-    progress: Progress | None = None,
-) -> Scenario:
-    genres = {i.item_id: list(i.genres) for i in data.items}
-    stack = StackSpec(
-        name=f"nudge-demo-{policy}",
-        model_dir=model_dir,
-        env={"DecideFunction": {"POWERTOOLS_LOG_LEVEL": "WARNING", **(decide_env or {})}},
-        parameters=parameters or {},
-        catalog=traffic.catalog_items(data.items),
-        initial_states=backfill(train, users, genres),
-        policy=functools.partial(_install_baseline, baseline) if baseline else None,
-        log_dir=out_dir / "logs" / policy,
-    )
-    # A step can jump hours of simulated time; one sweep per step is enough for the demo (the
-    # missed 5-minute occurrences would only find the same due users again).
-    timeline = Timeline(step_s=tick_seconds, sweep=True, catch_up=1)
-    users_sim = SimulatedUsers(RatingLog(replay).engaged_at)
-    return Scenario(stack, records, timeline, users=users_sim, progress=progress)
-
-
 def run_policy(
     policy: str,
     model_dir: Path,
@@ -143,23 +108,23 @@ def run_policy(
 ) -> RunResult:
     """One policy's replay: ``baseline`` names a policy of demo/baselines.py installed into decide
     (None keeps Nudge's own)."""
-    records = replay_records(data, replay, users, bad_every=bad_every, duplicate_every=duplicate_every)
-    scenario = policy_scenario(
-        policy,
-        model_dir,
-        records,
-        data,
-        train,
-        replay,
-        users,
-        out_dir,
-        tick_seconds=tick_seconds,
-        decide_env=decide_env,
-        parameters=parameters,
-        baseline=baseline,
-        progress=progress,
+    genres = {i.item_id: list(i.genres) for i in data.items}
+    stack = StackSpec(
+        name=f"nudge-demo-{policy}",
+        model_dir=model_dir,
+        env={"DecideFunction": {"POWERTOOLS_LOG_LEVEL": "WARNING", **(decide_env or {})}},
+        parameters=parameters or {},
+        catalog=traffic.catalog_items(data.items),
+        initial_states=backfill(train, users, genres),
+        policy=functools.partial(_install_baseline, baseline) if baseline else None,
+        log_dir=out_dir / "logs" / policy,
     )
-    return RunResult.of(policy, run(scenario))
+    records = replay_records(data, replay, users, bad_every=bad_every, duplicate_every=duplicate_every)
+    # A step can jump hours of simulated time; one sweep per step is enough for the demo (the
+    # missed 5-minute occurrences would only find the same due users again).
+    timeline = Timeline(step_s=tick_seconds, sweep=True, catch_up=1)
+    users_sim = SimulatedUsers(RatingLog(replay).engaged_at)
+    return RunResult.of(policy, run(Scenario(stack, records, timeline, users=users_sim, progress=progress)))
 
 
 def _install_baseline(name: str) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,7 @@ from reliability.poison import ITEMS, POISON, run_isolation
 from reliability.report import report_console
 from testkit.faults import FaultInjector, FaultKind, uniform_rates
 from testkit.progress import BarReporter, bar, live, say, ticking
+from testkit.serve import clean_env, stop, wait_ready
 from testkit.tiny_model import build_tiny_model
 from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir
 
@@ -68,48 +67,22 @@ def run_poison(log_dir: Path) -> dict[str, Any]:
 
 def run_hostile(out: Path) -> dict[str, Any]:
     """`python -m runner serve` exactly as runner/README.md shows it, and the hostile producer in another process."""
-    ready = out / "serve-ready.json"
+    ready, serve_log = out / "serve-ready.json", out / "serve.log"
     ready.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    serve_log = (out / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "runner", "serve", "--port", "0", "--ready-file", str(ready)],
-        cwd=ROOT,
-        env=env,
-        stdout=serve_log,
-        stderr=subprocess.STDOUT,
-    )
+    env = clean_env()
+    with serve_log.open("wb") as log:
+        command = [sys.executable, "-m", "runner", "serve", "--port", "0", "--ready-file", str(ready)]
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runner serve did not start; see {out / 'serve.log'}")
-            time.sleep(0.2)
+        wait_ready(server, ready, serve_log, timeout_s=120)
         report_file = out / "hostile.json"
-        producer = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reliability.hostile_producer",
-                "--ready-file",
-                str(ready),
-                "--out",
-                str(report_file),
-            ],
-            cwd=ROOT,
-            env=env,
-            check=False,
-        )
+        command = [sys.executable, "-m", "reliability.hostile_producer", "--ready-file", str(ready)]
+        producer = subprocess.run([*command, "--out", str(report_file)], cwd=ROOT, env=env, check=False)
         report: dict[str, Any] = json.loads(report_file.read_text())
         report["exit_code"] = producer.returncode
         return report
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        serve_log.close()
+        stop(server)
 
 
 def run_load(
