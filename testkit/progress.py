@@ -79,6 +79,7 @@ class Bars:
             label: bar(label, total, unit, position=n if tty else None)
             for n, (label, total) in enumerate(totals.items())
         }
+        self._started: set[str] = set()
         self._thread = threading.Thread(target=self._drain, daemon=True)
 
     def reporter(self, label: str) -> QueueReporter:
@@ -91,6 +92,10 @@ class Bars:
                 return
             label, done, counters = message
             line = self._bars[label]
+            if label not in self._started:
+                # A queued run starts late: its clock (elapsed, rate, time left) starts with it.
+                self._started.add(label)
+                line.reset(total=line.total)
             line.update(done - line.n)
             line.set_postfix(counters, refresh=False)
 
