@@ -7,14 +7,16 @@ SAM_VENV := .venv-sam
 # The Lambda runtime's Python, where the machine has one: layer bytecode and the shipped-layer cold start.
 PYTHON312 ?= python3.12
 CHECKOV_VENV := .venv-checkov
-DEMO_USERS ?= 0
-DEMO_POLICIES ?= full,popularity,random,model
+# `make demo` is the fast form (users 1 to 100, two policies); `make demo-full` replays everything.
+DEMO_USERS ?= 100
+DEMO_POLICIES ?= full,popularity
 ML100K_DIR ?= ../shared/datasets/ml-100k
 
-.PHONY: help venv test test-all demo model evaluate train bench lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full model evaluate train bench lint format build deploy-test coldstart cost events security reliability clean
 
 help:
-	@echo "make demo [DEMO_USERS=100]  replay MovieLens-100k through the whole pipeline locally"
+	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
+	@echo "make demo-full              all 301 active users, four policies (~20 min on 2 cores)"
 	@echo "make test                   the test suite (moto only, no network)"
 	@echo "make model                  rebuild the co-occurrence model in layers/model from ML-100k"
 	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~11 min"
@@ -29,10 +31,16 @@ help:
 	@echo "make reliability            fuzzing, fault injection, 100k-event load replay -> out/reliability/summary.json"
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt layers/dependencies/requirements.txt
+	@echo "[venv 1/3] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "[venv 2/3] upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	@echo "[venv 3/3] installing requirements/dev.txt: the Lambda runtime's packages (requirements/runtime.txt), \
+	boto3, moto, onnx, matplotlib, pytest, ruff, mypy, cfn-lint, aws-sam-translator and their dependencies \
+	(about 100 packages, 1 to 2 minutes)"
+	$(BIN)/python -m pip install --progress-bar on -r requirements/dev.txt
 	touch $(STAMP)
+	@echo "[venv] ready: $(VENV)"
 
 venv: $(STAMP)
 
@@ -49,6 +57,9 @@ test: $(STAMP) $(TORCH_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m demo --data $(ML100K_DIR) --users $(DEMO_USERS) --policies $(DEMO_POLICIES)
+
+demo-full: $(STAMP)
+	$(BIN)/python -m demo --data $(ML100K_DIR) --users 0 --policies full,popularity,random,model
 
 model: $(STAMP)
 	$(BIN)/python -m training.build_model --data $(ML100K_DIR) --kind cooccurrence --out layers/model
@@ -72,7 +83,7 @@ lint: $(STAMP) $(SAM_VENV)/bin/sam
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions runner cli demo reliability bench training tests
+	$(BIN)/mypy shared functions runner cli demo reliability bench testkit training tests
 	# Cyclomatic complexity: no function above C (radon's grades), tests aside.
 	$(BIN)/xenon --max-absolute C --exclude "tests/*,.venv*/*,out/*,.aws-sam/*" .
 
@@ -81,7 +92,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 events: $(STAMP)
-	$(BIN)/python -m tests.support.make_events
+	$(BIN)/python -m testkit.make_events
 
 # SAM CLI lives in its own virtualenv: its pins must not move the project's.
 $(SAM_VENV)/bin/sam:

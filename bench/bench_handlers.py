@@ -43,7 +43,6 @@ os.environ.update(
     }
 )
 
-from demo.movielens_events import catalog_items, rating_events  # noqa: E402
 from shared.domain.admission import Delivered, StreamPosition  # noqa: E402
 from shared.domain.policy import PolicyConfig, RulesPolicy  # noqa: E402
 from shared.model import OnnxRecommender  # noqa: E402
@@ -51,7 +50,7 @@ from shared.plumbing import bootstrap  # noqa: E402
 from shared.services.decide import DecideConfig, DecideService  # noqa: E402
 from shared.services.features import FeaturesService  # noqa: E402
 from shared.services.ingest import IngestService  # noqa: E402
-from tests.support.fakes import (  # noqa: E402
+from testkit.fakes import (  # noqa: E402
     InMemoryArchive,
     InMemoryCatalog,
     InMemoryEventIds,
@@ -59,6 +58,7 @@ from tests.support.fakes import (  # noqa: E402
     InMemoryUserStates,
     RecordingSender,
 )
+from testkit.traffic import catalog_items, rating_events  # noqa: E402
 from training.movielens import load_movielens, resolve_data_dir, time_split  # noqa: E402
 
 BATCH = 100
@@ -146,14 +146,14 @@ def main() -> int:
     context = Context()
 
     ingest = load_handler("ingest", {"POWERTOOLS_SERVICE_NAME": "ingest", "ARCHIVE_BUCKET": "bench"})
-    ingest_service = IngestService(InMemoryArchive(), InMemoryEventIds(), "archive/", "quarantine/")  # type: ignore[arg-type]
+    ingest_service = IngestService(InMemoryArchive(), InMemoryEventIds(), "archive/", "quarantine/")
     bootstrap.ingest_service = lambda: ingest_service  # type: ignore[assignment]
     ingest_us = per_record_us(lambda: ingest.lambda_handler(event, context), BATCH, args.repeats)
 
     features = load_handler("features", {"POWERTOOLS_SERVICE_NAME": "features"})
 
     def fresh_features() -> None:
-        service = FeaturesService(InMemoryUserStates(), catalog, InMemoryEventIds())  # type: ignore[arg-type]
+        service = FeaturesService(InMemoryUserStates(), catalog, InMemoryEventIds())
         bootstrap.features_service = lambda: service  # type: ignore[assignment]
         features.lambda_handler(event, context)
 
@@ -161,7 +161,7 @@ def main() -> int:
 
     # Writes per event over the whole replay period, batched as a Kinesis mapping would.
     store = InMemoryUserStates()
-    service = FeaturesService(store, catalog, InMemoryEventIds())  # type: ignore[arg-type]
+    service = FeaturesService(store, catalog, InMemoryEventIds())
     by_shard: dict[int, list[Any]] = {s: [] for s in range(SHARDS)}
     for n, e in enumerate(events):
         by_shard[shard_of(e.user_id)].append(Delivered(e, StreamPosition(f"shard-{shard_of(e.user_id)}", str(n)), n))
@@ -176,9 +176,9 @@ def main() -> int:
     # Decide per user with the shipped model, AWS taken out.
     recommender = OnnxRecommender.from_dir(args.model_dir)
     decide = DecideService(
-        store,  # type: ignore[arg-type]
-        catalog,  # type: ignore[arg-type]
-        InMemoryLedger(),  # type: ignore[arg-type]
+        store,
+        catalog,
+        InMemoryLedger(),
         recommender,
         RecordingSender(),
         RulesPolicy(PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)),

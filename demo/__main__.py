@@ -10,43 +10,68 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from demo.outcomes import RatingLog, SameMomentsPopularity
 from demo.push_moments import Sessions, pushes_by_depth
-from demo.replay import ROOT, progress_bar, run_policy
+from demo.replay import ROOT, RunResult, replay_records, run_policy
 from demo.report_html import write_report
-from demo.summary import report_markdown, summarize
+from demo.summary import report_console, report_markdown, summarize
 from shared.domain.policy import PolicyConfig
 from shared.plumbing.config import DecideSettings
-from training.movielens import DatasetNotFoundError, Interactions, load_movielens, resolve_data_dir, time_split
+from testkit.progress import Bars, say, ticking
+from training.movielens import (
+    DatasetNotFoundError,
+    Interactions,
+    MovieLens,
+    load_movielens,
+    resolve_data_dir,
+    time_split,
+)
 
 
-def build_model(kind: str, data_dir: Path, out: Path, quantile: float) -> Path:
+def _model_command(kind: str, data_dir: Path, out: Path, quantile: float) -> list[str]:
     """Trains on the earliest part of time only; the replay period is never seen."""
-    command = [
-        sys.executable,
-        "-m",
-        "training.build_model",
-        "--data",
-        str(data_dir),
-        "--kind",
-        kind,
-        "--split-quantile",
-        str(quantile),
-        "--out",
-        str(out),
-    ]
-    subprocess.run(command, check=True, cwd=ROOT)
-    return out
+    command = [sys.executable, "-m", "training.build_model", "--data", str(data_dir), "--kind", kind]
+    return [*command, "--split-quantile", str(quantile), "--out", str(out)]
 
 
-def calibrate(data_dir: Path, model_dir: Path, quantile: float) -> None:
-    """Engagement calibration for the full policy, fitted inside the training window only."""
-    command = [sys.executable, "-m", "training.calibration", "--data", str(data_dir), "--model-dir", str(model_dir)]
-    subprocess.run([*command, "--split-quantile", str(quantile)], check=True, cwd=ROOT)
+def build_models(data_dir: Path, models_dir: Path, quantile: float, kinds: set[str]) -> None:
+    """The co-occurrence and popularity models side by side, then the engagement calibration of the
+    co-occurrence model (fitted inside the training window only). Output goes to models_dir/*.log."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with ticking("building models"):
+        builds = []
+        for kind in sorted(kinds):
+            log = (models_dir / f"{kind}.log").open("w")
+            command = _model_command(kind, data_dir, models_dir / kind, quantile)
+            builds.append((kind, subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
+        for kind, process, log in builds:
+            if process.wait() != 0:
+                raise SystemExit(f"building the {kind} model failed; see {log.name}")
+            log.close()
+    if "cooccurrence" in kinds:
+        with ticking("calibrating"), (models_dir / "calibration.log").open("w") as log:
+            command = [sys.executable, "-m", "training.calibration", "--data", str(data_dir)]
+            command += ["--model-dir", str(models_dir / "cooccurrence"), "--split-quantile", str(quantile)]
+            subprocess.run(command, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def main(argv: list[str] | None = None) -> int:
+# The policies compared on the same replay: (model, decide settings, baseline). "full" is Nudge.
+# A baseline's name is installed into the local decide function (demo/baselines.py); None keeps
+# Nudge's own policy. The popularity model ships no calibration, so its runs have no engagement test.
+def policies(overrides: dict[str, str]) -> dict[str, tuple[str, dict[str, str], str | None]]:
+    return {
+        "full": ("cooccurrence", dict(overrides), None),
+        "popularity": ("popularity", {"EXPLORATION_SHARE": "0"}, None),
+        "random": ("popularity", {"CANDIDATES": "2000"}, "random"),
+        "model": ("cooccurrence", {"EXPLORATION_SHARE": "0"}, "model"),
+        # Diagnostics, not in the default set: the full policy without quiet hours.
+        "full-no-quiet": ("cooccurrence", {"QUIET_HOURS_START": "0", "QUIET_HOURS_END": "0", **overrides}, None),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=None, help="ml-100k folder (default ../shared/datasets/ml-100k)")
     parser.add_argument("--users", type=int, default=0, help="replay only users 1..N (0 = all)")
@@ -70,9 +95,50 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="template parameter for every policy's stack, e.g. DecisionIntervalSeconds=0 (repeatable)",
     )
-    args = parser.parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in args.set)
+    return parser.parse_args(argv)
+
+
+def replay_all(
+    selected: dict[str, tuple[str, dict[str, str], str | None]],
+    models_dir: Path,
+    data: MovieLens,
+    train: Interactions,
+    replay: Interactions,
+    users: set[str],
+    out_dir: Path,
+    args: argparse.Namespace,
+) -> dict[str, RunResult]:
+    """Each policy replays in its own process with its own moto: they share nothing, so the
+    machine's cores run them side by side. One progress bar per policy, in records put."""
+    total = len(replay_records(data, replay, users))
     parameters = dict(item.split("=", 1) for item in args.parameter)
+    with (
+        Bars(dict.fromkeys(selected, total), unit="records") as bars,
+        ProcessPoolExecutor(max_workers=min(len(selected), os.cpu_count() or 1)) as pool,
+    ):
+        futures = {
+            policy: pool.submit(
+                run_policy,
+                policy,
+                models_dir / model,
+                data,
+                train,
+                replay,
+                users,
+                out_dir,
+                args.tick_seconds,
+                bars.reporter(policy),
+                env,
+                parameters,
+                baseline,
+            )
+            for policy, (model, env, baseline) in selected.items()
+        }
+        return {policy: future.result() for policy, future in futures.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -86,49 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     replay_users = {str(u) for u in set(replay.user.tolist())}
     if args.users > 0:
         replay_users = {u for u in replay_users if int(u) <= args.users}
-    print(
-        f"MovieLens-100k: {len(train)} ratings before the cutoff train the models; "
-        f"{len(replay)} after it are replayed ({len(replay_users)} users selected)",
-        file=sys.stderr,
-    )
-    models_dir = out_dir / "models"
-    cooc = build_model("cooccurrence", data_dir, models_dir / "cooccurrence", args.split_quantile)
-    popularity = build_model("popularity", data_dir, models_dir / "popularity", args.split_quantile)
-    calibrate(data_dir, cooc, args.split_quantile)
-    # The policies compared on the same replay: (model, decide settings). "full" is Nudge.
-    # A baseline's name is installed into the local decide function (demo/baselines.py); None keeps
-    # Nudge's own policy. The popularity model ships no calibration, so its runs have no engagement test.
-    policies: dict[str, tuple[Path, dict[str, str], str | None]] = {
-        "full": (cooc, dict(overrides), None),
-        "popularity": (popularity, {"EXPLORATION_SHARE": "0"}, None),
-        "random": (popularity, {"CANDIDATES": "2000"}, "random"),
-        "model": (cooc, {"EXPLORATION_SHARE": "0"}, "model"),
-        # Diagnostics, not in the default set: the full policy without quiet hours.
-        "full-no-quiet": (cooc, {"QUIET_HOURS_START": "0", "QUIET_HOURS_END": "0", **overrides}, None),
+    selected = {
+        name: policies(dict(item.split("=", 1) for item in args.set))[name] for name in args.policies.split(",")
     }
-    selected = {name: policies[name] for name in args.policies.split(",")}
-    # Each policy replays in its own process with its own moto: they share nothing, so the
-    # machine's cores run them side by side.
-    with ProcessPoolExecutor(max_workers=min(len(selected), os.cpu_count() or 1)) as pool:
-        futures = {
-            policy: pool.submit(
-                run_policy,
-                policy,
-                model_dir,
-                data,
-                train,
-                replay,
-                replay_users,
-                out_dir,
-                args.tick_seconds,
-                progress_bar,
-                env,
-                parameters,
-                baseline,
-            )
-            for policy, (model_dir, env, baseline) in selected.items()
-        }
-        runs = {policy: future.result() for policy, future in futures.items()}
+    say(
+        f"[1/4] MovieLens-100k: {len(train)} ratings before the {args.split_quantile:.0%} time cutoff train the "
+        f"models; {len(replay)} after it are replayed for {len(replay_users)} users "
+        f"({'all' if args.users <= 0 else f'users 1 to {args.users}'}), policies: {', '.join(selected)}"
+    )
+    say("[2/4] building the models from the training period (logs in " + str(out_dir / "models") + ")")
+    build_models(data_dir, out_dir / "models", args.split_quantile, {model for model, _, _ in selected.values()})
+    say(f"[3/4] replaying, one stack per policy, {min(len(selected), os.cpu_count() or 1)} at a time")
+    runs = replay_all(selected, out_dir / "models", data, train, replay, replay_users, out_dir, args)
+    say("[4/4] summarising from storage and writing the report")
+    with ticking("report and charts"):
+        summary = summarise_runs(runs, train, replay, len(replay_users), out_dir)
+    summary["total_wall_seconds"] = round(time.perf_counter() - started, 1)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(report_console(summary, out_dir))
+    return 0 if summary["accounted_for"] and not summary["problems"] else 1
+
+
+def summarise_runs(
+    runs: dict[str, RunResult], train: Interactions, replay: Interactions, users: int, out_dir: Path
+) -> dict[str, Any]:
     defaults = DecideSettings.model_fields
     config = PolicyConfig(
         daily_push_cap=int(defaults["daily_push_cap"].default),
@@ -141,19 +188,14 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(push.__dict__) + "\n")
     everything = Interactions.concat([train, replay])
     same_moments = SameMomentsPopularity(train, everything)
-    summary = summarize(runs, RatingLog(replay), len(replay_users), config, same_moments)
+    log = RatingLog(replay)
+    summary = summarize(runs, log, users, config, same_moments)
     main_run = next(iter(runs.values()))
     # Where in users' sessions the main policy pushed, and what popularity would have hit there.
-    summary["pushes_by_session_depth"] = pushes_by_depth(
-        main_run.pushes, RatingLog(replay), Sessions(everything), same_moments
-    )
-    summary["total_wall_seconds"] = round(time.perf_counter() - started, 1)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["pushes_by_session_depth"] = pushes_by_depth(main_run.pushes, log, Sessions(everything), same_moments)
     (out_dir / "report.md").write_text(report_markdown(summary))
-    report = write_report(summary, runs, RatingLog(replay), out_dir)
-    print(report_markdown(summary))
-    print(f"written: {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {report} (charts in {out_dir / 'charts'})")
-    return 0 if summary["accounted_for"] and not summary["problems"] else 1
+    write_report(summary, runs, log, out_dir)
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Judging pushes against the real log, independently of the code under test.
 
-A push is a hit when the user rates the pushed item within 7 days after the push. The
-simulated user also answers every push with feedback events drawn from the same log.
+A push is a hit when the user rates the pushed item within 7 days after the push. The simulated
+users (testkit/feedback.py) answer every push from the same log: ``RatingLog.engaged_at``.
 """
 
 from __future__ import annotations
@@ -9,19 +9,14 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from testkit.feedback import Push
 from training.movielens import Interactions
 
 HIT_WINDOW_SECONDS = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class Push:
-    decision_id: str
-    user_id: str
-    item_id: str
-    at: int
+__all__ = ["HIT_WINDOW_SECONDS", "Push", "RatingLog", "SameMomentsPopularity", "hit_rate"]
 
 
 class RatingLog:
@@ -41,9 +36,13 @@ class RatingLog:
         index = bisect.bisect_right(times, after)
         return times[index] if index < len(times) else None
 
-    def is_hit(self, push: Push) -> bool:
+    def engaged_at(self, push: Push) -> int | None:
+        """When the user rates the pushed item within the window (a hit), else None."""
         rated = self.first_rating_after(push.user_id, push.item_id, push.at)
-        return rated is not None and rated <= push.at + HIT_WINDOW_SECONDS
+        return rated if rated is not None and rated <= push.at + HIT_WINDOW_SECONDS else None
+
+    def is_hit(self, push: Push) -> bool:
+        return self.engaged_at(push) is not None
 
 
 def hit_rate(pushes: Iterable[Push], log: RatingLog) -> tuple[int, int, float]:
@@ -51,21 +50,6 @@ def hit_rate(pushes: Iterable[Push], log: RatingLog) -> tuple[int, int, float]:
     listed = list(pushes)
     hits = sum(log.is_hit(p) for p in listed)
     return len(listed), hits, (hits / len(listed) if listed else 0.0)
-
-
-def feedback_for(push: Push, log: RatingLog) -> list[tuple[int, str]]:
-    """The simulated device and user: (time, outcome) events this push produces.
-
-    Delivered a second after sending; opened then converted when the user rates the item
-    within the window (opened a minute before the rating); otherwise dismissed an hour later.
-    """
-    events = [(push.at + 1, "delivered")]
-    rated = log.first_rating_after(push.user_id, push.item_id, push.at)
-    if rated is not None and rated <= push.at + HIT_WINDOW_SECONDS:
-        events += [(max(push.at + 2, rated - 60), "opened"), (max(push.at + 3, rated), "converted")]
-    else:
-        events.append((push.at + 3600, "dismissed"))
-    return events
 
 
 class SameMomentsPopularity:

@@ -1,15 +1,13 @@
 """`make reliability`: fuzzing, fault injection and the load replay -> out/reliability/summary.json.
 
 Every figure in the summary is counted by comparing what storage holds with what was put on the
-stream (reliability/audit.py), never from a handler's own counters.
+stream (testkit/audit.py), never from a handler's own counters.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,20 +20,14 @@ from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
 from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
 from reliability.poison import ITEMS, POISON, run_isolation
-from runner.faults import FaultInjector, FaultKind, uniform_rates
+from reliability.report import report_console
+from testkit.faults import FaultInjector, FaultKind, uniform_rates
+from testkit.progress import BarReporter, bar, live, say, ticking
+from testkit.serve import clean_env, stop, wait_ready
+from testkit.tiny_model import build_tiny_model
 from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _say(message: str) -> None:
-    sys.stderr.write(f"[reliability] {message}\n")
-    sys.stderr.flush()
-
-
-def _progress(label: str, done: int, total: int) -> None:
-    if done == total or done % 20_000 < 5_000:
-        _say(f"  load {label}: {done}/{total} events")
 
 
 def run_faults(rate: float, seeds: int, log_dir: Path) -> dict[str, Any]:
@@ -43,78 +35,54 @@ def run_faults(rate: float, seeds: int, log_dir: Path) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     plans: list[tuple[str, dict[str, float], int]] = [(k.value, {k.value: rate}, 0) for k in FaultKind]
     plans += [("all", uniform_rates(rate), seed) for seed in range(seeds)]
-    for name, rates, seed in plans:
-        result = run_scenario(rates, seed=seed, log_dir=log_dir / f"{name}-{seed}")
-        row = {"plan": name, "seed": seed, **result.as_dict()}
-        runs.append(row)
-        _say(
-            f"  faults {name} seed {seed}: injected {result.faults['injected_total']}, "
-            f"lost {result.events_lost}, applied twice {result.events_applied_twice}, "
-            f"sent twice {result.pushes_sent_twice} ({result.wall_s:.1f} s)"
-        )
+    line = bar("fault scenarios", len(plans), "scenarios")
+    with live(line):
+        for name, rates, seed in plans:
+            result = run_scenario(rates, seed=seed, log_dir=log_dir / f"{name}-{seed}")
+            runs.append({"plan": name, "seed": seed, **result.as_dict()})
+            say(
+                f"  {name} (seed {seed}): {result.faults['injected_total']} faults injected; lost "
+                f"{result.events_lost}, applied twice {result.events_applied_twice}, sent twice "
+                f"{result.pushes_sent_twice} ({result.wall_s:.1f} s)"
+            )
+            line.update()
     return {"rate": rate, "runs": runs}
 
 
 def run_poison(log_dir: Path) -> dict[str, Any]:
     """Each poison class in a drain of its own, inside 100 valid events of 10 users."""
-    from tests.support.tiny_model import build_tiny_model
-
     with tempfile.TemporaryDirectory(prefix="nudge-poison-model-") as tmp:
         model_dir = build_tiny_model(Path(tmp), vocab=ITEMS)
-        results = run_isolation(sorted(POISON), model_dir, log_dir=log_dir)
+        line = bar("poison classes", len(POISON) * 101, "records")
+        with live(line):
+            results = run_isolation(sorted(POISON), model_dir, log_dir=log_dir, progress=BarReporter(line))
     for r in results:
-        _say(
-            f"  poison {r.kind}: {r.poison_reasons} (want {r.expected_reason}), valid applied once "
-            f"{r.valid_applied_once}/{r.valid_events}, dead letters {r.dead_letter_messages}, "
-            f"archived twice {r.archived_more_than_once}: {'isolated' if r.isolated else 'NOT ISOLATED'}"
+        verdict = "isolated" if r.isolated else "NOT ISOLATED"
+        say(
+            f"  {r.kind}: quarantined as {', '.join(r.poison_reasons) or 'nothing'} (want {r.expected_reason}); "
+            f"neighbours applied once {r.valid_applied_once}/{r.valid_events}: {verdict}"
         )
     return {"classes": [r.as_dict() for r in results], "isolated": sum(r.isolated for r in results)}
 
 
 def run_hostile(out: Path) -> dict[str, Any]:
     """`python -m runner serve` exactly as runner/README.md shows it, and the hostile producer in another process."""
-    ready = out / "serve-ready.json"
+    ready, serve_log = out / "serve-ready.json", out / "serve.log"
     ready.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    serve_log = (out / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "runner", "serve", "--port", "0", "--ready-file", str(ready)],
-        cwd=ROOT,
-        env=env,
-        stdout=serve_log,
-        stderr=subprocess.STDOUT,
-    )
+    env = clean_env()
+    with serve_log.open("wb") as log:
+        command = [sys.executable, "-m", "runner", "serve", "--port", "0", "--ready-file", str(ready)]
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runner serve did not start; see {out / 'serve.log'}")
-            time.sleep(0.2)
+        wait_ready(server, ready, serve_log, timeout_s=120)
         report_file = out / "hostile.json"
-        producer = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reliability.hostile_producer",
-                "--ready-file",
-                str(ready),
-                "--out",
-                str(report_file),
-            ],
-            cwd=ROOT,
-            env=env,
-            check=False,
-        )
+        command = [sys.executable, "-m", "reliability.hostile_producer", "--ready-file", str(ready)]
+        producer = subprocess.run([*command, "--out", str(report_file)], cwd=ROOT, env=env, check=False)
         report: dict[str, Any] = json.loads(report_file.read_text())
         report["exit_code"] = producer.returncode
         return report
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        serve_log.close()
+        stop(server)
 
 
 def run_load(
@@ -125,16 +93,16 @@ def run_load(
     model_dir = ROOT / "layers" / "model"
     events = movielens_events(data, limit)
     stages = ["IngestFunction", "FeaturesFunction", *(["DecideFunction"] if with_decide else [])]
-    common: dict[str, Any] = {"model_dir": model_dir, "with_decide": with_decide, "progress": _progress}
-    clean = replay(data, events, label="clean", log_dir=log_dir, **common)
-    faulty = replay(
-        data,
-        events,
-        label="faults",
-        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages), race=FEEDBACK_RACE),
-        log_dir=log_dir,
-        **common,
-    )
+    common: dict[str, Any] = {"model_dir": model_dir, "with_decide": with_decide, "log_dir": log_dir}
+    injector = FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages), race=FEEDBACK_RACE)
+    runs = {}
+    for label, fault_injector in (("clean", None), ("faults", injector)):
+        line = bar(f"load, {label}", len(events), "events")
+        with live(line):
+            runs[label] = replay(
+                data, events, label=label, injector=fault_injector, progress=BarReporter(line), **common
+            )
+    clean, faulty = runs["clean"], runs["faults"]
     return {
         "events": len(events),
         "fault_rate": rate,
@@ -255,36 +223,37 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    _say("fuzzing the contract and the ingest path")
-    fuzz = {
-        "contract": fuzz_contract(args.fuzz_examples, seed=args.seed),
-        "through_ingest": fuzz_through_ingest(args.ingest_generated, seed=args.seed, log_dir=out / "logs" / "fuzz"),
-    }
-    tried, put = fuzz["contract"]["inputs_tried"], fuzz["through_ingest"]["records_put"]
-    _say(f"  {tried} inputs on the contract, {put} records through ingest")
-    _say("fault scenarios")
+    phases = 4 + (not args.skip_hostile)
+    say(f"[1/{phases}] fuzzing the contract ({args.fuzz_examples} examples a strategy) and the ingest path")
+    with ticking("contract fuzzing"):
+        contract = fuzz_contract(args.fuzz_examples, seed=args.seed)
+    with ticking("through ingest"):
+        through_ingest = fuzz_through_ingest(args.ingest_generated, seed=args.seed, log_dir=out / "logs" / "fuzz")
+    fuzz = {"contract": contract, "through_ingest": through_ingest}
+    say(f"[2/{phases}] fault scenarios: each fault kind alone, then all together ({args.scenario_seeds} seeds)")
     faults = run_faults(args.scenario_rate, args.scenario_seeds, out / "logs" / "faults")
-    _say("poison classes, each in a batch of 100 valid events from 10 users")
+    say(f"[3/{phases}] poison classes, each in a batch of 100 valid events from 10 users")
     poison = run_poison(out / "logs" / "poison")
     hostile = None
     if not args.skip_hostile:
-        _say("hostile producer against `python -m runner serve` (another process)")
-        hostile = run_hostile(out)
+        say(f"[4/{phases}] hostile producer against `python -m runner serve` (another process)")
+        with ticking("hostile producer"):
+            hostile = run_hostile(out)
     load = None
     if not args.skip_load:
         try:
             data_dir = resolve_data_dir(args.data)
-            _say(f"load replay of {data_dir}")
+            say(f"[{phases}/{phases}] load replay of {data_dir}, clean then with {args.load_rate:.0%} faults")
             load = run_load(
                 data_dir, args.load_rate, args.seed, args.load_events, not args.without_decide, out / "logs" / "load"
             )
         except DatasetNotFoundError as exc:
-            _say(f"MovieLens-100k not found, load replay skipped: {exc}")
+            say(f"MovieLens-100k not found, load replay skipped: {exc}")
     summary = summarise(fuzz, faults, load, time.perf_counter() - started, poison, hostile)
     details = {"fuzz": fuzz, "faults": faults, "load": load, "poison": poison, "hostile": hostile}
     (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(report_console(summary, out))
     failed = summary["events_lost"] or summary["events_applied_twice"] or summary["pushes_sent_twice"]
     failed = failed or summary["poison_classes_isolated"] != summary["poison_classes"]
     failed = failed or (hostile is not None and not hostile["clean"])

@@ -10,7 +10,6 @@ from S3 that every record is archived or quarantined with its reason and the bat
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.domain.contract import ContractViolation, QuarantineReason, decode_event
+from testkit.traffic import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -189,55 +189,39 @@ def fuzz_through_ingest(generated: int = 200, seed: int = 0, log_dir: Path | Non
     """The corpus and generated inputs through the real stream and ingest handler (moto).
 
     Every bad record must end as a quarantine line carrying its reason; the valid events put
-    before and after each bad one must be archived (the batch goes on).
+    before and after each bad one must be archived (the batch goes on). One step of the scenario
+    driver, on a stack with the ingest function only, the clock at NOW.
     """
-    from reliability.audit import archived_lines
-    from runner.clock import SimulatedClock
-    from runner.pipeline import LocalPipeline
+    from testkit.scenario import Scenario, StackSpec, Timeline, run
 
     started = time.perf_counter()
     bad = [*nasty_inputs().values(), *generated_sample(generated, seed)]
-    records: list[bytes] = []
-    good_ids: list[str] = []
-    for n, raw in enumerate(bad):
-        good_ids.append(f"good-{n}")
-        records.append(_event(event_id=f"good-{n}", user_id=f"u-{n % 7}"))
-        records.append(raw)
-    logging.getLogger("runner").setLevel(logging.ERROR)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-fuzz",
-        clock=SimulatedClock(NOW),
-        functions=["IngestFunction"],
-        env_overrides={"IngestFunction": {"POWERTOOLS_LOG_LEVEL": "ERROR"}},
-        log_dir=log_dir,
-    ) as pipe:
-        key_of = {id(r): f"p{n // 2 % 16}" for n, r in enumerate(records)}
-        pipe.put_events(records, partition_key=lambda r: key_of[id(r)])
-        quiescent = pipe.pump().quiescent
-        archive = archived_lines(pipe, "archive/")
-        quarantine = archived_lines(pipe, "quarantine/")
-        put = {pos: records[i] for i, pos in enumerate(pipe.positions)}
-        archived_ids = Counter(str(line["event"]["event_id"]) for line in archive)
-        quarantined = {(str(line["shard_id"]), str(line["sequence_number"])): line for line in quarantine}
-        bad_positions = [pos for i, pos in enumerate(pipe.positions) if i % 2 == 1]
-        dead = sum(len(pipe.receive_json(url)) for o, url in pipe.outputs.items() if o == "IngestDeadLetterQueueUrl")
-    missing_bad = [pos for pos in bad_positions if pos not in quarantined]
-    accepted_bad = [p for p in missing_bad if verdict(put[p], NOW) == "valid"]
-    without_reason = [
-        p for p, line in quarantined.items() if line.get("reason") not in {r.value for r in QuarantineReason}
+    due = int(NOW.timestamp()) - 1
+    good = [
+        Record(due, _event(event_id=f"good-{n}", user_id=f"u-{n % 7}"), f"p{n % 16}", None) for n in range(len(bad))
     ]
+    bad_records = [Record(due, raw, f"p{n % 16}", None, "malformed") for n, raw in enumerate(bad)]
+    stack = StackSpec(name="nudge-fuzz", functions=["IngestFunction"], log_dir=log_dir, log_level="ERROR")
+    records = [r for pair in zip(good, bad_records, strict=True) for r in pair]
+    result = run(Scenario(stack, records, Timeline(step_s=1, start=due)))
+    position_of = result.position_of()
+    storage = result.storage
+    archived_ids = Counter(str(line["event"]["event_id"]) for line in storage.archive)
+    quarantined = {(str(line["shard_id"]), str(line["sequence_number"])): line for line in storage.quarantine}
+    missing_bad = [r for r in bad_records if position_of[id(r)] not in quarantined]
+    accepted_bad = [r for r in missing_bad if isinstance(r.data, bytes) and verdict(r.data, NOW) == "valid"]
+    reasons = {r.value for r in QuarantineReason}
     return {
         "records_put": len(records),
         "bad_records_put": len(bad),
-        "bad_quarantined_with_reason": len(bad_positions) - len(missing_bad),
+        "bad_quarantined_with_reason": len(bad) - len(missing_bad),
         "generated_that_were_valid": len(accepted_bad),
         "bad_lost": len(missing_bad) - len(accepted_bad),
-        "good_archived": sum(1 for i in good_ids if archived_ids[i] >= 1),
-        "good_lost": sum(1 for i in good_ids if archived_ids[i] == 0),
-        "quarantine_lines_without_reason": len(without_reason),
+        "good_archived": sum(1 for n in range(len(bad)) if archived_ids[f"good-{n}"] >= 1),
+        "good_lost": sum(1 for n in range(len(bad)) if archived_ids[f"good-{n}"] == 0),
+        "quarantine_lines_without_reason": sum(1 for line in quarantined.values() if line.get("reason") not in reasons),
         "quarantine_reasons": dict(Counter(str(line["reason"]) for line in quarantined.values())),
-        "dead_letter_messages": dead,
-        "quiescent": quiescent,
+        "dead_letter_messages": storage.dead_letters.messages.get("Ingest", 0),
+        "quiescent": result.quiescent,
         "wall_s": round(time.perf_counter() - started, 3),
     }

@@ -1,87 +1,40 @@
 """Load: every MovieLens-100k rating (plus one profile event per user) through the whole pipeline.
 
-Events are made as the demo makes them (demo/movielens_events.py) and put on the stream in
-chunks that span at most six days of event time (the contract refuses events more than seven
-days older than their arrival); the simulated clock moves to each chunk's last event and every
-mapping is drained before the next chunk. Within a chunk, events are put user by user (each
-user's in time order): Kinesis orders per partition key only, so this changes nothing a user
-sees, but it keeps a batch to a few users, as a real stream keyed by user mostly is per shard.
+Events come from the traffic kit (testkit/traffic.py, as the demo makes them) and go through the
+scenario driver (testkit/scenario.py) in steps of six days of event time (the contract refuses
+events more than seven days older than their arrival): the simulated clock moves to each step's
+end and every mapping is drained, at most 5,000 records a put. Within a step, records are put
+user by user (each user's in time order): Kinesis orders per partition key only, so this changes
+nothing a user sees, but it keeps a batch to a few users, as a real stream keyed by user mostly is
+per shard.
 
 The same replay runs once clean and once with faults; both final user states are compared with
-each other and with the reference fold of the input (reliability/audit.py).
+each other and with the reference fold of the input (testkit/audit.py).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from demo.movielens_events import catalog_items, profile_event, rating_events
-from reliability.audit import (
-    audit_pushes,
-    audit_user_state,
-    folded_fields,
-    ledger,
-    read_dead_letters,
-    same_fold,
-    user_states,
-)
-from runner.clock import SimulatedClock
-from runner.faults import FaultInjector
 from runner.pipeline import LocalPipeline
-from runner.server import create_outbox
-from shared.adapters.catalog import Catalog
-from shared.domain.contract import BehaviourEvent, ProfileEvent
+from shared.domain.contract import AnyEvent, ProfileEvent
 from shared.domain.user_state import UserState
+from testkit import traffic
+from testkit.audit import Snapshot, audit_pushes, audit_user_state, folded_fields, same_fold
+from testkit.faults import FaultInjector
+from testkit.scenario import Progress, Scenario, ScenarioRun, StackSpec, Timeline, run
 from training.movielens import MovieLens
 
-ROOT = Path(__file__).resolve().parents[1]
-CHUNK_SPAN = timedelta(days=6)
-CHUNK_EVENTS = 5000
-
-Event = BehaviourEvent | ProfileEvent
+STEP_S = 6 * 24 * 3600
+MAX_PER_PUT = 5000
 
 
-def movielens_events(data: MovieLens, limit: int | None = None) -> list[Event]:
+def movielens_events(data: MovieLens, limit: int | None = None) -> list[AnyEvent]:
     """Ratings in time order (the first ``limit``), each user's profile a second before their first."""
-    ratings = list(rating_events(data.interactions))[:limit]
-    users = {u.user_id: u for u in data.users}
-    first: dict[str, BehaviourEvent] = {}
-    for event in ratings:
-        first.setdefault(event.user_id, event)
-    out: list[tuple[int, int, Event]] = []
-    for n, event in enumerate(ratings):
-        if first[event.user_id] is event:
-            out.append((event.epoch_seconds - 1, 2 * n, profile_event(users[event.user_id], _minus_1s(event))))
-        out.append((event.epoch_seconds, 2 * n + 1, event))
-    return [e for _, _, e in sorted(out, key=lambda t: (t[0], t[1]))]
-
-
-def _minus_1s(event: BehaviourEvent) -> Any:
-    return event.timestamp - timedelta(seconds=1)
-
-
-def chunks(events: Sequence[Event]) -> list[list[Event]]:
-    """Consecutive slices spanning at most CHUNK_SPAN and CHUNK_EVENTS; each slice grouped by user."""
-    out: list[list[Event]] = []
-    current: list[Event] = []
-    for event in events:
-        if current and (len(current) >= CHUNK_EVENTS or event.timestamp - current[0].timestamp > CHUNK_SPAN):
-            out.append(current)
-            current = []
-        current.append(event)
-    if current:
-        out.append(current)
-    # Stable sort: each user's events stay in time order.
-    return [sorted(chunk, key=lambda e: int(e.user_id)) for chunk in out]
+    return traffic.with_profiles(list(traffic.rating_events(data.interactions))[:limit], data.users)
 
 
 @dataclass
@@ -105,68 +58,64 @@ class LoadRun:
 
 def replay(
     data: MovieLens,
-    events: Sequence[Event],
+    events: Sequence[AnyEvent],
     *,
     label: str,
     model_dir: Path,
     injector: FaultInjector | None = None,
     with_decide: bool = True,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
     log_dir: Path | None = None,
 ) -> LoadRun:
-    run = LoadRun(label=label, events_in=len(events))
-    genres = {i.item_id: list(i.genres) for i in data.items}
-    parts = chunks(events)
-    functions = ["IngestFunction", "FeaturesFunction", *(["DecideFunction"] if with_decide else [])]
-    logging.getLogger("runner").setLevel(logging.ERROR)
-    clock = SimulatedClock(parts[0][0].timestamp if parts else 0)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name=f"nudge-load-{label}",
-        clock=clock,
-        functions=functions,
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "ERROR"}},
-        fault_injector=injector,
+    stack = StackSpec(
+        name=f"nudge-load-{label}",
+        model_dir=model_dir,
+        functions=["IngestFunction", "FeaturesFunction", *(["DecideFunction"] if with_decide else [])],
+        catalog=traffic.catalog_items(data.items),
+        injector=injector,
         # Handler logs and metrics go to files (stdout would cost more than some handlers).
         log_dir=(log_dir / label) if log_dir else None,
-    ) as pipe:
-        Catalog(boto3.resource("dynamodb", region_name=pipe.region), pipe.outputs["CatalogTableName"]).put_many(
-            catalog_items(data.items)
-        )
-        outbox = str(create_outbox(pipe, f"load-outbox-{label}", [pipe.outputs["PushTopicArn"]])["queue_url"])
-        received: list[dict[str, Any]] = []
-        started = time.perf_counter()
-        done = 0
-        for part in parts:
-            clock.set(max(e.epoch_seconds for e in part) + 1)
-            pipe.put_events([json.loads(e.model_dump_json(exclude_none=True)) for e in part], partition_key="user_id")
-            pipe.pump(max_rounds=1_000_000)
-            received += pipe.receive_json(outbox, max_messages=1_000_000)
-            done += len(part)
-            if progress:
-                progress(label, done, len(events))
-        run.wall_s = time.perf_counter() - started
-        run.events_per_s = run.events_in / run.wall_s if run.wall_s else 0.0
-        dead = read_dead_letters(pipe)
-        states = user_states(pipe)
-        run.final_state = states
-        run.audit = audit_user_state(events, states, genres, dead.event_ids("Features")).as_dict()
-        consented = {e.user_id for e in events if isinstance(e, ProfileEvent) and e.consent}
-        run.push_audit = audit_pushes(received, ledger(pipe) if with_decide else [], consented).as_dict()
-        run.pushes = len(received)
-        run.dead_letters = dead.as_dict()
-        run.decide_triggers_dead_lettered = len(dead.stream_users.get("Decide", []))
-        run.faults = injector.summary() if injector else {}
-        stats = pipe.stats()
-        run.functions = {
-            fid: {
-                k: v
-                for k, v in fs.summary().items()
-                if k in ("invocations", "errors", "timeouts", "records", "cold_starts", "handler_ms_total")
-            }
-            for fid, fs in stats.functions.items()
-        }
-    return run
+        log_level="ERROR",
+    )
+    timeline = Timeline(step_s=STEP_S, waves="by_user", max_per_put=MAX_PER_PUT)
+    result = run(Scenario(stack, traffic.records_of(events), timeline, progress=progress, read_back=_read_back))
+    return _audit(label, events, result, data, injector, with_decide)
+
+
+def _read_back(pipe: LocalPipeline) -> Snapshot:
+    return Snapshot.read(pipe, archive=False)
+
+
+def _audit(
+    label: str,
+    events: Sequence[AnyEvent],
+    result: ScenarioRun,
+    data: MovieLens,
+    injector: FaultInjector | None,
+    with_decide: bool,
+) -> LoadRun:
+    genres = {i.item_id: list(i.genres) for i in data.items}
+    storage, dead = result.storage, result.storage.dead_letters
+    consented = {e.user_id for e in events if isinstance(e, ProfileEvent) and e.consent}
+    # Wall time of the steps (stack start and read-back aside), as the load's rate.
+    wall_s = sum(step.wall_s for step in result.steps)
+    stats = result.stats
+    assert stats is not None
+    keep = ("invocations", "errors", "timeouts", "records", "cold_starts", "handler_ms_total")
+    return LoadRun(
+        label=label,
+        events_in=len(events),
+        wall_s=wall_s,
+        events_per_s=len(events) / wall_s if wall_s else 0.0,
+        pushes=len(result.pushes),
+        faults=injector.summary() if injector else {},
+        audit=audit_user_state(events, storage.user_states, genres, dead.event_ids("Features")).as_dict(),
+        push_audit=audit_pushes(result.pushes, storage.ledger if with_decide else [], consented).as_dict(),
+        dead_letters=dead.as_dict(),
+        decide_triggers_dead_lettered=len(dead.stream_users.get("Decide", [])),
+        functions={fid: {k: v for k, v in fs.summary().items() if k in keep} for fid, fs in stats.functions.items()},
+        final_state=storage.user_states,
+    )
 
 
 def compare_states(a: Mapping[str, UserState], b: Mapping[str, UserState]) -> dict[str, Any]:

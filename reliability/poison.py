@@ -2,33 +2,29 @@
 
 ``POISON`` names each class with the record it puts on the stream and the verdict the contract must
 reach. ``run_isolation`` mixes one poison record of each class asked for into 100 valid events from
-10 users of its own, runs the whole pipeline, and audits storage against the input, class by class:
-every valid event applied exactly once (a reference fold), the poison record quarantined exactly
-once with its reason, no record archived twice, every dead-letter queue empty. One class per pump
-(``together=False``, what `make reliability` runs) puts each poison record in a batch of exactly its
-100 neighbours; all classes in one pump (the test suite's form) is one stack and one drain.
+10 users of its own, runs the whole pipeline on the scenario driver (testkit/scenario.py), and
+audits storage against the input, class by class: every valid event applied exactly once (a
+reference fold), the poison record quarantined exactly once with its reason, no record archived
+twice, every dead-letter queue empty. One class per step (``together=False``, what `make reliability`
+runs) puts each poison record in a batch of exactly its 100 neighbours; all classes in one step (the
+test suite's form) is one drain.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reliability.audit import archived_lines, audit_ingest, audit_user_state, read_dead_letters, user_states
-from runner.clock import SimulatedClock
-from runner.pipeline import LocalPipeline
-from shared.adapters.catalog import Catalog
 from shared.domain.catalog import CatalogItem
-from shared.domain.contract import AnyEvent, BehaviourEvent, ProfileEvent, QuarantineReason
+from shared.domain.contract import AnyEvent, QuarantineReason
+from testkit import traffic
+from testkit.audit import audit_ingest, audit_user_state
+from testkit.scenario import Progress, Scenario, ScenarioRun, StackSpec, Step, Timeline, run
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 ITEMS = [str(i) for i in range(1, 9)]
 GENRES = {i: ["Drama"] if int(i) % 2 else ["Comedy"] for i in ITEMS}
@@ -41,46 +37,21 @@ def users(prefix: str) -> list[str]:
     return [f"{prefix}u{n}" for n in range(USERS_PER_CLASS)]
 
 
-def valid_events(prefix: str = "") -> list[AnyEvent]:
+def valid_events(prefix: str = "", t0: datetime = T0) -> list[AnyEvent]:
     """10 users, each a profile then 9 behaviour events a minute apart: 100 events."""
     events: list[AnyEvent] = []
     for n, user in enumerate(users(prefix)):
-        events.append(
-            ProfileEvent(
-                schema_version=1,
-                event_id=f"p-{user}",
-                user_id=user,
-                timestamp=T0,
-                type="profile",
-                consent=True,
-                timezone="Europe/Berlin",
-                push_token=f"tok-{user}",
-                attributes={"plan": "pro", "beta": True, "score": 7.5},
-            )
-        )
-        events += [
-            BehaviourEvent(
-                schema_version=1,
-                event_id=f"{user}-b{k}",
-                user_id=user,
-                timestamp=T0 + timedelta(minutes=k + 1),
-                type="rate" if k % 2 else "view",
-                item_id=ITEMS[(k * 3 + n) % len(ITEMS)],
-                value=4.0 if k % 2 else None,
-            )
-            for k in range(9)
-        ]
+        attributes = {"plan": "pro", "beta": True, "score": 7.5}
+        events.append(traffic.profile(user, t0, timezone="Europe/Berlin", attributes=attributes))
+        events += traffic.behaviour(user, 9, t0 + timedelta(minutes=1), ITEMS, item_offset=n)
     return events
 
 
-def wire(event: AnyEvent) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(event.model_dump_json(exclude_none=True))
-    return out
+wire = traffic.wire
 
 
 def _victim(prefix: str, at: datetime) -> dict[str, Any]:
-    victim = wire(valid_events(prefix)[CARRIER * 10 + VICTIM_INDEX])
-    return {**victim, "timestamp": at.isoformat()} if at != T0 else victim
+    return wire(valid_events(prefix, at)[CARRIER * 10 + VICTIM_INDEX])
 
 
 def _profile(prefix: str, at: datetime, **fields: Any) -> bytes:
@@ -127,7 +98,7 @@ POISON: dict[str, PoisonClass] = {
     "consent_as_text": PoisonClass(lambda p, at: _profile(p, at, consent="yes"), QuarantineReason.INVALID_FIELDS),
     "consent_as_number": PoisonClass(lambda p, at: _profile(p, at, consent=1), QuarantineReason.INVALID_FIELDS),
     "epoch_timestamp": PoisonClass(
-        lambda p, at: _profile(p, at, timestamp=int((T0 + timedelta(minutes=5)).timestamp())),
+        lambda p, at: _profile(p, at, timestamp=int((at + timedelta(minutes=5)).timestamp())),
         QuarantineReason.INVALID_FIELDS,
     ),
     "duplicate_json_key": PoisonClass(_with_duplicate_key, QuarantineReason.DUPLICATE_KEY),
@@ -172,82 +143,68 @@ class IsolationResult:
         return {**asdict(self), "isolated": self.isolated}
 
 
+# Each class's events are this far apart from the next class's, one step each.
+CLASS_SPAN = timedelta(minutes=15)
+
+
 def run_isolation(
-    kinds: Sequence[str], model_dir: Path, *, together: bool = False, log_dir: Path | None = None
+    kinds: Sequence[str],
+    model_dir: Path,
+    *,
+    together: bool = False,
+    log_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> list[IsolationResult]:
     """For each kind, one poison record in the middle of 100 valid events of 10 users of its own,
     through every function; ``together`` puts every kind's records on the stream before one drain."""
-    logging.getLogger("runner").setLevel(logging.ERROR)
-    with (
-        tempfile.TemporaryDirectory(prefix="nudge-poison-") as tmp,
-        LocalPipeline(
-            ROOT / "template.yaml",
-            stack_name="nudge-poison",
-            clock=SimulatedClock(T0 + timedelta(minutes=11)),
-            env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir), "POWERTOOLS_LOG_LEVEL": "ERROR"}},
-            log_dir=log_dir or Path(tmp) / "logs",
-        ) as pipe,
-    ):
-        import boto3
-
-        Catalog(boto3.resource("dynamodb", region_name=pipe.region), pipe.outputs["CatalogTableName"]).put_many(
-            CatalogItem(item_id=i, title=f"Film {i}", genres=GENRES[i]) for i in ITEMS
-        )
-        planned = [_Planned.of(kind, f"k{n}") for n, kind in enumerate(kinds)]
-        results: list[IsolationResult] = []
-        if together:
-            started = time.perf_counter()
-            for plan in planned:
-                plan.put(pipe)
-            quiescent = pipe.pump().quiescent
-            wall = (time.perf_counter() - started) / max(1, len(planned))
-            results = [plan.audit(pipe, quiescent, wall) for plan in planned]
-        else:
-            for plan in planned:
-                started = time.perf_counter()
-                plan.put(pipe)
-                quiescent = pipe.pump().quiescent
-                results.append(plan.audit(pipe, quiescent, time.perf_counter() - started))
-        return results
+    planned = [_Planned.of(kind, f"k{n}", T0 + n * CLASS_SPAN) for n, kind in enumerate(kinds)]
+    span = int(CLASS_SPAN.total_seconds())
+    stack = StackSpec(
+        name="nudge-poison",
+        model_dir=model_dir,
+        catalog=[CatalogItem(item_id=i, title=f"Film {i}", genres=GENRES[i]) for i in ITEMS],
+        log_dir=log_dir,
+        log_level="ERROR",
+    )
+    timeline = Timeline(step_s=span * (len(planned) + 1) if together else span, start=int(T0.timestamp()))
+    result = run(Scenario(stack, [r for plan in planned for r in plan.records], timeline, progress=progress))
+    steps = [result.steps[0]] * len(planned) if together else result.steps
+    share = len(planned) if together else 1
+    return [plan.audit(result, step, share) for plan, step in zip(planned, steps, strict=True)]
 
 
 @dataclass
 class _Planned:
     kind: str
     events: list[AnyEvent]
-    records: list[tuple[str, dict[str, Any] | bytes]]
-    at: int
-    positions: list[tuple[str, str]]
+    records: list[traffic.Record]
+    poison: traffic.Record
 
     @classmethod
-    def of(cls, kind: str, prefix: str) -> _Planned:
-        events = valid_events(prefix)
-        records: list[tuple[str, dict[str, Any] | bytes]] = [(e.user_id, wire(e)) for e in events]
+    def of(cls, kind: str, prefix: str, t0: datetime) -> _Planned:
+        events = valid_events(prefix, t0)
+        records = traffic.records_of(events)
         # Right after the victim, in the carrier's shard: the batch around it holds other users' events too.
-        at = CARRIER * 10 + VICTIM_INDEX + 1
-        records.insert(at, (users(prefix)[CARRIER], POISON[kind].record(prefix, T0)))
-        return cls(kind, events, records, at, [])
+        victim = records[CARRIER * 10 + VICTIM_INDEX]
+        poison = traffic.Record(victim.at, POISON[kind].record(prefix, t0), victim.key, None, "malformed")
+        records.insert(CARRIER * 10 + VICTIM_INDEX + 1, poison)
+        return cls(kind, events, records, poison)
 
-    def put(self, pipe: LocalPipeline) -> None:
-        key_of = {id(r): k for k, r in self.records}
-        first = len(pipe.positions)
-        pipe.put_events([r for _, r in self.records], partition_key=lambda r: key_of[id(r)])
-        self.positions = pipe.positions[first:]
-
-    def audit(self, pipe: LocalPipeline, quiescent: bool, wall_s: float) -> IsolationResult:
-        dead = read_dead_letters(pipe)
+    def audit(self, result: ScenarioRun, step: Step, share: int) -> IsolationResult:
+        storage, dead = result.storage, result.storage.dead_letters
+        position_of = result.position_of()
+        positions = [position_of[id(r)] for r in self.records]
         mine = {e.user_id for e in self.events}
-        ingest = audit_ingest(pipe, self.positions, dead.kinesis_positions.get("Ingest", []))
-        states = {u: s for u, s in user_states(pipe).items() if u in mine}
+        ingest = audit_ingest(storage, positions, dead.kinesis_positions.get("Ingest", []))
+        states = {u: s for u, s in storage.user_states.items() if u in mine}
         state = audit_user_state(self.events, states, GENRES, dead.event_ids("Features"))
-        quarantine = archived_lines(pipe, "quarantine/")
-        poison_position = self.positions[self.at]
+        poison_position = position_of[id(self.poison)]
         reasons = [
             str(line["reason"])
-            for line in quarantine
+            for line in storage.quarantine
             if (str(line.get("shard_id")), str(line.get("sequence_number"))) == poison_position
         ]
-        later = [line for line in quarantine if line.get("stage") not in (None, "ingest")]
+        later = [line for line in storage.quarantine if line.get("stage") not in (None, "ingest")]
         return IsolationResult(
             kind=self.kind,
             expected_reason=POISON[self.kind].reason.value,
@@ -262,6 +219,6 @@ class _Planned:
             archived=ingest.archived,
             archived_more_than_once=ingest.archived_more_than_once,
             dead_letter_messages=sum(dead.messages.values()),
-            quiescent=quiescent,
-            wall_s=round(wall_s, 3),
+            quiescent=step.quiescent,
+            wall_s=round(step.wall_s / share, 3),
         )

@@ -48,7 +48,7 @@ class AbortInvocation(BaseException):
 
 
 class InvocationHook(Protocol):
-    """Sees every handler invocation (the fault injector, runner/faults.py)."""
+    """Sees every handler invocation (e.g. the fault injector, testkit/faults.py)."""
 
     def invocation(self, function_id: str) -> contextlib.AbstractContextManager[None]: ...
 

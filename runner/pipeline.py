@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -19,11 +19,11 @@ from moto import mock_aws
 
 from runner.clock import Clock, RealClock, SimulatedClock, to_epoch
 from runner.deploy import TemplateError, artifact_sources, check_parameters, load_yaml
-from runner.faults import FaultInjector
 from runner.lambda_invoke import (
     FAKE_CREDENTIALS,
     FunctionContainer,
     FunctionStats,
+    InvocationHook,
     InvocationResult,
     lambda_environment,
 )
@@ -40,6 +40,17 @@ EnvOverrides = Mapping[str, Mapping[str, str | None]]
 PartitionKey = str | Callable[[Any], str]
 
 T = TypeVar("T")
+
+
+class PipelineHook(InvocationHook, Protocol):
+    """Sees every handler invocation, installed before any handler runs (testkit/faults.py's
+    FaultInjector); ``client`` is set to the pipeline's client factory first."""
+
+    client: Callable[[str], Any] | None
+
+    def install(self) -> None: ...
+
+    def uninstall(self) -> None: ...
 
 
 @dataclass
@@ -78,7 +89,7 @@ class LocalPipeline:
     in the caller's if active); else a moto server, handed to handlers as AWS_ENDPOINT_URL.
     env_overrides: function logical id (or "*") -> variables that win, None unsets one.
     deployed_stack: drive an existing stack (e.g. deployed with real artifacts) instead.
-    fault_injector: runner/faults.py, in-process only.
+    fault_injector: a PipelineHook (testkit/faults.py), in-process only.
     """
 
     def __init__(
@@ -96,7 +107,7 @@ class LocalPipeline:
         python_paths: Sequence[str | Path] | None = None,
         enforce_timeout: bool = False,
         deployed_stack: str | None = None,
-        fault_injector: FaultInjector | None = None,
+        fault_injector: PipelineHook | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.template = load_yaml(self.template_path)
@@ -388,37 +399,6 @@ class LocalPipeline:
         mappings: dict[str, MappingStats] = {k: m.stats for k, m in self.stream_mappings.items()}
         mappings.update({k: s.stats for k, s in self.schedules.items()})
         return PipelineStats({fid: c.stats for fid, c in self.containers.items()}, mappings)
-
-    # ------------------------------------------------------------ conveniences for demos and tests
-
-    def queue_url(self, queue: str) -> str:
-        """Queue URL for a logical id, a queue name or a URL."""
-        if queue in self.stack.of_type("AWS::SQS::Queue"):
-            return self.resources[queue].ref
-        if queue.startswith(("http://", "https://")):
-            return queue
-        return str(self.client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
-
-    def receive_messages(self, queue: str, *, max_messages: int = 1000, wait_s: float = 0.0) -> list[str]:
-        """Receive (and delete) message bodies from a queue until it is empty or max_messages."""
-        sqs, url = self.client("sqs"), self.queue_url(queue)
-        bodies: list[str] = []
-        deadline = time.monotonic() + wait_s
-        while len(bodies) < max_messages:
-            page = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(bodies)))
-            messages = page.get("Messages", [])
-            if not messages and time.monotonic() >= deadline:
-                break
-            if not messages:
-                time.sleep(0.05)
-                continue
-            bodies.extend(m["Body"] for m in messages)
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-        return bodies
-
-    def receive_json(self, queue: str, **kwargs: Any) -> list[Any]:
-        return [json.loads(body) for body in self.receive_messages(queue, **kwargs)]
 
 
 @cache

@@ -70,7 +70,7 @@ def stack(aws: None) -> Stack:
 
 @pytest.fixture
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.support.tiny_model import build_tiny_model
+    from testkit.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("model"))
 

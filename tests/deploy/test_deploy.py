@@ -32,8 +32,9 @@ from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent
+from testkit import traffic
+from testkit.queues import receive_json, receive_messages
 from tests.deploy.packaging import package
-from tests.support import traffic
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
 
@@ -193,11 +194,11 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     assert {s["user_id"] for s in states} == set(users)
     ledger = [from_dynamo(i) for i in dynamodb.Table(outputs["LedgerTableName"]).scan()["Items"]]
     assert ledger, "decide ran on the deployed user-state stream"
-    pushes = pipeline.receive_json(outbox)
+    pushes = receive_json(pipeline, outbox)
     assert {p["decision_id"] for p in pushes} == {r["decision_id"] for r in ledger if r.get("status") == "sent"}
     assert max(Counter(p["user_id"] for p in pushes).values(), default=0) <= 2
     for queue in ("IngestDeadLetterQueueUrl", "FeaturesDeadLetterQueueUrl", "DecideDeadLetterQueueUrl"):
-        assert pipeline.receive_messages(outputs[queue]) == []
+        assert receive_messages(pipeline, outputs[queue]) == []
     assert all(s.errors == 0 for s in pipeline.stats().functions.values())
 
     # The erase function runs with the environment CloudFormation gave it and removes one user.

@@ -15,9 +15,9 @@ import pytest
 
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
+from testkit import traffic
+from testkit.tiny_model import build_tiny_model
 from tests.integration.test_pipeline import ITEMS, ROOT, T0, scan
-from tests.support import traffic
-from tests.support.tiny_model import build_tiny_model
 
 # One user's session: events 0, 1, 2, 6, 7 and 13 minutes in, each on the stream as it happens.
 MINUTES = (0, 1, 2, 6, 7, 13)

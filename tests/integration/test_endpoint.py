@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.serve import daytime_zone, endpoint_client, start_serve, stop, wait_ready
-from tests.support.tiny_model import build_tiny_model
+from testkit.serve import daytime_zone, endpoint_client, start_serve, stop, wait_ready
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]

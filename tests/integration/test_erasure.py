@@ -30,8 +30,9 @@ from shared.adapters.object_archive import ObjectArchive
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import FeedbackEvent
 from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
-from tests.support import traffic
-from tests.support.tiny_model import build_tiny_model
+from testkit import traffic
+from testkit.queues import receive_json, receive_messages
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
@@ -83,7 +84,7 @@ def run_traffic(pipe: LocalPipeline, users: list[str], opaque: bool = False) -> 
         broken = json.dumps({"schema_version": 1, "event_id": f"bad-{user}", "user_id": user, "type": "view"})
         pipe.put_events([broken.encode()], partition_key=lambda _, user=user: user)  # type: ignore[misc]
     assert pipe.pump().quiescent
-    pushes = pipe.receive_json(outbox)
+    pushes = receive_json(pipe, outbox)
     feedback = [
         FeedbackEvent(
             schema_version=1,
@@ -163,7 +164,7 @@ def queue_messages(pipe: LocalPipeline) -> list[str]:
     sqs = pipe.client("sqs")
     bodies: list[str] = []
     for url in sqs.list_queues().get("QueueUrls", []):
-        bodies.extend(pipe.receive_messages(url))
+        bodies.extend(receive_messages(pipe, url))
     return bodies
 
 

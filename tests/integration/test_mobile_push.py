@@ -14,14 +14,14 @@ import boto3
 import pytest
 from moto.sns.models import sns_backends
 
-from reliability.audit import ledger as ledger_rows
-from reliability.audit import user_states
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent, ProfileEvent
-from tests.support.tiny_model import build_tiny_model
+from testkit.audit import ledger as ledger_rows
+from testkit.audit import user_states
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 31)]
@@ -38,7 +38,7 @@ def profile(user: str, token: str, platform: str, at: datetime, n: int) -> dict[
         consent=True,
         timezone="UTC",
         push_token=token,
-        platform=platform,  # type: ignore[arg-type]
+        platform=platform,
     )
     return json.loads(event.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
 

@@ -1,4 +1,5 @@
-"""A slice of the real MovieLens replay through the whole pipeline, with the shipped model.
+"""A slice of the real MovieLens replay through the whole pipeline: Nudge's own policy (no baseline
+installed) with the shipped model, malformed records and producer retries mixed in.
 
 Skipped (with the reason) where the dataset is not beside the checkout; CI has it.
 """
@@ -10,19 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from demo.movielens_events import profile_event, rating_events
 from demo.outcomes import RatingLog
 from demo.replay import RunResult, run_policy
 from demo.summary import cap_violations, quiet_hour_violations
-from reliability.audit import NOT_FOLDED
-from shared.adapters.user_state_codec import decode_user_state
 from shared.domain.fold import apply_event
 from shared.domain.policy import PolicyConfig
 from shared.domain.user_state import UserState
+from testkit.audit import NOT_FOLDED
+from testkit.traffic import profile_event, rating_events
 from training.movielens import DatasetNotFoundError, MovieLens, load_movielens, resolve_data_dir, time_split
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {str(u) for u in range(1, 16)}
+# Denser than the demo's (one in 997 and 1,009), so a 15-user slice carries malformed records of every
+# kind and producer retries.
+BAD_EVERY, DUPLICATE_EVERY = 53, 61
+MALFORMED_REASONS = {"not_json", "unsupported_schema_version", "invalid_fields", "unknown_event_type", "bad_encoding"}
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +41,33 @@ def movielens() -> MovieLens:
 def replayed(movielens: MovieLens, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     train, replay = time_split(movielens.interactions, 0.8)
     users = USERS & {str(u) for u in replay.user.tolist()}
+    out = tmp_path_factory.mktemp("replay")
     return run_policy(
-        "model", ROOT / "layers" / "model", movielens, train, replay, users, tmp_path_factory.mktemp("replay")
+        "full",
+        ROOT / "layers" / "model",
+        movielens,
+        train,
+        replay,
+        users,
+        out,
+        bad_every=BAD_EVERY,
+        duplicate_every=DUPLICATE_EVERY,
     )
 
 
 def test_every_record_is_accounted_for(replayed: RunResult) -> None:
     assert replayed.events_in > 100
-    assert replayed.bad_injected == 0 or sum(replayed.quarantined.values()) >= replayed.bad_injected
-    assert replayed.events_in == len(replayed.archive_event_ids) + sum(replayed.quarantined.values()) + sum(
-        replayed.dead_lettered.values()
-    )
+    assert replayed.bad_injected >= 5, "the slice must carry every kind of malformed record"
+    assert replayed.duplicates_injected >= 5
+    # Each malformed record quarantined with its reason, each producer retry as a duplicate, nothing else.
+    malformed = sum(n for reason, n in replayed.quarantined.items() if reason in MALFORMED_REASONS)
+    assert malformed == replayed.bad_injected
+    assert set(replayed.quarantined) - MALFORMED_REASONS <= {"duplicate_event_id"}
+    assert replayed.quarantined["duplicate_event_id"] == replayed.duplicates_injected
+    assert sum(replayed.dead_lettered.values()) == 0
+    assert replayed.events_in == len(replayed.archive_event_ids) + sum(replayed.quarantined.values())
+    # Archived: every valid event and every feedback event, once.
+    assert len(replayed.archive_event_ids) == len(set(replayed.archive_event_ids))
 
 
 def test_user_state_equals_a_reference_fold_of_the_input(movielens: MovieLens, replayed: RunResult) -> None:
@@ -57,16 +77,20 @@ def test_user_state_equals_a_reference_fold_of_the_input(movielens: MovieLens, r
     reference: dict[str, UserState] = {}
     for event in rating_events(train):
         if event.user_id in replayed.final_states:
-            apply_event(reference.setdefault(event.user_id, UserState(user_id=event.user_id)), event, genres.get)
+            apply_event(
+                reference.setdefault(event.user_id, UserState(user_id=event.user_id)),
+                event,
+                lambda item: genres.get(item, []),
+            )
     first = next(e for e in rating_events(replay) if e.user_id in replayed.final_states)
     for user_id in replayed.final_states:
         state = reference.setdefault(user_id, UserState(user_id=user_id))
-        apply_event(state, profile_event(users[user_id], first.timestamp), genres.get)
+        apply_event(state, profile_event(users[user_id], first.timestamp), lambda item: genres.get(item, []))
     for event in rating_events(replay):
         if event.user_id in reference:
-            apply_event(reference[event.user_id], event, genres.get)
+            apply_event(reference[event.user_id], event, lambda item: genres.get(item, []))
     for user_id, ref in reference.items():
-        got = decode_user_state(replayed.final_states[user_id]).model_dump(exclude=set(NOT_FOLDED))
+        got = replayed.final_states[user_id].model_dump(exclude=set(NOT_FOLDED))
         want = ref.model_dump(exclude=set(NOT_FOLDED))
         assert got.pop("genre_affinity") == pytest.approx(want.pop("genre_affinity"))
         assert got == want, user_id
@@ -76,8 +100,8 @@ def test_no_push_breaks_the_policy(replayed: RunResult) -> None:
     pushes = [row for row in replayed.ledger if row.get("action") == "push"]
     assert pushes
     config = PolicyConfig()
-    assert cap_violations(pushes, config.daily_push_cap) == 0
-    timezones = {u: str(s.get("timezone", "UTC")) for u, s in replayed.final_states.items()}
+    timezones = {u: s.timezone or "UTC" for u, s in replayed.final_states.items()}
+    assert cap_violations(pushes, config.daily_push_cap, timezones) == 0
     assert quiet_hour_violations(pushes, timezones, config) == 0
     items: dict[str, list[str]] = defaultdict(list)
     for row in pushes:

@@ -24,9 +24,10 @@ from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
+from testkit import traffic
+from testkit.queues import receive_json
+from testkit.tiny_model import build_tiny_model
 from tests.events import load_event
-from tests.support import traffic
-from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
@@ -124,7 +125,7 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
     # Every record ends in exactly one place.
     archived = read_lines(pipeline, "archive/")
     quarantined = read_lines(pipeline, "quarantine/")
-    dead = [m for m in pipeline.receive_json("IngestDeadLetterQueue")]
+    dead = [m for m in receive_json(pipeline, "IngestDeadLetterQueue")]
     assert len(records) == len(archived) + len(quarantined) + sum(m["KinesisBatchInfo"]["batchSize"] for m in dead)
     assert {line["event"]["event_id"] for line in archived} == {e.event_id for e in good}
     assert len(quarantined) >= len(bad)
@@ -143,7 +144,7 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
         assert got == want, user
 
     # Pushes obey the policy: consent, the cap, no repeats, one send per decision.
-    pushes = pipeline.receive_json(outbox)
+    pushes = receive_json(pipeline, outbox)
     assert pushes, "the tiny model should find something worth pushing"
     assert all(p["user_id"] != "u5" for p in pushes)
     per_user = Counter(p["user_id"] for p in pushes)
@@ -208,7 +209,7 @@ def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalP
     pipeline.put_events([json.loads(e.model_dump_json(exclude_none=True)) for e in events], partition_key="user_id")
     pipeline.put_events([b"not json at all"], partition_key=lambda _: "u-secret-1")
     assert pipeline.pump().quiescent
-    pushes = pipeline.receive_json(outbox)
+    pushes = receive_json(pipeline, outbox)
     assert pushes
     # Feedback and erase run too, so every function's log is read.
     opened = FeedbackEvent(

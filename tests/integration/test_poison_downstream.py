@@ -15,14 +15,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from reliability.audit import archived_lines, audit_user_state, read_dead_letters, user_states
 from reliability.poison import GENRES, ITEMS, T0, valid_events, wire
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import FeedbackEvent
-from tests.support.tiny_model import build_tiny_model
+from testkit.audit import archived_lines, audit_user_state, read_dead_letters, user_states
+from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREADABLE, UNLOADABLE_ZONE = "du2", "du7"

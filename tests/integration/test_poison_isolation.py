@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reliability.poison import ITEMS, POISON, IsolationResult, run_isolation
-from tests.support.tiny_model import build_tiny_model
+from testkit.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from runner.stack import Stack
 from shared.adapters.user_state_store import UserStateStore
 from shared.domain.decision import Action
 from shared.domain.user_state import StateChange
-from tests.support.fakes import RecordingSender
+from testkit.fakes import RecordingSender
 from tests.unit.test_services import NOON, decide_service, out, stored_user
 
 

@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from runner.faults import ConcurrentWrite, FaultInjector, FunctionCrash, FunctionTimeout
+from testkit.faults import ConcurrentWrite, FaultInjector, FunctionCrash, FunctionTimeout
 
 REGION = "us-east-1"
 NO_SDK_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from reliability.fault_scenario import ScenarioResult, run_scenario
-from runner.faults import FaultKind, uniform_rates
+from testkit.faults import FaultKind, uniform_rates
 
 
 def assert_nothing_lost_or_doubled(result: ScenarioResult) -> None:

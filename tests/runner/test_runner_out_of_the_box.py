@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from testkit.serve import clean_env, daytime_zone, endpoint_client, stop, wait_ready
 from tests.runner.runner_testlib import REPO_ROOT
-from tests.support.serve import clean_env, daytime_zone, endpoint_client, stop, wait_ready
 
 DEFAULT_MODEL = json.loads((REPO_ROOT / "layers/model/sasrec/int8/manifest.json").read_text())["version"]
 ITEMS = [str(i) for i in range(1, 21)]

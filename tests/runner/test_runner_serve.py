@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.serve import endpoint_client, start_serve, stop, wait_ready
 from tests.runner.runner_testlib import REPO_ROOT, SERVE_TEMPLATE
-from tests.support.serve import endpoint_client, start_serve, stop, wait_ready
 
 READY_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 20.0

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.clock import SimulatedClock, iso_z
+from testkit.queues import receive_json
 from tests.runner.runner_testlib import ids
 
 Invocations = Callable[..., list[dict[str, Any]]]
@@ -114,7 +115,7 @@ def test_partial_batch_response_checkpoints_at_lowest_failure(toy: Any, read_inv
     ms = p.stats().mappings["PartialFunction.Stream"]
     assert (ms.partial_failures, ms.retries, ms.records_succeeded, ms.records_delivered) == (1, 1, 5, 8)
     assert ms.records_to_destination == 0
-    assert p.receive_json("ToyDeadLetterQueue") == []
+    assert receive_json(p, "ToyDeadLetterQueue") == []
 
 
 def test_partial_failures_exhaust_retries_then_destination(toy: Any, read_invocations: Invocations) -> None:
@@ -123,7 +124,7 @@ def test_partial_failures_exhaust_retries_then_destination(toy: Any, read_invoca
     assert p.pump().quiescent
     # MaximumRetryAttempts 3: the first attempt plus three retries of the records from the checkpoint.
     assert [ids(i) for i in read_invocations("PartialFunction")] == [[0, 1, 2], [1, 2], [1, 2], [1, 2]]
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert message["requestContext"]["approximateInvokeCount"] == 4
     assert "functionError" not in message["responseContext"]
@@ -140,7 +141,7 @@ def test_invalid_item_identifier_fails_whole_batch(toy: Any, read_invocations: I
     seqs = p.put_events([{"id": 0, "action": "bad_identifier"}, {"id": 1}], partition_key=lambda e: "k")
     assert p.pump().quiescent
     assert [ids(i) for i in read_invocations("PartialFunction")] == [[0, 1]] * 4
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     info = message["KinesisBatchInfo"]
     assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
         seqs[0],
@@ -167,7 +168,7 @@ def test_exception_bisects_retries_and_sends_failure_record(toy: Any, read_invoc
         [6, 7],
         [8, 9],
     ]
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     assert set(message) == {"requestContext", "responseContext", "version", "timestamp", "KinesisBatchInfo"}
     assert message["version"] == "1.0"
     assert ISO_MS.match(message["timestamp"])
@@ -207,7 +208,7 @@ def test_max_retries_bound_a_batch_and_the_shard_waits(toy: Any, read_invocation
         [5, 6, 7, 8, 9],
         [10, 11],
     ]
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     assert message["requestContext"]["approximateInvokeCount"] == 3
     info = message["KinesisBatchInfo"]
     assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
@@ -260,7 +261,7 @@ def test_a_failing_shard_does_not_block_the_other(toy: Any, read_invocations: In
     for user, got in _ids_by_user(invs).items():
         deduped = list(dict.fromkeys(got))
         assert deduped == sorted(deduped), f"{user} out of order: {got}"
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     assert message["KinesisBatchInfo"]["shardId"] == poisoned
 
 
@@ -275,7 +276,7 @@ def test_record_age_exceeded_with_simulated_clock(toy: Any, read_invocations: In
     (inv,) = read_invocations("AgeFunction")
     assert ids(inv) == [3, 4]
     assert {r["kinesis"]["approximateArrivalTimestamp"] for r in inv["event"]["Records"]} == {1_700_000_120.0}
-    (message,) = p.receive_json("ToyDeadLetterQueue")
+    (message,) = receive_json(p, "ToyDeadLetterQueue")
     assert message["requestContext"]["condition"] == "RecordAgeExceeded"
     assert message["requestContext"]["approximateInvokeCount"] == 0
     assert message["timestamp"] == iso_z(1_700_000_120.0)
@@ -369,7 +370,7 @@ def test_sns_on_failure_destination(toy: Any) -> None:
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     seqs = p.put_events([{"id": 0, "action": "raise"}], partition_key=lambda e: "k")
     assert p.pump().quiescent
-    (message,) = p.receive_json(url)
+    (message,) = receive_json(p, url)
     assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert message["requestContext"]["approximateInvokeCount"] == 1  # MaximumRetryAttempts 0
     assert message["KinesisBatchInfo"]["startSequenceNumber"] == seqs[0]

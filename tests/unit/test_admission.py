@@ -17,7 +17,7 @@ from shared.adapters import event_ids
 from shared.adapters.event_ids import DynamoEventIdRegistry, registry_key
 from shared.domain.admission import CLAIM_TTL_SECONDS, Admission, Claim, admit
 from shared.services.ingest import IngestService, StreamRecord, check_record
-from tests.support.fakes import InMemoryArchive, InMemoryEventIds
+from testkit.fakes import InMemoryArchive, InMemoryEventIds
 
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

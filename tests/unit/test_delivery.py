@@ -19,7 +19,7 @@ from shared.domain.delivery import DeliveryResult, Push, apns_payload, fcm_paylo
 from shared.domain.policy import PolicyConfig, RulesPolicy
 from shared.plumbing.bootstrap import send_once
 from shared.services.decide import DecideConfig, DecideService
-from tests.support.fakes import FakeRecommender, RecordingSender
+from testkit.fakes import FakeRecommender, RecordingSender
 from tests.unit.test_services import NOON, REGION, out, stored_user
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from demo.baselines import ModelOnlyPolicy, RandomItemPolicy
 from demo.outcomes import Push, RatingLog, SameMomentsPopularity, hit_rate
+from demo.summary import cap_violations
 from shared.domain.decision import Action
 from shared.domain.policy import PastPush, PolicyConfig, RulesPolicy, Situation
 from training.movielens import Interactions
@@ -87,3 +88,16 @@ def test_random_item_keeps_the_rules_and_draws_the_item_uniformly() -> None:
     assert verdict.propensity == pytest.approx(1 / 3) and verdict.candidates == ("1", "2", "3")
     # The rules still decide whether: in quiet hours it defers like Nudge's policy.
     assert RandomItemPolicy(PolicyConfig())(situation()).action is Action.DEFER
+
+
+def test_the_demo_counts_cap_violations_by_calendar_day_in_the_users_zone() -> None:
+    # Three pushes late on 1 May and three early on 2 May in New York (UTC-4): within the daily cap of 3 on
+    # each calendar day there, though six fall within 24 hours; a fourth on 2 May is one too many.
+    may1_22h = 1_777_687_200  # 2026-05-02T02:00Z = 22:00 on 1 May in New York
+    rows = [{"user_id": "u", "decided_at": may1_22h + n * 600} for n in range(3)]
+    rows += [{"user_id": "u", "decided_at": may1_22h + 3 * 3600 + n * 600} for n in range(3)]
+    zones = {"u": "America/New_York"}
+    assert cap_violations(rows, 3, zones) == 0
+    assert cap_violations([*rows, {"user_id": "u", "decided_at": may1_22h + 5 * 3600}], 3, zones) == 1
+    # The same pushes counted in UTC all fall on 2 May: three too many.
+    assert cap_violations(rows, 3, {}) == 3

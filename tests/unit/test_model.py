@@ -1,4 +1,4 @@
-"""shared.model against the tiny hand-set model (see tests/support/tiny_model.py for the golden rule)."""
+"""shared.model against the tiny hand-set model (see testkit/tiny_model.py for the golden rule)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from shared.model import (
     download_model,
     session_options,
 )
-from tests.support.tiny_model import build_tiny_model
+from testkit.tiny_model import build_tiny_model
 
 VOCAB = ["i1", "i2", "i3", "i4", "i5", "i6"]
 

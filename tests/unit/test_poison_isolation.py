@@ -18,8 +18,8 @@ from shared.domain.errors import PoisonRecord, TransientStorageError
 from shared.domain.user_state import UserState
 from shared.plumbing.stream_batch import CommitFailure, Parsed, Quarantine, StreamConsumer
 from shared.services.features import FeaturesService
+from testkit.fakes import InMemoryArchive, InMemoryCatalog, InMemoryEventIds, InMemoryUserStates
 from tests.events import load_event
-from tests.support.fakes import InMemoryArchive, InMemoryCatalog, InMemoryEventIds, InMemoryUserStates
 
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

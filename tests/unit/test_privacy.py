@@ -16,7 +16,7 @@ from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
 from shared.plumbing.config import PseudonymSettings
 from shared.services.erasure import EraseRequest, line_belongs_to
 from shared.services.ingest import IngestService, StreamRecord, check_record
-from tests.support.fakes import InMemoryEventIds
+from testkit.fakes import InMemoryEventIds
 
 KEY = b"0123456789abcdef0123456789abcdef"
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)

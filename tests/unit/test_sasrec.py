@@ -24,8 +24,8 @@ from shared.model import (
     recommend_in_context,
     session_options,
 )
-from tests.support.fakes import FakeRecommender
-from tests.support.tiny_model import DEFAULT_VOCAB, build_tiny_sasrec, tiny_sasrec_weights
+from testkit.fakes import FakeRecommender
+from testkit.tiny_model import DEFAULT_VOCAB, build_tiny_sasrec, tiny_sasrec_weights
 from training.context import day_of_week, event_context, gap_bucket, hour_of_day, request_context
 from training.sasrec_graph import build_sasrec_graph, reference_masked, weights_from_graph
 from training.sequences import make_windows, timed_leave_last_out, user_sequences, vocab_for

@@ -25,7 +25,7 @@ from shared.services.decide import DecideConfig, DecideService
 from shared.services.features import FeaturesService
 from shared.services.feedback import FeedbackService
 from shared.services.ingest import IngestService, StreamRecord, check_record
-from tests.support.fakes import FakeRecommender, RecordingSender
+from testkit.fakes import FakeRecommender, RecordingSender
 
 REGION = "us-east-1"
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Writes the sample Lambda events in events/ (run: python -m tests.support.make_events).
+"""Writes the sample Lambda events in events/ (run: python -m testkit.make_events).
 
 The shapes are those `sam local generate-event kinesis get-records` and
 `sam local generate-event dynamodb update` give; payloads follow shared/domain/contract.py.
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/nudge-events"
@@ -86,7 +87,7 @@ def rate(event_id: str, user: str, item: str, value: float, offset: float) -> by
     return payload(event_id=event_id, type="rate", user_id=user, item_id=item, value=value, timestamp=_iso(offset))
 
 
-def kinesis_event(datas: list[bytes | str], partition_key: str = "u-196") -> dict[str, Any]:
+def kinesis_event(datas: Sequence[bytes | str], partition_key: str = "u-196") -> dict[str, Any]:
     return {"Records": [kinesis_record(d, i + 1, partition_key) for i, d in enumerate(datas)]}
 
 

@@ -24,6 +24,7 @@ from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, Prof
 from shared.domain.errors import PoisonRecord
 from shared.domain.fold import apply_event
 from shared.domain.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
+from testkit.queues import receive_json
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
 NOT_FOLDED = frozenset(
@@ -41,6 +42,10 @@ NOT_FOLDED = frozenset(
         "pushes_converted",
         "last_feedback_at",
         "feedback_seen",
+        # Written by delivery (the device's SNS endpoint, a token the platform refused), not by events.
+        "push_endpoint",
+        "push_endpoint_token",
+        "push_token_disabled",
     }
 )
 FEEDBACK_COUNTERS = ("delivered", "opened", "dismissed", "converted")
@@ -59,11 +64,15 @@ class DeadLetters:
     def event_ids(self, stage: str) -> set[str]:
         return set(self.kinesis_event_ids.get(stage, []))
 
+    def records(self, stage: str) -> int:
+        """Stream records the stage's dead-letter messages point at."""
+        return len(self.kinesis_event_ids.get(stage, [])) + len(self.stream_users.get(stage, []))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             stage: {
                 "messages": self.messages.get(stage, 0),
-                "records": len(self.kinesis_event_ids.get(stage, [])) + len(self.stream_users.get(stage, [])),
+                "records": self.records(stage),
                 "reasons": dict(self.reasons.get(stage, {})),
             }
             for stage in sorted(self.messages)
@@ -76,7 +85,7 @@ def read_dead_letters(pipe: LocalPipeline) -> DeadLetters:
         if not output.endswith("DeadLetterQueueUrl"):
             continue
         stage = output.removesuffix("DeadLetterQueueUrl")
-        messages = pipe.receive_json(url, max_messages=100_000)
+        messages = receive_json(pipe, url)
         out.messages[stage] = len(messages)
         reasons: Counter[str] = Counter()
         for message in messages:
@@ -191,6 +200,36 @@ def ledger(pipe: LocalPipeline) -> list[dict[str, Any]]:
 def archived_lines(pipe: LocalPipeline, prefix: str) -> list[dict[str, Any]]:
     archive = ObjectArchive(pipe.client("s3"), pipe.outputs["ArchiveBucketName"])
     return [line for key in archive.keys(prefix) for line in archive.read_lines(key)]
+
+
+@dataclass
+class Snapshot:
+    """What a stack's storage holds at the end of a scenario, read once from the outside."""
+
+    archive: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: DeadLetters = field(default_factory=DeadLetters)
+    user_states: dict[str, UserState] = field(default_factory=dict)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, pipe: LocalPipeline, *, archive: bool = True) -> Snapshot:
+        """Everything (drains the dead-letter queues); ``archive=False`` skips the archive lines
+        (the quarantine is always read)."""
+        tables = set(pipe.outputs)
+        return cls(
+            archive=archived_lines(pipe, "archive/") if archive else [],
+            quarantine=archived_lines(pipe, "quarantine/"),
+            dead_letters=read_dead_letters(pipe),
+            user_states=user_states(pipe) if "UserStateTableName" in tables else {},
+            ledger=ledger(pipe) if "LedgerTableName" in tables else [],
+        )
+
+    def quarantine_reasons(self) -> Counter[str]:
+        return Counter(str(line["reason"]) for line in self.quarantine)
+
+    def archived_event_ids(self) -> list[str]:
+        return [str(line["event"]["event_id"]) for line in self.archive]
 
 
 # ---------------------------------------------------------------- comparisons with the input
@@ -398,14 +437,13 @@ class RecordAudit:
 
 
 def audit_ingest(
-    pipe: LocalPipeline, positions: Sequence[tuple[str, str]], dead_lettered: Iterable[tuple[str, str]]
+    storage: Snapshot, positions: Sequence[tuple[str, str]], dead_lettered: Iterable[tuple[str, str]]
 ) -> RecordAudit:
     """Each record put (shard, sequence number) is an archive or a quarantine line, or dead-lettered."""
-    archive = archived_lines(pipe, "archive/")
     # Ingest's own verdicts; quarantine/<stage>/ holds what a later stage found it could never process.
-    quarantine = [line for line in archived_lines(pipe, "quarantine/") if line.get("stage") in (None, "ingest")]
+    quarantine = [line for line in storage.quarantine if line.get("stage") in (None, "ingest")]
     audit = RecordAudit(records_in=len(positions))
-    archived = Counter((str(line["shard_id"]), str(line["sequence_number"])) for line in archive)
+    archived = Counter((str(line["shard_id"]), str(line["sequence_number"])) for line in storage.archive)
     # Retried batches rewrite their object; a bisected one may write a line again under a new key.
     audit.archived_more_than_once = sum(n - 1 for n in archived.values() if n > 1)
     quarantined = {(str(line["shard_id"]), str(line["sequence_number"])): str(line["reason"]) for line in quarantine}

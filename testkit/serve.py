@@ -1,4 +1,4 @@
-"""Driving `python -m runner serve` from a test: wait for its ready file, talk to its endpoint."""
+"""Driving `python -m runner serve` from another process: start it, wait for its ready file, talk to its endpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import boto3
-import pytest
 
 
 def clean_env() -> dict[str, str]:
@@ -46,16 +45,20 @@ def start_serve(
     return proc, ready, err
 
 
+class ServeError(RuntimeError):
+    """`runner serve` exited or did not get ready in time (the message ends with its output)."""
+
+
 def wait_ready(proc: subprocess.Popen[bytes], ready: Path, stderr: Path, timeout_s: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"runner serve exited with {proc.returncode}:\n{stderr.read_text()[-3000:]}")
+            raise ServeError(f"runner serve exited with {proc.returncode}:\n{stderr.read_text()[-3000:]}")
         if ready.exists():
             data: dict[str, Any] = json.loads(ready.read_text())
             return data
         time.sleep(0.1)
-    pytest.fail(f"runner serve not ready after {timeout_s}s:\n{stderr.read_text()[-3000:]}")
+    raise ServeError(f"runner serve not ready after {timeout_s}s:\n{stderr.read_text()[-3000:]}")
 
 
 def endpoint_client(service: str, info: dict[str, Any]) -> Any:
