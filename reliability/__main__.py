@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
-from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
+from reliability.fault_scenario import FEEDBACK_RACE, DeliveryMode, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
 from reliability.poison import ITEMS, POISON, run_isolation
 from reliability.report import report_console
@@ -31,21 +31,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_faults(rate: float, seeds: int, log_dir: Path) -> dict[str, Any]:
-    """One scenario per fault kind alone, then all kinds together under several seeds."""
+    """One scenario per fault kind alone, then all kinds together under several seeds; each in both
+    delivery modes (the push topic, and SNS endpoints per device)."""
     runs: list[dict[str, Any]] = []
     plans: list[tuple[str, dict[str, float], int]] = [(k.value, {k.value: rate}, 0) for k in FaultKind]
     plans += [("all", uniform_rates(rate), seed) for seed in range(seeds)]
-    line = bar("fault scenarios", len(plans), "scenarios")
+    modes: tuple[DeliveryMode, ...] = ("topic", "endpoint")
+    line = bar("fault scenarios", len(plans) * len(modes), "scenarios")
     with live(line):
-        for name, rates, seed in plans:
-            result = run_scenario(rates, seed=seed, log_dir=log_dir / f"{name}-{seed}")
-            runs.append({"plan": name, "seed": seed, **result.as_dict()})
-            say(
-                f"  {name} (seed {seed}): {result.faults['injected_total']} faults injected; lost "
-                f"{result.events_lost}, applied twice {result.events_applied_twice}, sent twice "
-                f"{result.pushes_sent_twice} ({result.wall_s:.1f} s)"
-            )
-            line.update()
+        for mode in modes:
+            for name, rates, seed in plans:
+                result = run_scenario(rates, seed=seed, log_dir=log_dir / f"{mode}-{name}-{seed}", delivery=mode)
+                runs.append({"plan": name, "seed": seed, "delivery": mode, **result.as_dict()})
+                say(
+                    f"  {mode}, {name} (seed {seed}): {result.faults['injected_total']} faults; lost "
+                    f"{result.events_lost}, applied twice {result.events_applied_twice}; pushes "
+                    f"{result.pushes['decision_ids']}, sent twice {result.pushes_sent_twice}, recorded not sent "
+                    f"{result.pushes_recorded_not_sent} ({result.wall_s:.1f} s)"
+                )
+                line.update()
     return {"rate": rate, "runs": runs}
 
 
@@ -113,6 +117,23 @@ def run_load(
     }
 
 
+def delivery_summary(faults: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per delivery mode, from the ledger and from what reached the devices (testkit/audit.py)."""
+    out: dict[str, dict[str, int]] = {}
+    for run in faults["runs"]:
+        mode = out.setdefault(run["delivery"], Counter())
+        pushes = run["pushes"]
+        mode["scenarios"] += 1
+        mode["pushes_decided"] += pushes["ledger_pushes"]
+        mode["pushes_received"] += pushes["pushes_received"]
+        mode["pushes_sent_twice"] += pushes["pushes_sent_twice"]
+        mode["pushes_recorded_not_sent"] += pushes["pushes_recorded_not_sent"]
+        mode["pushes_undeliverable"] += pushes["pushes_undeliverable"]
+        # Reached the device, but the ledger still waits for the send record of a crashed send.
+        mode["ledger_not_marked_sent"] += pushes["ledger_unsent"]
+    return {mode: dict(counts) for mode, counts in out.items()}
+
+
 def summarise(
     fuzz: dict[str, Any],
     faults: dict[str, Any],
@@ -176,6 +197,8 @@ def summarise(
     summary["decision_triggers_dead_lettered"] = dead_decisions
     summary["archive_lines_written_twice"] = archived_twice
     summary["fault_scenarios"] = len(faults["runs"])
+    summary["delivery"] = delivery_summary(faults)
+    summary["pushes_recorded_not_sent"] = sum(m["pushes_recorded_not_sent"] for m in summary["delivery"].values())
     if poison is not None:
         summary["poison_classes"] = len(poison["classes"])
         summary["poison_classes_isolated"] = poison["isolated"]
@@ -255,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(report_console(summary, out))
     failed = summary["events_lost"] or summary["events_applied_twice"] or summary["pushes_sent_twice"]
+    failed = failed or summary["pushes_recorded_not_sent"]
     failed = failed or summary["poison_classes_isolated"] != summary["poison_classes"]
     failed = failed or (hostile is not None and not hostile["clean"])
     if load is not None and not summary["load"]["final_state_equals_clean_run"]:

@@ -24,6 +24,7 @@ def report_console(summary: dict[str, Any], out: Path) -> str:
                 ["events lost", lost],
                 ["events applied twice", twice],
                 ["pushes sent twice", sent_twice],
+                ["pushes recorded but never sent", summary.get("pushes_recorded_not_sent", 0)],
                 ["events dead-lettered (kept with their reason)", summary["events_dead_lettered"]],
                 ["decision triggers dead-lettered", summary["decision_triggers_dead_lettered"]],
                 ["archive lines written twice", summary["archive_lines_written_twice"]],
@@ -32,6 +33,7 @@ def report_console(summary: dict[str, Any], out: Path) -> str:
         ),
         "",
         f"Faults by kind: {counts(summary['faults_injected_by_kind'])}",
+        *_delivery_lines(summary.get("delivery", {})),
         *_hostile_lines(summary.get("hostile_producer")),
         *_load_lines(summary.get("load")),
         "",
@@ -47,6 +49,16 @@ def _poison_rows(summary: dict[str, Any]) -> list[list[Any]]:
     return [
         ["poison classes isolated", isolated],
         ["valid neighbours of poison not applied exactly once", summary["poison_valid_events_not_applied_once"]],
+    ]
+
+
+def _delivery_lines(delivery: dict[str, dict[str, int]]) -> list[str]:
+    return [
+        f"Delivery, {mode} mode ({m['scenarios']} scenarios): {m['pushes_decided']} pushes decided, "
+        f"{m['pushes_received']} reached a device, {m['pushes_sent_twice']} twice, "
+        f"{m['pushes_recorded_not_sent']} recorded but never sent, {m['pushes_undeliverable']} undeliverable; "
+        f"{m['ledger_not_marked_sent']} delivered but not yet marked sent (a crash right after the send)"
+        for mode, m in delivery.items()
     ]
 
 

@@ -356,6 +356,11 @@ class PushAudit:
     pushes_without_ledger_push: int = 0
     ledger_sent_without_push: int = 0
     ledger_pushes: int = 0
+    # Recorded as pushes but never reached a device, and not settled as undeliverable either.
+    pushes_recorded_not_sent: int = 0
+    # Of those, the ones the ledger itself still holds on the outbox (status "decided").
+    ledger_unsent: int = 0
+    pushes_undeliverable: int = 0
     pushes_to_users_without_consent: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -365,7 +370,8 @@ class PushAudit:
 def audit_pushes(
     received: Sequence[Mapping[str, Any]], ledger_rows: Sequence[Mapping[str, Any]], consented: set[str]
 ) -> PushAudit:
-    """Each decision id at most once on the topic, and every push matches a push in the ledger."""
+    """Each decision id at most once on the topic (or at a device), every push matches a push in the
+    ledger, and every push the ledger recorded reached a device or was settled as undeliverable."""
     audit = PushAudit(pushes_received=len(received))
     by_id = Counter(str(m["decision_id"]) for m in received)
     audit.decision_ids = len(by_id)
@@ -374,6 +380,11 @@ def audit_pushes(
     audit.ledger_pushes = len(pushes)
     audit.pushes_without_ledger_push = sum(1 for d in by_id if d not in pushes)
     audit.ledger_sent_without_push = sum(1 for d, r in pushes.items() if r.get("status") == "sent" and d not in by_id)
+    audit.pushes_undeliverable = sum(1 for r in pushes.values() if r.get("status") == "undeliverable")
+    audit.pushes_recorded_not_sent = sum(
+        1 for d, r in pushes.items() if d not in by_id and r.get("status") != "undeliverable"
+    )
+    audit.ledger_unsent = sum(1 for r in pushes.values() if r.get("status") not in ("sent", "undeliverable"))
     audit.pushes_to_users_without_consent = sum(1 for m in received if str(m.get("user_id")) not in consented)
     return audit
 

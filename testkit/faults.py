@@ -76,6 +76,8 @@ class _Invocation:
     writes: int = 0
     crash_after_write: int | None = None
     timeout_at_call: int | None = None
+    # SNS took a push and no DynamoDB write has landed since (neither its send record nor the ledger).
+    send_unrecorded: bool = False
 
 
 @dataclass
@@ -97,6 +99,8 @@ class FaultInjector:
     handler_calls: int = 0
     invocations: int = 0
     sdk_backoff_s: float = 0.0
+    # Invocations that ended after a push was published and before anything recorded it.
+    sends_interrupted: int = 0
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - {k.value for k in FaultKind}
@@ -178,6 +182,9 @@ class FaultInjector:
         try:
             yield
         finally:
+            # The invocation ended (a crash, a timeout, an error) between SNS taking a push and any
+            # record of it: the one window where no sender can know whether its push went out.
+            self.sends_interrupted += int(state.send_unrecorded)
             self._current = None
 
     @property
@@ -197,6 +204,7 @@ class FaultInjector:
             "handler_invocations_seen": self.invocations,
             "handler_aws_calls_seen": self.handler_calls,
             "sdk_backoff_simulated_s": round(self.sdk_backoff_s, 3),
+            "sends_interrupted": self.sends_interrupted,
         }
 
     # ------------------------------------------------------------ per request
@@ -232,13 +240,23 @@ class FaultInjector:
         if service == "dynamodb" and operation in ("PutItem", "UpdateItem"):
             self._maybe_race(request, state)
         response = moto(event_name, request, **kwargs)
-        if operation in WRITE_OPERATIONS and _succeeded(response):
-            state.writes += 1
-            if state.crash_after_write is not None and state.writes >= state.crash_after_write:
-                state.crash_after_write = None
-                self._count(FaultKind.CRASH_MID_BATCH, state)
-                raise FunctionCrash(f"process exited after {service}.{operation} (write {state.writes}) landed")
+        if _succeeded(response):
+            self._landed(state, service, operation)
         return response
+
+    def _landed(self, state: _Invocation, service: str, operation: str) -> None:
+        """A call succeeded: track unrecorded sends, and crash after the chosen write."""
+        if operation in ("Publish", "PublishBatch"):
+            state.send_unrecorded = True
+        elif service == "dynamodb" and operation in DYNAMODB_WRITES:
+            state.send_unrecorded = False
+        if operation not in WRITE_OPERATIONS:
+            return
+        state.writes += 1
+        if state.crash_after_write is not None and state.writes >= state.crash_after_write:
+            state.crash_after_write = None
+            self._count(FaultKind.CRASH_MID_BATCH, state)
+            raise FunctionCrash(f"process exited after {service}.{operation} (write {state.writes}) landed")
 
     def _maybe_race(self, request: AWSPreparedRequest, state: _Invocation) -> None:
         """A concurrent writer changes the item a conditional write is about to replace."""

@@ -6,10 +6,13 @@ kit, testkit/traffic.py) and how simulated time runs. Time runs in steps of ``st
 ``start``: at the end of each step the clock is set there, the records due before it are put
 (in the order they were planned; in waves, each drained before the next) and every event source
 mapping is drained; the schedules fire if ``sweep`` (then the mappings are drained again); pushes
-that reached a queue subscribed to the push topic are collected, and the simulated users
-(testkit/feedback.py) answer them with feedback records due at their own times. Steps with nothing
-due are skipped, unless ``until`` asks for every step up to a time. Storage is read back at the end
-(testkit/audit.py's Snapshot), before the stack goes away.
+that reached a queue subscribed to the push topic (or, with an ``inbox``, the devices' endpoints)
+are collected, and the simulated users (testkit/feedback.py) answer them with feedback records due
+at their own times. Steps with nothing due are skipped, unless ``until`` asks for every step up to
+a time. With ``settle_s`` the clock then moves on past the last step, firing the schedules every
+``settle_every`` seconds for that long (the due sweep sends what the outbox still holds, as it would
+every five minutes in the cloud); answers to what it sends are run through like the rest. Storage
+is read back at the end (testkit/audit.py's Snapshot), before the stack goes away.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from shared.domain.user_state import UserState
 from testkit.audit import Snapshot
 from testkit.feedback import Push, SimulatedUsers
 from testkit.queues import receive_json
+from testkit.simulated_time import following
 from testkit.traffic import Record, wire
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +50,8 @@ Waves = Literal["all", "by_user", "user_rounds"]
 # put, or the steps run when the timeline runs ``until`` a time (both known up front).
 Progress = Callable[[int, int, Mapping[str, int]], None]
 Hook = Callable[[LocalPipeline], None]
+# New pushes since the last call, each with decision_id, user_id, item_id and decided_at.
+Inbox = Callable[[LocalPipeline], list[dict[str, Any]]]
 
 
 @dataclass
@@ -87,6 +93,8 @@ class Timeline:
     catch_up: int | None = None  # schedule occurrences fired per jump (None: the runner's)
     waves: Waves = "all"
     max_per_put: int = 0  # split a wave into puts of at most this many records (0: no limit)
+    settle_s: int = 0  # after the last step: run the schedules for this long (0: don't)
+    settle_every: int = 300  # ... firing them this often (the due sweep's rate)
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Scenario:
     read_back: Callable[[LocalPipeline], Snapshot] | None = Snapshot.read
     on_start: Hook | None = None  # after the stack is set up, before the first record
     on_finish: Hook | None = None  # after the last step, before storage is read back
+    inbox: Inbox | None = None  # where pushes arrive (None: a queue subscribed to the push topic)
 
 
 @dataclass
@@ -164,7 +173,7 @@ def run(scenario: Scenario) -> ScenarioRun:
         fault_injector=spec.injector,
     )
     result = ScenarioRun()
-    with pipe:
+    with pipe, following(clock):
         outbox = _set_up(pipe, scenario)
         if scenario.on_start:
             scenario.on_start(pipe)
@@ -221,8 +230,17 @@ class _Steps:
         self.total_steps = progress_total(scenario) if self.timeline.until is not None else 0
 
     def run(self) -> None:
+        end = self.steps_from(self.start + self.timeline.step_s)
+        every, until = self.timeline.settle_every, end - self.timeline.step_s + self.timeline.settle_s
+        at = end - self.timeline.step_s + every
+        while self.timeline.settle_s and at <= until:
+            self.settle(at)
+            end = self.steps_from(end)  # the answers to what the sweep sent
+            at = max(at, int(self.clock.now())) + every
+
+    def steps_from(self, end: int) -> int:
+        """Run steps while records are pending (or up to ``until``); returns the next step's end."""
         step_s = self.timeline.step_s
-        end = self.start + step_s
         until = self.timeline.until
         while self.pending or (until is not None and end <= until):
             if until is None and self.pending and self.pending[0][0] >= end:
@@ -230,6 +248,16 @@ class _Steps:
                 end = self.start + ((self.pending[0][0] - self.start) // step_s + 1) * step_s
             self.step(end)
             end += step_s
+        return end
+
+    def settle(self, at: int) -> None:
+        """Fire the schedules at ``at`` (the sweep hands over what the outbox still holds) and drain."""
+        self.clock.set(at)
+        self.result.sweeps += self.pipe.tick(at)
+        quiescent = self.pipe.pump().quiescent
+        self.collect_pushes()
+        self.result.steps.append(Step(at, 0, quiescent, 0.0))
+        self.start = at  # answers to what the sweep sent fall in steps from here
 
     def step(self, end: int) -> None:
         began = time.perf_counter()
@@ -275,10 +303,14 @@ class _Steps:
         return quiescent
 
     def collect_pushes(self) -> None:
-        if self.outbox is None:
+        if self.scenario.inbox is not None:
+            arrived = self.scenario.inbox(self.pipe)
+        elif self.outbox is not None:
+            arrived = receive_json(self.pipe, self.outbox)
+        else:
             return
         users = self.scenario.users
-        for body in receive_json(self.pipe, self.outbox):
+        for body in arrived:
             self.result.pushes.append(body)
             if users is None:
                 continue

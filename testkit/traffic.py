@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.domain.catalog import CatalogItem
-from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, Platform, ProfileEvent
 from training.movielens import Interactions, Item, User
 
 VIEW_RATE = ("view", "rate")
@@ -34,8 +34,10 @@ def profile(
     consent: bool = True,
     timezone: str = "UTC",
     attributes: Mapping[str, Any] | None = None,
+    platform: Platform | None = None,
 ) -> ProfileEvent:
-    """``tag`` names the event id and push token (default: the user id; something opaque to hide it)."""
+    """``tag`` names the event id and push token (default: the user id; something opaque to hide it);
+    ``platform`` is the device's push service (endpoint mode needs it)."""
     name = tag or user
     return ProfileEvent(
         schema_version=1,
@@ -46,6 +48,7 @@ def profile(
         consent=consent,
         timezone=timezone,
         push_token=f"tok-{name}",
+        platform=platform,
         attributes=dict(attributes or {}),
     )
 

@@ -58,11 +58,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         count(swept.decisions, swept)
         metrics.add_metric(name="SweepRuns", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="OutboxReconciled", unit=MetricUnit.Count, value=swept.reconciled)
+        metrics.add_metric(name="OutboxDeferred", unit=MetricUnit.Count, value=swept.reconcile_deferred)
         metrics.add_metric(name="SweepUsersPoisoned", unit=MetricUnit.Count, value=len(swept.poisoned))
         if swept.poisoned:
             logger.error(
                 "due decisions that can never be made were dropped from the due index",
                 extra={"reasons": [f"{p.reason}: {p.detail}" for p in swept.poisoned]},
             )
-        return {"decided": len(swept.decisions), "reconciled": swept.reconciled}
+        if swept.reconcile_deferred:
+            logger.warning("outbox pushes left for the next sweep", extra={"deferred": swept.reconcile_deferred})
+        return {"decided": len(swept.decisions), "reconciled": swept.reconciled, "deferred": swept.reconcile_deferred}
     return consume(event, context)

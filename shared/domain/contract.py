@@ -138,6 +138,10 @@ class BehaviourEvent(_Event):
         return self
 
 
+# The push services a device token can belong to (shared/domain/delivery.py builds each one's payload).
+Platform = Literal["APNS", "APNS_SANDBOX", "FCM"]
+
+
 class ProfileEvent(_Event):
     """A change to what the user told us: consent, time zone, push token, demographics."""
 
@@ -147,7 +151,7 @@ class ProfileEvent(_Event):
     timezone: StrictStr | None = Field(default=None, max_length=64)
     push_token: StrictStr | None = Field(default=None, min_length=1, max_length=512)
     # Which platform the token is for (shared/domain/delivery.py); needed to reach it in endpoint mode.
-    platform: Literal["APNS", "APNS_SANDBOX", "FCM"] | None = None
+    platform: Platform | None = None
     # Booleans stay booleans (lax mode stored true as the number 1); numbers are range-checked at parse.
     attributes: dict[Identifier, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
 

@@ -192,6 +192,8 @@ def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any
     from shared.domain.delivery import DeliveryResult, Push
 
     persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb_client)
+    # What this container's deliverer returned, by decision id, until the send record says so too.
+    delivered: dict[str, dict[str, str]] = {}
 
     @idempotent_function(  # type: ignore[untyped-decorator]
         data_keyword_argument="push",
@@ -201,7 +203,9 @@ def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any
         key_prefix=SEND_KEY_PREFIX,
     )
     def send(push: dict[str, Any]) -> dict[str, str]:
-        return deliverer.deliver(Push(**push)).as_record()
+        record = deliverer.deliver(Push(**push)).as_record()
+        delivered[push["decision_id"]] = record
+        return record
 
     def send_translated(push: Push) -> DeliveryResult:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -212,16 +216,22 @@ def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any
 
         from shared.domain.errors import TransientStorageError
 
+        delivered.pop(push.decision_id, None)
         try:
             return DeliveryResult.from_record(send(push=dataclasses.asdict(push)))
-        # The send record could not be read or written (throttling, a 5xx), or another invocation is
-        # sending this decision right now: all of them pass, so the trigger is retried, not quarantined.
-        except (
-            IdempotencyAlreadyInProgressError,
-            IdempotencyInconsistentStateError,
-            IdempotencyPersistenceLayerError,
-        ) as exc:
+        except IdempotencyPersistenceLayerError as exc:
+            sent = delivered.pop(push.decision_id, None)
+            if sent is not None:
+                # The platform took the push and only its send record failed to save: say it was sent,
+                # so the ledger records it and neither a retry nor the sweep sends it again.
+                return DeliveryResult.from_record(sent)
             raise TransientStorageError(f"send_once: {type(exc).__name__}") from exc
+        # Another invocation is sending this decision right now, or the record is inconsistent: the
+        # trigger is retried, not quarantined.
+        except (IdempotencyAlreadyInProgressError, IdempotencyInconsistentStateError) as exc:
+            raise TransientStorageError(f"send_once: {type(exc).__name__}") from exc
+        finally:
+            delivered.pop(push.decision_id, None)
 
     return send_translated
 

@@ -104,6 +104,9 @@ class SweepResult(Handovers):
     poisoned: list[PoisonRecord] = field(default_factory=list)
     # Pushes found on the outbox (recorded, never handed over) and sent or settled now.
     reconciled: int = 0
+    # Outbox pushes that could not be handed over this time (their send record is still in progress,
+    # a store was throttled): the next sweep tries again, and they do not hold up the others.
+    reconcile_deferred: int = 0
 
 
 class DecideService:
@@ -175,13 +178,13 @@ class DecideService:
         # The ledger decides which computation of this decision counts (create-once); only that
         # one takes cap slots, so a duplicate that computed something else cannot leak a slot. A push
         # is recorded on the outbox first: if anything below dies, the sweep finds and sends it.
-        stored, _ = self._ledger.record(
+        stored, created = self._ledger.record(
             decision,
             expires_at=now + ttl_days * DAY_SECONDS,
             outbox_shard=outbox_shard_for(state.user_id, self._config.outbox_shards) if is_push else None,
         )
         handover = Handover()
-        if stored.action is Action.PUSH:
+        if stored.action is Action.PUSH and (created or not self._handed_over(stored)):
             handover = self.hand_over(stored, state, now)
         elif stored.action is Action.DEFER and stored.due_at is not None:
             self._defer(state, stored.due_at)
@@ -228,6 +231,12 @@ class DecideService:
             result.count(handover)
         return result
 
+    def _handed_over(self, decision: Decision) -> bool:
+        """A repeated trigger of a push the ledger already settled sends nothing, whatever the send
+        record says (it may have expired, or never been saved)."""
+        row = self._ledger.get(decision.user_id, decision.decision_id)
+        return row is not None and row.get("status") in ("sent", "undeliverable")
+
     def _within_caps(self, decision: Decision, state: UserState) -> Decision:
         """Take the push's slots in the atomic counters; a full counter turns it into silence."""
         if decision.action is not Action.PUSH or self._counters is None or decision.item_id is None:
@@ -261,24 +270,33 @@ class DecideService:
                     self._states.clear_due(user_id, due_at, WRITER)
                 result.decisions.append(decision)
                 result.count(handover)
-        for handover in self.reconcile(now):
-            result.reconciled += 1
-            result.count(handover)
+        self.reconcile(now, result)
         return result
 
-    def reconcile(self, now: int) -> list[Handover]:
+    def reconcile(self, now: int, result: SweepResult) -> None:
         """Send every push the ledger recorded but nobody handed over (the invocation died, its trigger
         ran out of retries). Idempotent by decision id: a push whose send did happen is not sent again."""
-        done: list[Handover] = []
         for shard in range(self._config.outbox_shards):
             unsent = self._ledger.unsent_pushes(f"outbox-{shard}", now - self._config.outbox_grace_seconds)
             for user_id, decision_id in unsent:
-                row = self._ledger.get(user_id, decision_id)
-                state = self._states.get(user_id)
-                if row is None or state is None:
+                try:
+                    handover = self._reconcile_one(user_id, decision_id, now)
+                except Exception as error:
+                    if as_poison(error) is None and not isinstance(error, NudgeError):
+                        raise  # the invocation itself is failing: let it
+                    # It stays on the outbox for the next sweep (a poison one too, counted for the operator).
+                    result.reconcile_deferred += 1
                     continue
-                done.append(self.hand_over(Decision.model_validate(row), state, now))
-        return done
+                if handover is not None:
+                    result.reconciled += 1
+                    result.count(handover)
+
+    def _reconcile_one(self, user_id: str, decision_id: str, now: int) -> Handover | None:
+        row = self._ledger.get(user_id, decision_id)
+        state = self._states.get(user_id)
+        if row is None or state is None:
+            return None
+        return self.hand_over(Decision.model_validate(row), state, now)
 
     def _defer(self, state: UserState, due_at: int) -> None:
         expected = state.version

@@ -95,7 +95,8 @@ def test_a_repeated_key_is_refused_whichever_value_comes_last(key: str, same_val
     assert verdict(text[:-1] + f', "{key}": {repeat}' + "}") == QuarantineReason.DUPLICATE_KEY
 
 
-@settings(max_examples=300)
+# Deep structures are slow to generate; `make reliability` fuzzes the contract with 1,000 a strategy.
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), st.recursive(st.none() | st.booleans() | st.text(), st.lists)))
 def test_nothing_a_producer_sends_raises(fields: dict[str, object]) -> None:
     # Whatever the verdict, it is a verdict (decode_event raising anything else fails the test).

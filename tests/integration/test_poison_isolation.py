@@ -21,6 +21,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IsolationResu
     return {r.kind: r for r in run_isolation(sorted(POISON), model_dir, together=True)}
 
 
+# One worker runs all of them: the stack and its drain are shared (`--dist loadgroup` in make test).
+@pytest.mark.xdist_group("poison-isolation")
 @pytest.mark.parametrize("kind", sorted(POISON))
 def test_a_poison_record_is_quarantined_once_and_its_neighbours_applied_once(
     kind: str, results: dict[str, IsolationResult]

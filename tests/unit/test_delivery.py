@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from runner.stack import Stack
 from shared.adapters.catalog import Catalog
@@ -16,11 +17,12 @@ from shared.adapters.user_state_store import UserStateStore
 from shared.domain.catalog import CatalogItem
 from shared.domain.decision import Action
 from shared.domain.delivery import DeliveryResult, Push, apns_payload, fcm_payload, platform_message
+from shared.domain.errors import TransientStorageError
 from shared.domain.policy import PolicyConfig, RulesPolicy
 from shared.plumbing.bootstrap import send_once
 from shared.services.decide import DecideConfig, DecideService
 from testkit.fakes import FakeRecommender, RecordingSender
-from tests.unit.test_services import NOON, REGION, out, stored_user
+from tests.unit.test_services import NOON, REGION, features, out, positioned, profile, rate, stored_user
 
 
 def push(platform: str | None = "APNS") -> Push:
@@ -149,3 +151,75 @@ def test_a_push_sent_but_not_marked_is_settled_without_a_second_send(stack: Stac
     assert swept.reconciled == 1 and len(sender.sent) == 1  # the send-once record answered for it
     row = ledger.get("u1", sender.sent[0]["decision_id"])
     assert row is not None and row["status"] == "sent" and row["action"] == Action.PUSH
+
+
+class StuckFor(RecordingSender):
+    """Delivery whose send record for one user is still held by another invocation (in progress)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__()
+        self.stuck = user_id
+
+    def deliver(self, push: Push) -> DeliveryResult:
+        if push.user_id == self.stuck:
+            raise TransientStorageError("send_once: IdempotencyAlreadyInProgressError")
+        return super().deliver(push)
+
+
+def test_an_outbox_push_that_cannot_be_sent_yet_does_not_hold_up_the_others(stack: Stack, dynamodb: Any) -> None:
+    features(stack, dynamodb, seed=False).apply(
+        [positioned(profile("u2", "UTC"), 3), positioned(rate("e2", "u2", "1"), 4)]
+    )
+    states = UserStateStore(dynamodb, out(stack, "UserStateTableName"))
+    crashing = CrashingSender()
+    service = decider(stack, dynamodb, crashing)
+    now = int(NOON.timestamp())
+    for user in (stored_user(stack, dynamodb), states.get("u2")):
+        assert user is not None
+        crashing.calls = 0
+        with pytest.raises(RuntimeError):
+            service.decide_for(user, now, "state:1")  # recorded, never handed over
+    stuck = StuckFor("u1")
+    service = decider(stack, dynamodb, stuck)
+    swept = service.sweep(now + 240)
+    # u1's push waits for the next sweep; u2's is sent now rather than behind it.
+    assert (swept.reconciled, swept.reconcile_deferred) == (1, 1)
+    assert [p["user_id"] for p in stuck.sent] == ["u2"]
+    stuck.stuck = ""
+    swept = service.sweep(now + 540)
+    assert (swept.reconciled, swept.reconcile_deferred) == (1, 0)
+    assert sorted(p["user_id"] for p in stuck.sent) == ["u1", "u2"]
+
+
+class FailsToSaveTheSendRecord:
+    """A DynamoDB client whose first update of a send record to "completed" is throttled."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.failed = client, 0
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if self.failed == 0:
+            self.failed += 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
+        return self._client.update_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_push_whose_send_record_failed_to_save_is_recorded_as_sent_and_never_resent(
+    stack: Stack, dynamodb: Any
+) -> None:
+    sender = RecordingSender()
+    client = FailsToSaveTheSendRecord(boto3.client("dynamodb", region_name=REGION))
+    service = decider(stack, dynamodb, send_once(sender, out(stack, "IdempotencyTableName"), client))
+    state = stored_user(stack, dynamodb)
+    now = int(NOON.timestamp())
+    decision = service.decide_for(state, now, "state:1")
+    assert client.failed == 1 and len(sender.sent) == 1
+    # The ledger knows it was sent although the send record is stuck "in progress"...
+    row = Ledger(dynamodb, out(stack, "LedgerTableName")).get("u1", decision.decision_id)
+    assert row is not None and row["status"] == "sent"
+    # ... so a repeated trigger and the sweep leave it alone instead of waiting on, or re-sending, it.
+    assert service.decide_for(state, now, "state:1").decision_id == decision.decision_id
+    assert service.sweep(now + 3600).reconciled == 0 and len(sender.sent) == 1
