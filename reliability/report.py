@@ -10,7 +10,12 @@ from testkit.text import counts, duration, table
 
 def report_console(summary: dict[str, Any], out: Path) -> str:
     lost, twice, sent_twice = summary["events_lost"], summary["events_applied_twice"], summary["pushes_sent_twice"]
-    verdict = "nothing lost, nothing applied or sent twice" if not (lost or twice or sent_twice) else "FAILURES"
+    unexplained, unsent = summary.get("pushes_sent_twice_unexplained", 0), summary.get("pushes_recorded_not_sent", 0)
+    verdict = (
+        "FAILURES"
+        if lost or twice or unexplained or unsent
+        else "nothing lost or applied twice; every recorded push sent, none twice outside an interrupted send"
+    )
     lines = [
         "",
         f"Reliability, in {duration(summary['wall_time_s'])}: {verdict}",
@@ -24,6 +29,11 @@ def report_console(summary: dict[str, Any], out: Path) -> str:
                 ["events lost", lost],
                 ["events applied twice", twice],
                 ["pushes sent twice", sent_twice],
+                [
+                    "  of which after a send interrupted between SNS and its record",
+                    sent_twice - unexplained,
+                ],
+                ["invocations interrupted right after SNS took a push", summary.get("sends_interrupted", 0)],
                 ["pushes recorded but never sent", summary.get("pushes_recorded_not_sent", 0)],
                 ["events dead-lettered (kept with their reason)", summary["events_dead_lettered"]],
                 ["decision triggers dead-lettered", summary["decision_triggers_dead_lettered"]],
@@ -55,7 +65,8 @@ def _poison_rows(summary: dict[str, Any]) -> list[list[Any]]:
 def _delivery_lines(delivery: dict[str, dict[str, int]]) -> list[str]:
     return [
         f"Delivery, {mode} mode ({m['scenarios']} scenarios): {m['pushes_decided']} pushes decided, "
-        f"{m['pushes_received']} reached a device, {m['pushes_sent_twice']} twice, "
+        f"{m['pushes_received']} reached a device, {m['pushes_sent_twice']} twice ({m['sends_interrupted']} "
+        "sends interrupted), "
         f"{m['pushes_recorded_not_sent']} recorded but never sent, {m['pushes_undeliverable']} undeliverable; "
         f"{m['ledger_not_marked_sent']} delivered but not yet marked sent (a crash right after the send)"
         for mode, m in delivery.items()
