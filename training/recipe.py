@@ -62,7 +62,7 @@ def auto_config(shape: DataShape, base: SasrecConfig | None = None) -> SasrecCon
     cfg = base or SasrecConfig()
     batch = min(MAX_BATCH, max(MIN_BATCH, _power_of_two(TARGETS_PER_STEP / max(shape.targets_per_window, 1.0))))
     steps_per_epoch = max(1, math.ceil(shape.windows / batch))
-    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, round(SCHEDULE_STEPS / steps_per_epoch)))
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(SCHEDULE_STEPS / steps_per_epoch)))
     eval_every = max(1, round(epochs / CHECKS))
     checks = max(1, epochs // eval_every)
     negatives = 0 if shape.warm_items <= FULL_SOFTMAX_MAX_ITEMS else SAMPLED_NEGATIVES

@@ -45,6 +45,7 @@ class SasrecConfig:
     dropout: float = 0.3
     content: bool = True
     context: bool = True
+    query_context: bool = True  # with context: the request time's hour, weekday and gap to the newest event
     id_dropout: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 0.0  # decoupled (AdamW)
@@ -212,7 +213,7 @@ class SASRec(nn.Module):
         return out
 
     def query(self, h: Tensor, ctx: dict[str, Tensor]) -> Tensor:
-        if self.ctx is None:
+        if self.ctx is None or not self.cfg.query_context:
             return h
         out: Tensor = (
             h + self.ctx["q_hour"](ctx["q_hour"]) + self.ctx["q_dow"](ctx["q_dow"]) + self.ctx["q_gap"](ctx["q_gap"])
@@ -411,12 +412,15 @@ def train(
     on_check: Callable[[dict[str, float]], None] | None = None,
     time_budget_s: float | None = None,
     remake: Callable[[np.random.Generator], Windows] | None = None,
+    stop_after: int | None = None,
 ) -> tuple[SASRec, dict[str, float]]:
     """AdamW on softmax cross-entropy; keeps the check with the best ``validate`` score.
 
     ``on_check`` gets every validation check as it happens (the trainer writes its report there).
     ``time_budget_s`` stops training when the next epoch would not fit in it (the best check is kept).
     ``remake`` (if given) cuts fresh windows for every epoch after the first (e.g. with ties reshuffled).
+    ``stop_after`` ends training after that many epochs, the schedule still spanning ``cfg.epochs`` (a
+    refit repeats a validated run's first epochs, learning rates included).
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -437,7 +441,7 @@ def train(
     began = time.perf_counter()
     train_seconds = 0.0
     epoch, stop = 0, ""
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
         model.train()
         if remake is not None and epoch > 1:
             windows = remake(rng)
@@ -457,7 +461,7 @@ def train(
         train_seconds += time.perf_counter() - epoch_began
         elapsed = time.perf_counter() - began
         out_of_time = time_budget_s is not None and elapsed + elapsed / epoch > time_budget_s
-        last = epoch == cfg.epochs or out_of_time
+        last = epoch == min(cfg.epochs, stop_after or cfg.epochs) or out_of_time
         if validate is None or (epoch % cfg.eval_every and not last):
             if out_of_time:
                 stop = "time budget"
@@ -530,6 +534,8 @@ def to_weights(model: SASRec) -> SasrecWeights:
             for b in model.block_list()
         ]
         ctx = {name: a(emb.weight) for name, emb in model.ctx_tables().items()}
+        if not model.cfg.query_context:  # the graph still adds them: as zeros, the request time changes nothing
+            ctx = {name: np.zeros_like(table) if name.startswith("q_") else table for name, table in ctx.items()}
         return SasrecWeights(
             item_table=a(model.item_table()),
             positions=a(model.pos),

@@ -249,12 +249,31 @@ def configure(args: argparse.Namespace, prep: Prepared) -> tuple[Any, Windows, D
         shuffle_ties=args.shuffle_ties,
         content=args.content,
         context=args.context,
+        query_context=args.query_context,
     )
     windows = windows_for(prep, base)
     shape = data_shape(prep, windows)
     cfg = auto_config(shape, base)
     explicit = {field: getattr(args, name) for name, field in AUTO_FIELDS.items() if getattr(args, name) is not None}
     return replace(cfg, **explicit), windows, shape
+
+
+def with_valid_items(prep: Prepared) -> Prepared:
+    """The training part plus every evaluated user's validation item: what a refit learns from."""
+    assert prep.split is not None
+    split = prep.split
+    index = {id(seq): user for user, seq in split.train.items()}
+    train = []
+    for seq in prep.train:
+        user = index.get(id(seq))
+        if user is not None and user in split.valid:
+            item, ts = split.valid[user]
+            seq = UserSeq(np.r_[seq.items, item], np.r_[seq.times, ts])
+        train.append(seq)
+    has_id = prep.has_id.copy()
+    for seq in train:
+        has_id[seq.items] = True
+    return replace(prep, train=train, has_id=has_id, split=None)
 
 
 def cooc_for(prep: Prepared, max_len: int) -> ModelArrays:
@@ -373,6 +392,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"    test + 1 h {_short(row['test_plus_1h'])}  at the target's time (upper bound) "
                     f"{_short(row['test_target_time'])}"
                 )
+            if args.refit and split is not None:
+                # Same seed, same schedule, stopped at the validated best epoch; + every valid item.
+                refit_prep = with_valid_items(prep)
+                _log(f"    refit on the training part + validation items, {info['best_epoch']:.0f} epochs")
+                refit_model, refit_info = train(
+                    cfg,
+                    windows_for(refit_prep, cfg),
+                    len(prep.vocab),
+                    prep.content,
+                    refit_prep.has_id,
+                    None,
+                    _log,
+                    None,
+                    budget,
+                    None,
+                    int(info["best_epoch"]),
+                )
+                if cooc is not None:
+                    refit_model.attach_cooc(cooc_for(refit_prep, cfg.max_len), row["cooc"]["weight"])
+                row["validated"] = {key: row[key] for key in ("valid", "test", "test_plus_1h", "test_target_time")}
+                row["refit"] = refit_info
+                ranks = rank_targets(refit_model, histories, now, targets)
+                row["test"] = rank_metrics(ranks)
+                for mode in (PLUS_1H, TARGET_TIME):
+                    row[f"test_{mode}"] = evaluate_model(refit_model, split, "test", mode)
+                _log(f"    refit: test (decision time) {_short(row['test'])}, + 1 h {_short(row['test_plus_1h'])}")
+                model = refit_model
             file.write(report)
             weights = to_weights(model)
             if args.save_weights is not None:
@@ -398,6 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "best_epoch": float(info["best_epoch"]),
         "seed": float(info["seed"]),
         "cooc_weight": float(weights.cooc_weight),
+        "refit": float(bool(args.refit and prep.split is not None)),
         "train_users": float(len(prep.train)),
         "train_interactions": float(sum(s.items.size for s in prep.train)),
         "catalog_items": float(len(prep.vocab) - 1),
@@ -487,6 +534,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--content", action=on_off, default=True, help="content features (when the catalogue has any)")
     p.add_argument("--context", action=on_off, default=True, help="time context (when the source has real times)")
+    p.add_argument("--refit", action=on_off, default=False, help="retrain on train + valid items for the best epochs")
+    p.add_argument("--query-context", action=on_off, default=True, help="the request time's hour/weekday/gap")
     p.add_argument("--cold-report", action=on_off, default=True, help="metrics on cold-item targets")
     p.add_argument("--save-weights", type=Path, default=None, help="keep each run's weights (npz) here")
     p.add_argument("--negatives", type=int, default=None, help="sampled negatives (0 = full softmax; default: sized)")
