@@ -321,7 +321,7 @@ def _decide_feeds(model_dir: Path, history: list[tuple[str, int]], now: int) -> 
     from shared.user_state import MAX_RECENT_ITEMS, RecentItem, UserState
 
     served = OnnxRecommender.from_dir(model_dir)
-    session = _RecordingSession(served._session, stop=True)  # noqa: SLF001
+    session = _RecordingSession(served._session, stop=True)
     recorder = OnnxRecommender(served.manifest, cast(Any, session))
     state = UserState(
         user_id="u1",
