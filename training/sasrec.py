@@ -30,7 +30,16 @@ from torch import Tensor, nn
 from training.context import DAYS, GAP_BUCKETS, HOURS
 from training.onnx_export import ModelArrays
 from training.sasrec_graph import COOC_EPS, BlockWeights, SasrecWeights
-from training.sequences import DECISION, TimedSplit, UserSeq, Windows, query_batch, request_time, sample_requests
+from training.sequences import (
+    DECISION,
+    TimedSplit,
+    UserSeq,
+    Windows,
+    length_batches,
+    query_batch,
+    request_time,
+    sample_requests,
+)
 
 NEG = -1.0e9
 
@@ -141,6 +150,7 @@ class SASRec(nn.Module):
     cooc_prior: Tensor
     cooc_positions: Tensor
     cooc_weight: float = 0.0
+    cooc_arrays: ModelArrays | None = None
 
     def __init__(
         self, cfg: SasrecConfig, vocab_size: int, content: NDArray[np.float32] | None, has_id: NDArray[np.bool_]
@@ -310,6 +320,7 @@ class SASRec(nn.Module):
         self.register_buffer("cooc_prior", torch.tensor(np.array(cooc.popularity_prior)))
         self.register_buffer("cooc_positions", torch.tensor(np.array(cooc.position_weights))[None, :, None])
         self.cooc_weight = float(weight)
+        self.cooc_arrays: ModelArrays | None = cooc
 
     def cooc_term(self, items: Tensor) -> Tensor | None:
         if not getattr(self, "cooc_weight", 0.0):
@@ -317,7 +328,8 @@ class SASRec(nn.Module):
         batch = items.shape[0]
         base = self.cooc_prior.expand(batch, -1).clone()
         flat_ids = self.cooc_ids[items].reshape(batch, -1)
-        flat_scores = (self.cooc_scores[items] * self.cooc_positions).reshape(batch, -1)
+        positions = self.cooc_positions[:, -items.shape[1] :]  # right-aligned, as the window
+        flat_scores = (self.cooc_scores[items] * positions).reshape(batch, -1)
         summed = base.scatter_add_(1, flat_ids, flat_scores)
         out: Tensor = self.cooc_weight * torch.log(summed + COOC_EPS)
         return out
@@ -355,15 +367,19 @@ def rank_targets(
     """1-based rank of each target among all items, every history item masked (the protocol)."""
     model.eval()
     ranks = np.zeros(len(targets), dtype=np.int64)
+    # Similar lengths together, each batch cut to its longest window (the same scores, less padding).
+    order = np.argsort([min(h.items.size, model.cfg.max_len) for h in histories], kind="stable")
     for start in range(0, len(targets), batch_size):
-        stop = start + batch_size
-        items, times, stamps = query_batch(histories[start:stop], now[start:stop], model.cfg.max_len)
+        rows = order[start : start + batch_size]
+        chosen = [histories[r] for r in rows]
+        length = max(1, max(min(h.items.size, model.cfg.max_len) for h in chosen))
+        items, times, stamps = query_batch(chosen, [now[r] for r in rows], length)
         scores = model.scores(torch.as_tensor(items), context_inputs(items, times, stamps)).numpy()
-        for row, history in enumerate(histories[start:stop]):
+        for row, history in enumerate(chosen):
             scores[row, history.items] = NEG
-        tgt = np.asarray(targets[start:stop])
+        tgt = np.asarray([targets[r] for r in rows])
         own = scores[np.arange(len(tgt)), tgt]
-        ranks[start:stop] = (scores > own[:, None]).sum(axis=1) + 1
+        ranks[rows] = (scores > own[:, None]).sum(axis=1) + 1
     return ranks
 
 
@@ -445,11 +461,11 @@ def train(
         model.train()
         if remake is not None and epoch > 1:
             windows = remake(rng)
-        order = rng.permutation(len(windows))
+        lengths = (windows.items != 0).sum(axis=1)
         total = 0.0
         epoch_began = time.perf_counter()
-        for start in range(0, len(order), cfg.batch_size):
-            part = windows.take(order[start : start + cfg.batch_size])
+        for batch in length_batches(lengths, cfg.batch_size, rng):
+            part = windows.take(batch).trimmed()
             if cfg.request == "sampled":
                 part = part.with_request(sample_requests(part, rng))
             loss = model.loss(window_batch(part))
@@ -457,7 +473,7 @@ def train(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * min(cfg.batch_size, len(order) - start)
+            total += float(loss.detach()) * len(batch)
         train_seconds += time.perf_counter() - epoch_began
         elapsed = time.perf_counter() - began
         out_of_time = time_budget_s is not None and elapsed + elapsed / epoch > time_budget_s
@@ -473,12 +489,12 @@ def train(
         else:
             stale += 1
         elapsed = time.perf_counter() - began
-        log(f"epoch {epoch:>3} loss {total / len(order):.4f} valid {value:.4f} ({elapsed:.0f}s)")
+        log(f"epoch {epoch:>3} loss {total / len(windows):.4f} valid {value:.4f} ({elapsed:.0f}s)")
         if on_check is not None:
             on_check(
                 {
                     "epoch": float(epoch),
-                    "loss": total / len(order),
+                    "loss": total / len(windows),
                     "valid": value,
                     "best_epoch": float(best_epoch),
                     "best_valid": best,
@@ -536,7 +552,7 @@ def to_weights(model: SASRec) -> SasrecWeights:
         ctx = {name: a(emb.weight) for name, emb in model.ctx_tables().items()}
         if not model.cfg.query_context:  # the graph still adds them: as zeros, the request time changes nothing
             ctx = {name: np.zeros_like(table) if name.startswith("q_") else table for name, table in ctx.items()}
-        return SasrecWeights(
+        plain = SasrecWeights(
             item_table=a(model.item_table()),
             positions=a(model.pos),
             context=ctx,
@@ -545,6 +561,8 @@ def to_weights(model: SASRec) -> SasrecWeights:
             ln_f_b=a(model.ln_f.bias),
             heads=model.cfg.heads,
         )
+        # The fused co-occurrence term (``attach_cooc``) is part of the model: it ships with it.
+        return plain.with_cooc(model.cooc_arrays, model.cooc_weight)
 
 
 def config_dict(cfg: SasrecConfig) -> dict[str, float | str]:

@@ -126,10 +126,28 @@ class Windows:
     def take(self, index: NDArray[np.int64]) -> Windows:
         return Windows(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
 
+    def trimmed(self) -> Windows:
+        """Without the leading columns that are padding in every row: positions are right-aligned, so
+        the model computes exactly the same for the rest (``SASRec.hidden`` takes any length)."""
+        used = int((self.items != 0).sum(axis=1).max(initial=0))
+        cut = self.items.shape[1] - max(used, 1)
+        if cut <= 0:
+            return self
+        per_step = {name for name in self.__dataclass_fields__ if name != "before"}
+        return Windows(**{k: (v[:, cut:] if k in per_step else v) for k, v in self.__dict__.items()})
+
     def with_request(self, now: NDArray[np.int64]) -> Windows:
         """The same windows with each step's request time set to ``now`` [N, L] (context recomputed)."""
         q_hour, q_dow, q_gap = request_context(self.times, now)
         return Windows(**{**self.__dict__, "q_hour": q_hour, "q_dow": q_dow, "q_gap": q_gap})
+
+
+def length_batches(lengths: NDArray[np.int64], batch_size: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
+    """Batches of windows of similar length (shuffled within a length, batches in random order), so a
+    batch trimmed of its all-padding columns is short: a catalogue of short sequences trains fast."""
+    order = np.lexsort((rng.random(lengths.size), lengths))
+    batches = [order[start : start + batch_size] for start in range(0, order.size, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 # Training request times: the target's own time (the old protocol), the input's own time (decide on the

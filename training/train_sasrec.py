@@ -66,6 +66,8 @@ METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 ABLATION = (("ids only", False, False), ("+ content", True, False), ("+ content + context", True, True))
 # Co-occurrence weights tried on the validation targets (0 = the transformer alone).
 COOC_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+# The cold-item diagnostics (two extra evaluations) run when at least this many targets are cold.
+MIN_COLD_TARGETS = 20
 # Without validation targets (a time-split build) the fused weight is this one.
 DEFAULT_COOC_WEIGHT = 1.0
 
@@ -158,6 +160,13 @@ def cold_target_metrics(model: Any, split: TimedSplit, has_id: NDArray[np.bool_]
             ranks = rank_targets(model, histories, now, targets)[cold]
             out[target] = {**rank_metrics(ranks), "users": float(cold.sum())}
     return out
+
+
+def cold_targets(prep: Prepared) -> int:
+    """Validation and test targets without any training interaction."""
+    assert prep.split is not None
+    split = prep.split
+    return sum(int(not prep.has_id[split.valid[u][0]]) + int(not prep.has_id[split.test[u][0]]) for u in split.users)
 
 
 def mean_std(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -361,7 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"best {info['best_epoch']:.0f}"
                 + (", stopped by the time budget" if info["stopped_by_time_budget"] else "")
             )
-            if split is not None and (~prep.has_id[1:]).any() and args.cold_report:
+            if split is not None and args.cold_report and cold_targets(prep) >= MIN_COLD_TARGETS:
                 # Both ways of scoring items without training data, on the users whose target is one.
                 filled = copy.deepcopy(model)
                 filled.fill_cold_ids()
@@ -536,7 +545,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", action=on_off, default=True, help="time context (when the source has real times)")
     p.add_argument("--refit", action=on_off, default=False, help="retrain on train + valid items for the best epochs")
     p.add_argument("--query-context", action=on_off, default=True, help="the request time's hour/weekday/gap")
-    p.add_argument("--cold-report", action=on_off, default=True, help="metrics on cold-item targets")
+    p.add_argument(
+        "--cold-report", action=on_off, default=True, help="metrics on cold-item targets (when there are enough)"
+    )
     p.add_argument("--save-weights", type=Path, default=None, help="keep each run's weights (npz) here")
     p.add_argument("--negatives", type=int, default=None, help="sampled negatives (0 = full softmax; default: sized)")
     p.add_argument("--future", type=int, default=0, help="the next N items (within the horizon) are positives too")

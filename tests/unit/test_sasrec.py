@@ -353,6 +353,14 @@ def test_train_cli_end_to_end_tiny(tmp_path: Path) -> None:
     assert {"test", "valid", "test_plus_1h", "test_target_time"} <= set(runs[0])
     assert {"test_plus_1h_NDCG@10", "test_target_time_NDCG@10", "cooc_weight"} <= set(manifest.metrics)
     assert written["recipe"]["chosen"]["epochs"] == 2  # the flag wins over the sized recipe
+    # What ships is what was measured: the graph carries the fused co-occurrence weight, and the ONNX
+    # artifact scores exactly what the torch model scored.
+    graph = weights_from_graph(onnx.load_model(fp32 / "model.onnx"))
+    assert graph.cooc_weight == pytest.approx(manifest.metrics["cooc_weight"])
+    assert graph.has_cooc, "the tiny data's validation picks a fused weight"
+    best = max(runs, key=lambda run: run["valid"]["NDCG@10"])
+    for key in ("test", "test_plus_1h", "test_target_time"):
+        assert manifest.metrics[f"{key}_NDCG@10"] == pytest.approx(best[key]["NDCG@10"], abs=1e-6)
     # The demo's entry point trains the same model on the earliest share of time.
     split_dir = tmp_path / "split"
     assert (
@@ -500,7 +508,7 @@ def test_recipe_sizes_itself_from_the_data() -> None:
     assert (movielens.batch_size, movielens.epochs, movielens.eval_every, movielens.patience) == (64, 40, 2, 6)
     assert movielens.negatives == 0 and movielens.context and movielens.content
     yelp = auto_config(DataShape(30431, 20033, 20019, 30790, 225061, timed=False, content=True))
-    assert yelp.batch_size == 256 and yelp.negatives > 0 and not yelp.context and yelp.epochs < movielens.epochs
+    assert yelp.batch_size == 256 and yelp.negatives > 0 and not yelp.context and 12 <= yelp.epochs < movielens.epochs
     small = auto_config(DataShape(10, 50, 50, 10, 40, timed=True, content=False))
     assert small.negatives == 0 and not small.content and FULL_SOFTMAX_MAX_ITEMS >= 50
 
@@ -536,3 +544,26 @@ def test_sequences_source_agrees_with_the_yelp_csv() -> None:
         np.asarray(table.item_ids, dtype=object)[table.interactions.item],
     )
     assert len(text.item_ids) - 1 == 20_033 and sum(1 for item in text.catalog.values() if item.genres) >= 20_000
+
+
+def test_trimmed_batches_compute_the_same() -> None:
+    """Cutting the all-padding columns changes nothing: positions are right-aligned."""
+    torch = pytest.importorskip("torch")
+    from training.sasrec import SASRec, SasrecConfig, context_inputs, window_batch
+    from training.sequences import UserSeq, length_batches
+
+    torch.manual_seed(0)
+    seqs = [UserSeq(np.arange(1, n + 1) % 11 + 1, T0 + np.arange(n) * 7_000) for n in (3, 5, 4)]
+    windows = make_windows(seqs, length=8)
+    trimmed = windows.trimmed()
+    assert trimmed.items.shape[1] == 4 and windows.items.shape[1] == 8
+    cfg = SasrecConfig(max_len=8, dim=8, dropout=0.0, content=False, mask_seen=True, mask_history=True)
+    model = SASRec(cfg, 13, None, np.ones(13, dtype=bool)).eval()
+    assert abs(model.loss(window_batch(windows)).item() - model.loss(window_batch(trimmed)).item()) < 1e-5
+    items, times = windows.items, windows.times
+    now = times[:, -1] + 60
+    full = model.scores(torch.as_tensor(items), context_inputs(items, times, now))
+    cut = model.scores(torch.as_tensor(items[:, -4:]), context_inputs(items[:, -4:], times[:, -4:], now))
+    assert_allclose(full.numpy(), cut.numpy(), atol=1e-5)
+    batches = length_batches(np.asarray([1, 9, 2, 8, 1, 9]), 2, np.random.default_rng(0))
+    assert sorted(tuple(sorted(b.tolist())) for b in batches) == [(0, 4), (1, 5), (2, 3)]
