@@ -8,8 +8,8 @@ whether times and content exist) and picks what used to be hand-set per data set
 * softmax: full over the catalogue while the output layer stays cheap (``FULL_SOFTMAX_MAX_ITEMS``),
   else sampled over ``SAMPLED_NEGATIVES`` uniform negatives per step;
 * epochs: the cosine schedule spans about ``SCHEDULE_STEPS`` optimiser steps, between
-  ``MIN_EPOCHS`` and ``MAX_EPOCHS`` passes; about ``CHECKS`` validation checks over it and a patience
-  of a third of them;
+  ``MIN_EPOCHS`` and ``MAX_EPOCHS`` passes; a validation check every ``epochs // CHECKS`` epochs (at
+  least every epoch) and a patience of ``PATIENCE_SHARE`` of the schedule;
 * time context only for a source with real times (``Dataset.timed``), content only when the
   catalogue has any;
 * a wall-clock budget (``TIME_BUDGET_S``) the trainer stops at, keeping the best check so far.
@@ -30,8 +30,9 @@ MIN_BATCH, MAX_BATCH = 32, 1024
 FULL_SOFTMAX_MAX_ITEMS = 8_000
 SAMPLED_NEGATIVES = 2_048
 SCHEDULE_STEPS = 4_000
-MIN_EPOCHS, MAX_EPOCHS = 12, 40
-CHECKS = 20
+MIN_EPOCHS, MAX_EPOCHS = 12, 80
+CHECKS = 40
+PATIENCE_SHARE = 0.15
 MIN_PATIENCE = 3
 TIME_BUDGET_S = 15 * 60.0
 
@@ -63,15 +64,15 @@ def auto_config(shape: DataShape, base: SasrecConfig | None = None) -> SasrecCon
     batch = min(MAX_BATCH, max(MIN_BATCH, _power_of_two(TARGETS_PER_STEP / max(shape.targets_per_window, 1.0))))
     steps_per_epoch = max(1, math.ceil(shape.windows / batch))
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(SCHEDULE_STEPS / steps_per_epoch)))
-    eval_every = max(1, round(epochs / CHECKS))
-    checks = max(1, epochs // eval_every)
+    eval_every = max(1, epochs // CHECKS)
+    patience = max(MIN_PATIENCE, math.ceil(PATIENCE_SHARE * epochs / eval_every))
     negatives = 0 if shape.warm_items <= FULL_SOFTMAX_MAX_ITEMS else SAMPLED_NEGATIVES
     return replace(
         cfg,
         batch_size=batch,
         epochs=epochs,
         eval_every=eval_every,
-        patience=max(MIN_PATIENCE, checks // 3),
+        patience=patience,
         negatives=negatives,
         context=cfg.context and shape.timed,
         content=cfg.content and shape.content,

@@ -251,7 +251,7 @@ def configure(args: argparse.Namespace, prep: Prepared) -> tuple[Any, Windows, D
         mask_history=args.mask_history,
         cold_fill=args.cold_fill,
         request=args.request,
-        stride=args.stride,
+        stride=min(args.max_len, args.stride) if args.stride else max(1, args.max_len // 2),
         future=args.future,
         future_horizon_s=args.future_horizon,
         future_weight=args.future_weight,
@@ -554,8 +554,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--future-horizon", type=int, default=3600, help="seconds after the target")
     p.add_argument("--future-weight", type=float, default=0.0, help="weight of their own loss terms")
     p.add_argument("--shuffle-ties", action=on_off, default=False, help="same-second events in random order")
-    p.add_argument("--stride", type=int, default=0, help="overlapping training windows (0 = max_len, none)")
-    p.add_argument("--request", choices=("target", "decision", "sampled"), default="sampled")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="training windows overlap by max_len - stride (default max_len // 2; max_len: no overlap)",
+    )
+    p.add_argument(
+        "--request",
+        choices=("target", "decision", "sampled"),
+        default="decision",
+        help="training request time: the target's, the newest input's (decide on the stream), or drawn between",
+    )
     p.add_argument("--cold-fill", action=on_off, default=False, help="ridge-predict id vectors of items without data")
     return p
 

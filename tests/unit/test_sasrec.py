@@ -364,7 +364,20 @@ def test_train_cli_end_to_end_tiny(tmp_path: Path) -> None:
     # The demo's entry point trains the same model on the earliest share of time.
     split_dir = tmp_path / "split"
     assert (
-        build_model.main(["--data", str(data), "--kind", "sasrec", "--split-quantile", "0.8", "--out", str(split_dir)])
+        build_model.main(
+            [
+                "--data",
+                str(data),
+                "--kind",
+                "sasrec",
+                "--split-quantile",
+                "0.8",
+                "--out",
+                str(split_dir),
+                "--epochs",
+                "2",
+            ]
+        )
         == 0
     )
     assert read_manifest(split_dir).metrics["split_quantile"] == 0.8
@@ -504,8 +517,8 @@ def replace_cfg(cfg: Any, **changes: Any) -> Any:
 def test_recipe_sizes_itself_from_the_data() -> None:
     from training.recipe import FULL_SOFTMAX_MAX_ITEMS, DataShape, auto_config
 
-    movielens = auto_config(DataShape(943, 1682, 1678, 2412, 97171, timed=True, content=True))
-    assert (movielens.batch_size, movielens.epochs, movielens.eval_every, movielens.patience) == (64, 40, 2, 6)
+    movielens = auto_config(DataShape(943, 1682, 1678, 3564, 97171, timed=True, content=True))  # stride 25
+    assert (movielens.batch_size, movielens.epochs, movielens.eval_every, movielens.patience) == (128, 80, 2, 6)
     assert movielens.negatives == 0 and movielens.context and movielens.content
     yelp = auto_config(DataShape(30431, 20033, 20019, 30790, 225061, timed=False, content=True))
     assert yelp.batch_size == 256 and yelp.negatives > 0 and not yelp.context and 12 <= yelp.epochs < movielens.epochs
