@@ -10,6 +10,9 @@ whether times and content exist) and picks what used to be hand-set per data set
 * epochs: the cosine schedule spans about ``SCHEDULE_STEPS`` optimiser steps, between
   ``MIN_EPOCHS`` and ``MAX_EPOCHS`` passes; a validation check every ``epochs // CHECKS`` epochs (at
   least every epoch) and a patience of ``PATIENCE_SHARE`` of the schedule;
+* batches grouped by window length only when windows are mostly padding (mean length at most
+  ``BUCKET_BELOW`` of the window): each batch is then cut to its longest window, which makes short
+  sequences cheap; with mostly full windows, random batches;
 * time context only for a source with real times (``Dataset.timed``), content only when the
   catalogue has any;
 * a wall-clock budget (``TIME_BUDGET_S``) the trainer stops at, keeping the best check so far.
@@ -35,6 +38,7 @@ CHECKS = 40
 PATIENCE_SHARE = 0.15
 MIN_PATIENCE = 3
 TIME_BUDGET_S = 15 * 60.0
+BUCKET_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class DataShape:
     targets: int  # next-item targets in one epoch
     timed: bool  # real timestamps (not invented ones that only keep the order)
     content: bool  # any content feature at all
+    mean_length: float = 0.0  # mean non-padding length of a training window
 
     @property
     def targets_per_window(self) -> float:
@@ -74,6 +79,7 @@ def auto_config(shape: DataShape, base: SasrecConfig | None = None) -> SasrecCon
         eval_every=eval_every,
         patience=patience,
         negatives=negatives,
+        bucket=shape.mean_length <= BUCKET_BELOW * cfg.max_len,
         context=cfg.context and shape.timed,
         content=cfg.content and shape.content,
     )
@@ -81,5 +87,5 @@ def auto_config(shape: DataShape, base: SasrecConfig | None = None) -> SasrecCon
 
 def describe(shape: DataShape, cfg: SasrecConfig) -> dict[str, Any]:
     """For the report: the shape seen and what was chosen from it."""
-    chosen = ("batch_size", "epochs", "eval_every", "patience", "negatives", "context", "content")
+    chosen = ("batch_size", "epochs", "eval_every", "patience", "negatives", "bucket", "context", "content")
     return {"shape": asdict(shape), "chosen": {k: v for k, v in asdict(cfg).items() if k in chosen}}

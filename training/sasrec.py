@@ -71,6 +71,7 @@ class SasrecConfig:
     future_horizon_s: int = 3600
     future_weight: float = 0.0  # weight of their own loss terms (0: only left out of the negatives)
     negatives: int = 0  # > 0: sampled softmax over this many uniform negatives per batch (0 = full softmax)
+    bucket: bool = True  # batches of similar window length (fast on short sequences); else random batches
     shuffle_ties: bool = False  # reorder same-second events at random every epoch
     stride: int = 0  # training windows overlap by max_len - stride (0 = max_len: no overlap)
     request: str = "sampled"  # training request time: "target", "decision" or "sampled" (sequences.TRAIN_REQUESTS)
@@ -462,6 +463,8 @@ def train(
         if remake is not None and epoch > 1:
             windows = remake(rng)
         lengths = (windows.items != 0).sum(axis=1)
+        if not cfg.bucket:
+            lengths = np.zeros_like(lengths)  # one "length": plain random batches (still trimmed)
         total = 0.0
         epoch_began = time.perf_counter()
         for batch in length_batches(lengths, cfg.batch_size, rng):

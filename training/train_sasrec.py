@@ -208,6 +208,7 @@ def data_shape(prep: Prepared, windows: Windows) -> DataShape:
         targets=int((windows.targets != 0).sum()),
         timed=prep.dataset.timed,
         content=prep.content.shape[1] > 0,
+        mean_length=float((windows.items != 0).sum(axis=1).mean()) if len(windows) else 0.0,
     )
 
 
@@ -218,6 +219,7 @@ AUTO_FIELDS = {
     "eval_every": "eval_every",
     "patience": "patience",
     "negatives": "negatives",
+    "bucket": "bucket",
 }
 
 
@@ -380,6 +382,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if cfg.cold_fill:
                 info["cold_filled"] = float(model.fill_cold_ids())
             if cooc is not None:
+                if split is not None:
+                    # The transformer on its own, for the ablation (the fused model's numbers follow).
+                    row["transformer_only"] = {
+                        target: evaluate_model(model, split, target) for target in ("valid", "test")
+                    }
                 if split is not None and args.cooc_weight is None:
                     row["cooc"] = pick_cooc_weight(model, cooc, split, COOC_WEIGHTS)
                 else:
@@ -545,6 +552,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", action=on_off, default=True, help="time context (when the source has real times)")
     p.add_argument("--refit", action=on_off, default=False, help="retrain on train + valid items for the best epochs")
     p.add_argument("--query-context", action=on_off, default=True, help="the request time's hour/weekday/gap")
+    p.add_argument("--bucket", action=on_off, default=None, help="batches of similar length (default: sized)")
     p.add_argument(
         "--cold-report", action=on_off, default=True, help="metrics on cold-item targets (when there are enough)"
     )
