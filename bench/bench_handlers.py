@@ -44,16 +44,17 @@ os.environ.update(
 )
 
 from demo.movielens_events import catalog_items, rating_events  # noqa: E402
-from shared import bootstrap  # noqa: E402
-from shared.decide_service import DecideConfig, DecideService  # noqa: E402
-from shared.feature_service import FeaturesService, Positioned  # noqa: E402
-from shared.features import StreamPosition  # noqa: E402
-from shared.ingest import IngestService  # noqa: E402
+from shared.domain.admission import Delivered, StreamPosition  # noqa: E402
+from shared.domain.policy import PolicyConfig, RulesPolicy  # noqa: E402
 from shared.model import OnnxRecommender  # noqa: E402
-from shared.policy import PolicyConfig  # noqa: E402
+from shared.plumbing import bootstrap  # noqa: E402
+from shared.services.decide import DecideConfig, DecideService  # noqa: E402
+from shared.services.features import FeaturesService  # noqa: E402
+from shared.services.ingest import IngestService  # noqa: E402
 from tests.support.fakes import (  # noqa: E402
     InMemoryArchive,
     InMemoryCatalog,
+    InMemoryEventIds,
     InMemoryLedger,
     InMemoryUserStates,
     RecordingSender,
@@ -145,14 +146,14 @@ def main() -> int:
     context = Context()
 
     ingest = load_handler("ingest", {"POWERTOOLS_SERVICE_NAME": "ingest", "ARCHIVE_BUCKET": "bench"})
-    ingest_service = IngestService(InMemoryArchive(), "archive/", "quarantine/")  # type: ignore[arg-type]
+    ingest_service = IngestService(InMemoryArchive(), InMemoryEventIds(), "archive/", "quarantine/")  # type: ignore[arg-type]
     bootstrap.ingest_service = lambda: ingest_service  # type: ignore[assignment]
     ingest_us = per_record_us(lambda: ingest.lambda_handler(event, context), BATCH, args.repeats)
 
     features = load_handler("features", {"POWERTOOLS_SERVICE_NAME": "features"})
 
     def fresh_features() -> None:
-        service = FeaturesService(InMemoryUserStates(), catalog)  # type: ignore[arg-type]
+        service = FeaturesService(InMemoryUserStates(), catalog, InMemoryEventIds())  # type: ignore[arg-type]
         bootstrap.features_service = lambda: service  # type: ignore[assignment]
         features.lambda_handler(event, context)
 
@@ -160,10 +161,10 @@ def main() -> int:
 
     # Writes per event over the whole replay period, batched as a Kinesis mapping would.
     store = InMemoryUserStates()
-    service = FeaturesService(store, catalog)  # type: ignore[arg-type]
+    service = FeaturesService(store, catalog, InMemoryEventIds())  # type: ignore[arg-type]
     by_shard: dict[int, list[Any]] = {s: [] for s in range(SHARDS)}
     for n, e in enumerate(events):
-        by_shard[shard_of(e.user_id)].append(Positioned(e, StreamPosition(f"shard-{shard_of(e.user_id)}", str(n)), n))
+        by_shard[shard_of(e.user_id)].append(Delivered(e, StreamPosition(f"shard-{shard_of(e.user_id)}", str(n)), n))
     batches = users_per_batch = 0
     for items in by_shard.values():
         for start in range(0, len(items), BATCH):
@@ -180,7 +181,8 @@ def main() -> int:
         InMemoryLedger(),  # type: ignore[arg-type]
         recommender,
         RecordingSender(),
-        DecideConfig(policy=PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)),
+        RulesPolicy(PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)),
+        DecideConfig(),
     )
     states = [s for s in (store.get(u) for u in list(store.items)[:300]) if s is not None]
     for s in states:

@@ -69,11 +69,11 @@ spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 t1, c1 = time.perf_counter(), time.process_time()
-from shared import bootstrap
+from shared.plumbing import bootstrap
 settings = {"ingest": "IngestSettings", "features": "FeaturesSettings", "decide": "DecideSettings",
             "feedback": "FeedbackSettings"}[sys.argv[2]]
-import shared.config
-getattr(shared.config, settings)()
+import shared.plumbing.config
+getattr(shared.plumbing.config, settings)()
 t2, c2 = time.perf_counter(), time.process_time()
 model_ms = 0.0
 if sys.argv[2] == "decide":
@@ -97,13 +97,14 @@ import importlib.util, json, os, sys, time
 import boto3
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
-from runner.resources import StackBuilder
-from runner.template import load_template
+from pathlib import Path
+from runner.deploy import load_yaml
+from runner.stack import deploy_local
 from runner.lambda_invoke import LambdaContext
 mock = mock_aws()
 mock.start()
-stack = StackBuilder(load_template(sys.argv[4]), lambda s: boto3.client(s, region_name="us-east-1"),
-                     stack_name="bench", region="us-east-1", account_id="123456789012").build()
+stack, _ = deploy_local(load_yaml(Path(sys.argv[4])), lambda s: boto3.client(s, region_name="us-east-1"),
+                        "bench", {}, "us-east-1")
 out = stack.outputs
 os.environ.update({"ARCHIVE_BUCKET": out["ArchiveBucketName"], "USER_STATE_TABLE": out["UserStateTableName"],
                    "CATALOG_TABLE": out["CatalogTableName"], "LEDGER_TABLE": out["LedgerTableName"],
@@ -122,7 +123,7 @@ BotocoreStubber.__call__ = timed
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from shared import bootstrap
+from shared.plumbing import bootstrap
 getattr(bootstrap, sys.argv[3])()
 event = json.loads(open(sys.argv[5]).read())
 context = LambdaContext(function_name=sys.argv[2], function_arn="arn:aws:lambda:us-east-1:123456789012:function:x",

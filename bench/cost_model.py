@@ -430,8 +430,8 @@ def replay(
     from runner.clock import SimulatedClock
     from runner.pipeline import LocalPipeline
     from runner.server import create_outbox
-    from runner.template import load_template
-    from shared.adapters.catalog import Catalog, CatalogItem
+    from shared.adapters.catalog import Catalog
+    from shared.domain.catalog import CatalogItem
 
     manifest = json.loads((ROOT / "layers" / "model" / "manifest.json").read_text())
     items = [str(i) for i in manifest["item_vocab"] if not str(i).startswith("<")][:400]
@@ -439,8 +439,6 @@ def replay(
     events = synthetic_events(users, days, per_day, items, t0)
     rng = random.Random(11)
     log_dir = Path(tempfile.mkdtemp(prefix="nudge-cost-logs-"))
-    template = load_template(ROOT / "template.yaml")
-    memory = {fid: spec.memory_mb for fid, spec in template.functions.items()}
     overrides = {"MODEL_DIR": str(ROOT / "layers" / "model")}
     if not pushing:
         overrides["DAILY_PUSH_CAP"] = "0"
@@ -457,6 +455,10 @@ def replay(
             log_dir=log_dir,
         ) as pipe,
     ):
+        memory = {fid: spec.memory_mb for fid, spec in pipe.functions.items()}
+        sources = {
+            fid: next((e for e in spec.events if e.kind != "schedule"), None) for fid, spec in pipe.functions.items()
+        }
         result.tables = {v: k.removesuffix("TableName") for k, v in pipe.outputs.items() if k.endswith("TableName")}
         for fid, container in pipe.containers.items():
             container.invoke = _tagged(fid, container.invoke)  # type: ignore[method-assign]
@@ -536,7 +538,7 @@ def replay(
             "in_calls": round(IN_CALLS[fid], 2),
             "billed": round(own, 2),
         }
-        source = next((e for e in template.functions[fid].events if e.kind != "schedule"), None)
+        source = sources[fid]
         logs = sum(f.stat().st_size for f in log_dir.rglob(f"{fid}*") if f.is_file())
         result.functions[fid] = FunctionUse(
             memory_mb=memory[fid],
@@ -655,10 +657,10 @@ def _table_kind(c: Call, tables: dict[str, str]) -> str:
 def run(
     users: int, days: int, per_day: int, baseline: bool = True, parameters: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    from runner.template import load_template
+    from runner.deploy import load_yaml
 
-    template = load_template(ROOT / "template.yaml")
-    shards = int(template.parameters.get("ShardCount", "2"))
+    template = load_yaml(ROOT / "template.yaml")
+    shards = int(template["Parameters"]["ShardCount"]["Default"])
     pushing = replay(users, days, per_day, pushing=True, parameters=parameters)
     report = priced(pushing)
     report["by_traffic"] = [at_rate(pushing, rate, shards) for rate in RATES_PER_S]
@@ -688,7 +690,7 @@ def run(
             "formula": "$ per million behaviour events = base + dollars_per_push x pushes per million behaviour events",
             "by_traffic": lines,
         }
-    alarms = sum(1 for r in template.resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm")
+    alarms = sum(1 for r in template["Resources"].values() if r.get("Type") == "AWS::CloudWatch::Alarm")
     sweep_usage_per_run = {
         "invocations": pushing.sweeps,
         "rru": sum(c.rru for c in pushing.sweep_calls),

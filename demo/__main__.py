@@ -16,8 +16,8 @@ from demo.push_moments import Sessions, pushes_by_depth
 from demo.replay import ROOT, progress_bar, run_policy
 from demo.report_html import write_report
 from demo.summary import report_markdown, summarize
-from shared.config import DecideSettings
-from shared.policy import PolicyConfig
+from shared.domain.policy import PolicyConfig
+from shared.plumbing.config import DecideSettings
 from training.movielens import DatasetNotFoundError, Interactions, load_movielens, resolve_data_dir, time_split
 
 
@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     popularity = build_model("popularity", data_dir, models_dir / "popularity", args.split_quantile)
     calibrate(data_dir, cooc, args.split_quantile)
     # The policies compared on the same replay: (model, decide settings). "full" is Nudge.
-    policies: dict[str, tuple[Path, dict[str, str]]] = {
-        "full": (cooc, {"POLICY_VARIANT": "full", **overrides}),
-        "popularity": (popularity, {"POLICY_VARIANT": "rules", "EXPLORATION_SHARE": "0"}),
-        "random": (popularity, {"POLICY_VARIANT": "rules", "ITEM_CHOICE": "random", "CANDIDATES": "2000"}),
-        "model": (cooc, {"POLICY_VARIANT": "none", "EXPLORATION_SHARE": "0"}),
+    # A baseline's name is installed into the local decide function (demo/baselines.py); None keeps
+    # Nudge's own policy. The popularity model ships no calibration, so its runs have no engagement test.
+    policies: dict[str, tuple[Path, dict[str, str], str | None]] = {
+        "full": (cooc, dict(overrides), None),
+        "popularity": (popularity, {"EXPLORATION_SHARE": "0"}, None),
+        "random": (popularity, {"CANDIDATES": "2000"}, "random"),
+        "model": (cooc, {"EXPLORATION_SHARE": "0"}, "model"),
         # Diagnostics, not in the default set: the full policy without quiet hours.
-        "full-no-quiet": (cooc, {"POLICY_VARIANT": "full", "QUIET_HOURS_START": "0", "QUIET_HOURS_END": "0"}),
+        "full-no-quiet": (cooc, {"QUIET_HOURS_START": "0", "QUIET_HOURS_END": "0", **overrides}, None),
     }
     selected = {name: policies[name] for name in args.policies.split(",")}
     # Each policy replays in its own process with its own moto: they share nothing, so the
@@ -122,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                 progress_bar,
                 env,
                 parameters,
+                baseline,
             )
-            for policy, (model_dir, env) in selected.items()
+            for policy, (model_dir, env, baseline) in selected.items()
         }
         runs = {policy: future.result() for policy, future in futures.items()}
     defaults = DecideSettings.model_fields

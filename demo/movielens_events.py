@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from shared.adapters.catalog import CatalogItem
-from shared.contract import BehaviourEvent, ProfileEvent
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent, ProfileEvent
 from training.movielens import Interactions, Item, User
 
 # A rough US time zone from the first zip digit; good enough to place quiet hours.

@@ -11,6 +11,7 @@ real log (delivered, then opened+converted if they rate it within 7 days, else d
 from __future__ import annotations
 
 import heapq
+import importlib
 import json
 import logging
 import sys
@@ -32,9 +33,9 @@ from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.user_state_codec import encode_user_state
-from shared.contract import AnyEvent, FeedbackEvent
-from shared.features import apply_event
-from shared.user_state import UserState
+from shared.domain.contract import AnyEvent, FeedbackEvent
+from shared.domain.fold import apply_event
+from shared.domain.user_state import UserState
 from training.movielens import Interactions, MovieLens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +151,7 @@ def run_policy(
     progress: Callable[[str, int, int], None] | None = None,
     decide_env: dict[str, str] | None = None,
     parameters: dict[str, str] | None = None,
+    baseline: str | None = None,
 ) -> RunResult:
     result = RunResult(policy=policy)
     started = time.perf_counter()
@@ -170,6 +172,8 @@ def run_policy(
     )
     with pipeline:
         pipeline.start()
+        if baseline is not None:
+            pipeline.run_inside("DecideFunction", lambda: importlib.import_module("demo.baselines").install(baseline))
         # A tick jumps an hour of simulated time; one sweep per tick is enough for the demo
         # (the missed 5-minute occurrences would only find the same due users again).
         logging.getLogger("runner").setLevel(logging.ERROR)

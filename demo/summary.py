@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from demo.outcomes import RatingLog, SameMomentsPopularity, hit_rate
 from demo.replay import RunResult
-from shared.ope import epsilon_greedy, estimate, greedy, is_hit, logged_from_ledger
-from shared.policy import PolicyConfig, in_quiet_hours
+from shared.domain.policy import PolicyConfig, in_quiet_hours
 from training.calibration import fit_from_ledger
+from training.ope import epsilon_greedy, estimate, greedy, is_hit, logged_from_ledger
 
 DAY = 24 * 3600
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from reliability.bad_inputs import fuzz_contract, fuzz_through_ingest
-from reliability.fault_scenario import run_scenario
+from reliability.fault_scenario import FEEDBACK_RACE, run_scenario
 from reliability.load_replay import compare_states, movielens_events, replay
+from reliability.poison import ITEMS, POISON, run_isolation
 from runner.faults import FaultInjector, FaultKind, uniform_rates
 from training.movielens import DatasetNotFoundError, load_movielens, resolve_data_dir
 
@@ -50,6 +55,68 @@ def run_faults(rate: float, seeds: int, log_dir: Path) -> dict[str, Any]:
     return {"rate": rate, "runs": runs}
 
 
+def run_poison(log_dir: Path) -> dict[str, Any]:
+    """Each poison class in a drain of its own, inside 100 valid events of 10 users."""
+    from tests.support.tiny_model import build_tiny_model
+
+    with tempfile.TemporaryDirectory(prefix="nudge-poison-model-") as tmp:
+        model_dir = build_tiny_model(Path(tmp), vocab=ITEMS)
+        results = run_isolation(sorted(POISON), model_dir, log_dir=log_dir)
+    for r in results:
+        _say(
+            f"  poison {r.kind}: {r.poison_reasons} (want {r.expected_reason}), valid applied once "
+            f"{r.valid_applied_once}/{r.valid_events}, dead letters {r.dead_letter_messages}, "
+            f"archived twice {r.archived_more_than_once}: {'isolated' if r.isolated else 'NOT ISOLATED'}"
+        )
+    return {"classes": [r.as_dict() for r in results], "isolated": sum(r.isolated for r in results)}
+
+
+def run_hostile(out: Path) -> dict[str, Any]:
+    """`python -m runner serve` exactly as runner/README.md shows it, and the hostile producer in another process."""
+    ready = out / "serve-ready.json"
+    ready.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    serve_log = (out / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runner", "serve", "--port", "0", "--ready-file", str(ready)],
+        cwd=ROOT,
+        env=env,
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runner serve did not start; see {out / 'serve.log'}")
+            time.sleep(0.2)
+        report_file = out / "hostile.json"
+        producer = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reliability.hostile_producer",
+                "--ready-file",
+                str(ready),
+                "--out",
+                str(report_file),
+            ],
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+        report: dict[str, Any] = json.loads(report_file.read_text())
+        report["exit_code"] = producer.returncode
+        return report
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        serve_log.close()
+
+
 def run_load(
     data_dir: Path, rate: float, seed: int, limit: int | None, with_decide: bool, log_dir: Path
 ) -> dict[str, Any]:
@@ -64,7 +131,7 @@ def run_load(
         data,
         events,
         label="faults",
-        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages)),
+        injector=FaultInjector(uniform_rates(rate), seed=seed, functions=frozenset(stages), race=FEEDBACK_RACE),
         log_dir=log_dir,
         **common,
     )
@@ -79,7 +146,12 @@ def run_load(
 
 
 def summarise(
-    fuzz: dict[str, Any], faults: dict[str, Any], load: dict[str, Any] | None, wall_s: float
+    fuzz: dict[str, Any],
+    faults: dict[str, Any],
+    load: dict[str, Any] | None,
+    wall_s: float,
+    poison: dict[str, Any] | None = None,
+    hostile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_kind: Counter[str] = Counter()
     lost = twice = sent_twice = dead_events = dead_decisions = archived_twice = 0
@@ -136,6 +208,28 @@ def summarise(
     summary["decision_triggers_dead_lettered"] = dead_decisions
     summary["archive_lines_written_twice"] = archived_twice
     summary["fault_scenarios"] = len(faults["runs"])
+    if poison is not None:
+        summary["poison_classes"] = len(poison["classes"])
+        summary["poison_classes_isolated"] = poison["isolated"]
+        summary["poison_dead_letter_messages"] = sum(c["dead_letter_messages"] for c in poison["classes"])
+        summary["poison_valid_events_not_applied_once"] = sum(
+            c["valid_events"] - c["valid_applied_once"] for c in poison["classes"]
+        )
+    if hostile is not None:
+        summary["hostile_producer"] = {
+            k: hostile[k]
+            for k in (
+                "records_put",
+                "archived",
+                "quarantined",
+                "unaccounted",
+                "archived_or_quarantined_twice",
+                "dead_letter_messages",
+                "later_stage_quarantined",
+                "users_with_wrong_event_count",
+                "clean",
+            )
+        }
     summary["wall_time_s"] = round(wall_s, 1)
     if load is not None:
         summary["events_per_second"] = summary["load"]["faults_events_per_s"]
@@ -155,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without-decide", action="store_true", help="load through ingest and features only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-hostile", action="store_true", help="no hostile producer against runner serve")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"  {tried} inputs on the contract, {put} records through ingest")
     _say("fault scenarios")
     faults = run_faults(args.scenario_rate, args.scenario_seeds, out / "logs" / "faults")
+    _say("poison classes, each in a batch of 100 valid events from 10 users")
+    poison = run_poison(out / "logs" / "poison")
+    hostile = None
+    if not args.skip_hostile:
+        _say("hostile producer against `python -m runner serve` (another process)")
+        hostile = run_hostile(out)
     load = None
     if not args.skip_load:
         try:
@@ -179,11 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         except DatasetNotFoundError as exc:
             _say(f"MovieLens-100k not found, load replay skipped: {exc}")
-    summary = summarise(fuzz, faults, load, time.perf_counter() - started)
-    (out / "details.json").write_text(json.dumps({"fuzz": fuzz, "faults": faults, "load": load}, indent=2) + "\n")
+    summary = summarise(fuzz, faults, load, time.perf_counter() - started, poison, hostile)
+    details = {"fuzz": fuzz, "faults": faults, "load": load, "poison": poison, "hostile": hostile}
+    (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     failed = summary["events_lost"] or summary["events_applied_twice"] or summary["pushes_sent_twice"]
+    failed = failed or summary["poison_classes_isolated"] != summary["poison_classes"]
+    failed = failed or (hostile is not None and not hostile["clean"])
     if load is not None and not summary["load"]["final_state_equals_clean_run"]:
         failed = True
     if load is not None and summary["load"]["users_differing_from_reference_fold"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,9 +20,10 @@ from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.features import apply_event
-from shared.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.errors import PoisonRecord
+from shared.domain.fold import apply_event
+from shared.domain.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
 NOT_FOLDED = frozenset(
@@ -161,13 +162,18 @@ def scan_table(pipe: LocalPipeline, output: str) -> list[dict[str, Any]]:
 
 
 def user_states(pipe: LocalPipeline) -> dict[str, UserState]:
+    """Every readable user-state item (an item no reader can decode is left out: the audit compares it
+    with nothing, and the pipeline quarantines the records that need it)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
     states = {}
     for raw in scan_table(pipe, "UserStateTableName"):
         item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-        state = decode_user_state(item)
+        try:
+            state = decode_user_state(item)
+        except PoisonRecord:
+            continue
         states[state.user_id] = state
     return states
 
@@ -224,6 +230,57 @@ class StateAudit:
         }
 
 
+def _features_events_per_user(events: Sequence[AnyEvent]) -> dict[str, list[BehaviourEvent | ProfileEvent]]:
+    """Behaviour and profile events by user, in stream order, each event id once (as the contract says)."""
+    per_user: dict[str, list[BehaviourEvent | ProfileEvent]] = defaultdict(list)
+    seen: set[str] = set()
+    for event in events:
+        if isinstance(event, FeedbackEvent) or event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        per_user[event.user_id].append(event)
+    return per_user
+
+
+def _applied(
+    user_events: list[BehaviourEvent | ProfileEvent], state: UserState | None, in_dlq: set[str]
+) -> tuple[list[BehaviourEvent | ProfileEvent], int]:
+    """(the events the state holds, how many it holds twice) by its event-id window when they all fit
+    in it; otherwise everything not dead-lettered, to be checked against the counters."""
+    if state is not None and len(user_events) <= MAX_RECENT_EVENT_IDS:
+        window = state.recent_event_ids
+        marks = set(window)
+        return [e for e in user_events if event_fingerprint(e.event_id) in marks], len(window) - len(marks)
+    return [e for e in user_events if e.event_id not in in_dlq], 0
+
+
+def _audit_user(
+    audit: StateAudit,
+    user_events: list[BehaviourEvent | ProfileEvent],
+    state: UserState | None,
+    base: UserState | None,
+    in_dlq: set[str],
+    genres_of: Callable[[str], list[str]],
+) -> bool:
+    """Count one user's events into ``audit``; True when the state equals the fold of what it applied."""
+    base_count = sum(base.counters.values()) if base else 0
+    stored_count = (sum(state.counters.values()) if state else 0) - base_count
+    applied, twice = _applied(user_events, state, in_dlq)
+    twice += max(0, stored_count - len(applied))
+    applied_ids = {e.event_id for e in applied}
+    missing = [e for e in user_events if e.event_id not in applied_ids]
+    audit.events_lost += sum(1 for e in missing if e.event_id not in in_dlq)
+    if len(user_events) > MAX_RECENT_EVENT_IDS:  # assumed applied (counters mode) but not counted: lost too
+        audit.events_lost += max(0, len(applied) - stored_count)
+    audit.events_applied += min(len(applied), max(stored_count, 0))
+    audit.events_applied_twice += twice
+    audit.events_dead_lettered += sum(1 for e in missing if e.event_id in in_dlq)
+    reference = base.model_copy(deep=True) if base else UserState(user_id=user_events[0].user_id)
+    for event in applied:
+        apply_event(reference, event, genres_of)
+    return state is not None and same_fold(state, reference)
+
+
 def audit_user_state(
     events: Sequence[AnyEvent],
     states: Mapping[str, UserState],
@@ -238,48 +295,16 @@ def audit_user_state(
     from its applied-event ids when they all fit in the remembered window, otherwise from the
     per-type counters; the state must then equal the fold of exactly those events.
     """
-    audit = StateAudit()
+    per_user = _features_events_per_user(events)
+    audit = StateAudit(events_in=sum(len(v) for v in per_user.values()), users=len(per_user))
     in_dlq = set(dead_lettered)
-    per_user: dict[str, list[BehaviourEvent | ProfileEvent]] = defaultdict(list)
-    seen: set[str] = set()
-    for event in events:
-        if isinstance(event, FeedbackEvent) or event.event_id in seen:
-            continue
-        seen.add(event.event_id)
-        per_user[event.user_id].append(event)
-    audit.events_in = len(seen)
-    audit.users = len(per_user)
 
     def genres_of(item: str) -> list[str]:
         return list(genres.get(item, []))
 
     for user_id, user_events in per_user.items():
-        state = states.get(user_id)
         base = initial.get(user_id) if initial else None
-        base_count = sum(base.counters.values()) if base else 0
-        stored_count = (sum(state.counters.values()) if state else 0) - base_count
-        if state is not None and len(user_events) <= MAX_RECENT_EVENT_IDS:
-            window = state.recent_event_ids
-            twice = len(window) - len(set(window))
-            applied = [e for e in user_events if event_fingerprint(e.event_id) in set(window)]
-        else:
-            twice = 0
-            # Too many to list: the applied set is everything not dead-lettered, checked by count.
-            applied = [e for e in user_events if e.event_id not in in_dlq]
-        twice += max(0, stored_count - len(applied))
-        applied_ids = {e.event_id for e in applied}
-        audit.events_lost += sum(1 for e in user_events if e.event_id not in applied_ids and e.event_id not in in_dlq)
-        # Assumed applied (counters mode) but not counted: lost too.
-        audit.events_lost += max(0, len(applied) - stored_count) if len(user_events) > MAX_RECENT_EVENT_IDS else 0
-        audit.events_applied += min(len(applied), max(stored_count, 0))
-        audit.events_applied_twice += twice
-        audit.events_dead_lettered += sum(
-            1 for e in user_events if e.event_id in in_dlq and e.event_id not in applied_ids
-        )
-        reference = base.model_copy(deep=True) if base else UserState(user_id=user_id)
-        for event in applied:
-            apply_event(reference, event, genres_of)
-        if state is None or not same_fold(state, reference):
+        if not _audit_user(audit, user_events, states.get(user_id), base, in_dlq, genres_of):
             audit.users_differing_from_reference.append(user_id)
     return audit
 
@@ -377,7 +402,8 @@ def audit_ingest(
 ) -> RecordAudit:
     """Each record put (shard, sequence number) is an archive or a quarantine line, or dead-lettered."""
     archive = archived_lines(pipe, "archive/")
-    quarantine = archived_lines(pipe, "quarantine/")
+    # Ingest's own verdicts; quarantine/<stage>/ holds what a later stage found it could never process.
+    quarantine = [line for line in archived_lines(pipe, "quarantine/") if line.get("stage") in (None, "ingest")]
     audit = RecordAudit(records_in=len(positions))
     archived = Counter((str(line["shard_id"]), str(line["sequence_number"])) for line in archive)
     # Retried batches rewrite their object; a bisected one may write a line again under a new key.

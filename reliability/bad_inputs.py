@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.contract import ContractViolation, QuarantineReason, decode_event
+from shared.domain.contract import ContractViolation, QuarantineReason, decode_event
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)

@@ -28,16 +28,25 @@ from reliability.audit import (
     user_states,
 )
 from runner.clock import SimulatedClock
-from runner.faults import FaultInjector
+from runner.faults import ConcurrentWrite, FaultInjector
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
-from shared.adapters.catalog import Catalog, CatalogItem
-from shared.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.adapters.catalog import Catalog
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # 10:00 UTC: outside quiet hours for UTC users
 ITEMS = [f"i{n}" for n in range(1, 41)]
 GENRES = {item: ["Drama"] if n % 2 else ["Comedy", "Romance"] for n, item in enumerate(ITEMS)}
+# The conditional_race fault in Nudge: feedback counting an outcome bumps a user-state item's
+# version just before features or decide replace it on a version condition.
+FEEDBACK_RACE = ConcurrentWrite(
+    condition_marker="version = :expected",
+    update_expression="ADD version :one SET last_writer = :w",
+    values={":one": {"N": "1"}, ":w": {"S": "feedback"}},
+    guard="attribute_exists(version)",
+)
 BAD_RECORDS: list[bytes] = [
     b"not json",
     b"\xc3\x28 invalid utf-8",
@@ -151,7 +160,7 @@ def run_scenario(
             from tests.support.tiny_model import build_tiny_model
 
             model_dir = build_tiny_model(Path(tmp) / "model", vocab=ITEMS)
-        injector = FaultInjector(dict(rates), seed=seed, functions=functions)
+        injector = FaultInjector(dict(rates), seed=seed, functions=functions, race=FEEDBACK_RACE)
         names = [f"u{n}" for n in range(1, users + 1)]
         no_consent = {names[-1]}
         profiles = profile_events(names, no_consent)

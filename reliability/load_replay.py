@@ -39,8 +39,8 @@ from runner.faults import FaultInjector
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
-from shared.contract import BehaviourEvent, ProfileEvent
-from shared.user_state import UserState
+from shared.domain.contract import BehaviourEvent, ProfileEvent
+from shared.domain.user_state import UserState
 from training.movielens import MovieLens
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
-"""Local runner: the SAM stack on moto with its functions driven in-process (no Docker)."""
+"""Local runner: a SAM stack deployed to moto, its functions driven in-process (no Docker)."""
 
 from runner.clock import Clock, RealClock, SimulatedClock
 from runner.lambda_invoke import FunctionStats, InvocationResult, LambdaContext
 from runner.pipeline import LocalPipeline, PipelineStats, PumpResult
-from runner.template import EventSourceSpec, FunctionSpec, Template, load_template
+from runner.specs import EventSourceSpec, FunctionSpec
 
 __all__ = [
     "Clock",
@@ -17,6 +17,4 @@ __all__ = [
     "PumpResult",
     "RealClock",
     "SimulatedClock",
-    "Template",
-    "load_template",
 ]

@@ -1,99 +1,178 @@
-"""Deploy the SAM template through CloudFormation (moto's, or any endpoint) and read the stack back.
+"""Deploy a SAM template through CloudFormation (moto's, or any endpoint), as `sam deploy` would.
 
-This is what `sam package` + `sam deploy` do, minus the CLI: zip every CodeUri/ContentUri
-directory into an S3 bucket, expand the Serverless transform with aws-sam-translator (the
-library SAM CLI and CloudFormation use), and create the stack. ``deployed_stack`` then turns
-the stack's resources and outputs into the runner's ``Stack``, so LocalPipeline can drive the
-handlers against what CloudFormation created instead of creating resources itself.
+`sam package` + `sam deploy` minus the CLI: point every CodeUri/ContentUri at an S3 object,
+expand the Serverless transform with aws-sam-translator (the library SAM CLI and CloudFormation
+use), and create the stack. The local runner deploys stub artifacts, since it runs handlers
+from their source directories; tests/deploy/packaging.py uploads the real ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import logging
+import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from runner.resources import Stack
-from runner.template import AWS_FUNCTION, PhysicalResource, load_yaml, scalar_str
+import yaml
 
-ARTIFACT_KEYS = {
-    "AWS::Serverless::Function": "CodeUri",
-    "AWS::Serverless::LayerVersion": "ContentUri",
-}
+ARTIFACT_KEYS = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+# One bucket of identical stub objects serves every stack in a moto, so the expanded template does
+# not depend on the stack name and one transform serves them all (lru_cache below).
+STUB_BUCKET = "local-runner-artifacts"
 
 
-def zip_dir(directory: Path) -> bytes:
-    """Zip a directory's files with paths relative to it (as Lambda unpacks code and layers)."""
-    buffer = io.BytesIO()
-    # Stored, not deflated: moto does not care and the 130 MB dependencies layer zips in ~1 s.
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                archive.write(path, path.relative_to(directory).as_posix())
-    return buffer.getvalue()
+class TemplateError(ValueError):
+    """The template, or what the caller asked of it, cannot be deployed or run locally."""
 
 
-def package(
-    template_path: Path, s3: Any, bucket: str, *, build_dir: Path | None = None, prefix: str = "artifacts"
-) -> dict[str, Any]:
-    """Upload each function's and layer's directory and point the template at the S3 objects.
+def _construct_tag(loader: Any, tag_suffix: str, node: Any) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    tag = tag_suffix.lstrip("!")
+    if tag == "GetAtt" and isinstance(value, str):
+        return {"Fn::GetAtt": value.split(".", 1)}
+    return {tag if tag in ("Ref", "Condition") else f"Fn::{tag}": value}
 
-    With build_dir (`.aws-sam/build`), the artifact of a resource is the directory `sam build`
-    made for it (named after its logical id), as `sam package` would upload; resources without
-    one, or no build_dir, fall back to the CodeUri/ContentUri directory next to the template.
-    """
-    template = load_yaml(template_path)
-    packaged = copy.deepcopy(template)
-    for logical_id, resource in (packaged.get("Resources") or {}).items():
-        key_name = ARTIFACT_KEYS.get(str(resource.get("Type")))
-        props = resource.get("Properties") or {}
-        uri = props.get(key_name) if key_name else None
-        if not isinstance(uri, str) or uri.startswith("s3://"):
+
+# A loader of our own: samtranslator.yaml_helper registers its tag constructor on yaml.SafeLoader
+# itself, for the whole process. On libyaml where present (10x faster than pure-Python PyYAML).
+# Built with type() so mypy does not see a subclass of Any.
+_CfnLoader: Any = type("_CfnLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A CloudFormation/SAM template with its short tags (!Ref, !Sub ...) in long form."""
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=_CfnLoader)
+    if not isinstance(data, dict):
+        raise TemplateError(f"{path}: not a template")
+    return data
+
+
+def artifacts(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str, Any]]:
+    """(logical id, properties, property name, uri) of every function's code and layer's content."""
+    globals_uri = ((template.get("Globals") or {}).get("Function") or {}).get("CodeUri")
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        key = ARTIFACT_KEYS.get(str(resource.get("Type")))
+        if key is None:
             continue
-        built = build_dir / logical_id if build_dir is not None else None
-        directory = built if built is not None and built.is_dir() else (template_path.parent / uri).resolve()
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{logical_id}: {key_name} {uri} is not a directory")
-        key = f"{prefix}/{logical_id}.zip"
-        s3.put_object(Bucket=bucket, Key=key, Body=zip_dir(directory))
-        props[key_name] = f"s3://{bucket}/{key}"
+        props = resource.setdefault("Properties", {})
+        uri = props.get(key, globals_uri if key == "CodeUri" else None)
+        if uri is not None and "InlineCode" not in props:
+            yield logical_id, props, key, uri
+
+
+def artifact_sources(template: Mapping[str, Any], root: Path) -> dict[str, Path]:
+    """The local directory of each function's code and each layer's content, by logical id."""
+    return {
+        lid: (root / uri).resolve()
+        for lid, _, _, uri in artifacts(copy.deepcopy(dict(template)))
+        if isinstance(uri, str) and not uri.startswith("s3://")
+    }
+
+
+def package_stubs(template: Mapping[str, Any], s3: Any = None) -> dict[str, Any]:
+    """Point every artifact at a tiny stub object `<LogicalId>.zip` (uploaded when s3 is given).
+
+    The key names the source: the expanded template keeps it where it renames things (SAM
+    suffixes layer logical ids with a hash), so `stub_owner` maps code and layers back.
+    """
+    packaged = copy.deepcopy(dict(template))
+    stub = io.BytesIO()
+    with zipfile.ZipFile(stub, "w") as archive:
+        archive.writestr("LOCAL", "the local runner runs this artifact from its source directory\n")
+    if s3 is not None:
+        region = s3.meta.region_name
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=STUB_BUCKET, **location)
+    for logical_id, props, key_name, _ in artifacts(packaged):
+        if s3 is not None:
+            s3.put_object(Bucket=STUB_BUCKET, Key=f"{logical_id}.zip", Body=stub.getvalue())
+        props[key_name] = f"s3://{STUB_BUCKET}/{logical_id}.zip"
     return packaged
+
+
+def stub_owner(location: Any) -> str | None:
+    """The logical id a stub artifact ({S3Bucket, S3Key} of a function's Code or layer's Content) stands for."""
+    if isinstance(location, dict) and location.get("S3Bucket") == STUB_BUCKET:
+        return str(location.get("S3Key", "")).removesuffix(".zip") or None
+    return None
+
+
+def check_parameters(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """What CloudFormation checks before it creates anything and moto's does not: names and AllowedValues."""
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise TemplateError(f"unknown parameter override(s): {sorted(unknown)}")
+    values = {name: scalar_str(value) for name, value in overrides.items()}
+    for name, value in values.items():
+        allowed = (declared[name] or {}).get("AllowedValues")
+        if allowed is not None and value not in [scalar_str(a) for a in allowed]:
+            raise TemplateError(f"parameter {name}={value!r} not in AllowedValues {allowed}")
+    return values
+
+
+def scalar_str(value: Any) -> str:
+    """CloudFormation hands parameter and environment values over as strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(scalar_str(v) for v in value)
+    return str(value)
 
 
 def transform(template: Mapping[str, Any], parameters: Mapping[str, str], region: str) -> dict[str, Any]:
     """Expand AWS::Serverless-2016-10-31 into plain CloudFormation, as the service would."""
+    text = json.dumps(template, sort_keys=True)
+    expanded: dict[str, Any] = json.loads(_transform(text, tuple(sorted(parameters.items())), region))
+    return expanded
+
+
+@lru_cache(maxsize=32)
+def _transform(template_json: str, parameters: tuple[tuple[str, str], ...], region: str) -> str:
     import boto3
     from samtranslator.parser.parser import Parser
     from samtranslator.public.exceptions import InvalidDocumentException
     from samtranslator.translator.translator import Translator
 
+    # The translator warns about its own unpublished usage metrics when it is collected.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     # managed_policy_map=None: the translator's bundled table of AWS managed policy ARNs.
     translator = Translator(
         managed_policy_map=None, sam_parser=Parser(), boto_session=boto3.session.Session(region_name=region)
     )
     try:
-        result: dict[str, Any] = translator.translate(sam_template=dict(template), parameter_values=dict(parameters))
+        result = translator.translate(sam_template=json.loads(template_json), parameter_values=dict(parameters))
     except InvalidDocumentException as exc:
-        causes = "; ".join(str(cause) for cause in exc.causes)
-        raise ValueError(f"SAM transform failed: {causes}") from exc
-    return result
+        raise TemplateError(f"SAM transform failed: {'; '.join(str(c) for c in exc.causes)}") from exc
+    return json.dumps(result)
 
 
 def create_stack(
-    cloudformation: Any,
-    stack_name: str,
-    template: Mapping[str, Any],
-    parameters: Mapping[str, str] | None = None,
+    cloudformation: Any, stack_name: str, template: Mapping[str, Any], parameters: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Create the stack and wait for a terminal state; raises unless it is CREATE_COMPLETE."""
+    # moto tries YAML first (pure-Python PyYAML, ~0.5 s for this template) and falls back to JSON
+    # on a scanner error; a leading tab, which JSON allows and YAML rejects at once, skips that.
+    body = "\t" + json.dumps(template)
     cloudformation.create_stack(
         StackName=stack_name,
-        TemplateBody=json.dumps(template),
+        TemplateBody=body,
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in (parameters or {}).items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
@@ -106,57 +185,20 @@ def create_stack(
     return stack
 
 
-def deployed_stack(clients: Callable[[str], Any], stack_name: str, region: str, account_id: str) -> Stack:
-    """The runner's view of a stack CloudFormation created: Ref values, the GetAtt attributes the
-    template uses, and the outputs. Resources CloudFormation reports without a physical id (types
-    the backend does not emulate) are kept as not created."""
-    cloudformation = clients("cloudformation")
-    description = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
-    resources: dict[str, PhysicalResource] = {}
-    skipped: dict[str, str] = {}
-    paginator = cloudformation.get_paginator("list_stack_resources")
-    for page in paginator.paginate(StackName=stack_name):
-        for summary in page["StackResourceSummaries"]:
-            logical_id = summary.get("LogicalResourceId")
-            rtype = summary.get("ResourceType", "")
-            physical_id = summary.get("PhysicalResourceId")
-            if not logical_id:
-                continue
-            if not physical_id:
-                skipped[logical_id] = f"{rtype} has no physical id in this CloudFormation"
-                resources[logical_id] = PhysicalResource(logical_id, rtype, logical_id, created=False)
-                continue
-            attributes = _attributes(clients, rtype, physical_id, region, account_id)
-            resources[logical_id] = PhysicalResource(logical_id, rtype, physical_id, attributes)
-    return Stack(stack_name, region, account_id, resources, outputs, skipped)
+@contextlib.contextmanager
+def unemulated_quiet() -> Iterator[None]:
+    """Mute moto's log line and warning for each resource it does not emulate (alarms, bucket
+    policies), on creating and on every listing; Stack.skipped reports them. The logger filter is
+    process-wide, so a moto server thread is quiet too."""
 
+    def emulated(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No Moto CloudFormation support")
 
-def _attributes(clients: Callable[[str], Any], rtype: str, ref: str, region: str, account: str) -> dict[str, str]:
-    if rtype == "AWS::Kinesis::Stream":
-        summary = clients("kinesis").describe_stream_summary(StreamName=ref)["StreamDescriptionSummary"]
-        return {"Arn": summary["StreamARN"]}
-    if rtype == "AWS::DynamoDB::Table":
-        table = clients("dynamodb").describe_table(TableName=ref)["Table"]
-        attributes = {"Arn": table["TableArn"]}
-        if table.get("LatestStreamArn"):
-            attributes["StreamArn"] = table["LatestStreamArn"]
-        return attributes
-    if rtype == "AWS::S3::Bucket":
-        return {"Arn": f"arn:aws:s3:::{ref}", "DomainName": f"{ref}.s3.amazonaws.com"}
-    if rtype == "AWS::SNS::Topic":
-        return {"Arn": ref, "TopicArn": ref, "TopicName": ref.rsplit(":", 1)[-1]}
-    if rtype == "AWS::SQS::Queue":
-        arn = clients("sqs").get_queue_attributes(QueueUrl=ref, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return {"Arn": arn, "QueueName": ref.rstrip("/").rsplit("/", 1)[-1], "QueueUrl": ref}
-    if rtype == AWS_FUNCTION:
-        return {"Arn": f"arn:aws:lambda:{region}:{account}:function:{ref}"}
-    return {}
-
-
-def function_environment(lambda_client: Any, function_name: str) -> dict[str, str]:
-    """The environment CloudFormation gave a deployed function (what its handler will read)."""
-    config = lambda_client.get_function_configuration(FunctionName=function_name)
-    variables: dict[str, Any] = (config.get("Environment") or {}).get("Variables") or {}
-    # Lambda stores strings; moto's CloudFormation passes Number parameters through as numbers.
-    return {key: scalar_str(value) for key, value in variables.items()}
+    moto_log = logging.getLogger("moto")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tried to parse")
+        moto_log.addFilter(emulated)
+        try:
+            yield
+        finally:
+            moto_log.removeFilter(emulated)

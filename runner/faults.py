@@ -1,28 +1,11 @@
 """Fault injection for the local runner: AWS errors, races, crashes and timeouts inside handlers.
 
-The injector sits in front of moto's botocore hook (moto answers every request from a
-``before-send`` handler; ours wraps it), so it sees every AWS call a handler makes through any
-boto3 client, whatever module created it. It only acts while a handler runs (the runner's own
-polling, PutRecords and dead-lettering are Lambda's service side, and are never faulted).
-
-Fault kinds (``rates`` gives each a probability per opportunity, drawn from one seeded RNG):
-
-- ``dynamodb_throttle``: a DynamoDB call answered ``400 ProvisionedThroughputExceededException``
-  before it reaches the table. The SDK's own retries apply (standard mode, 3 attempts); their
-  backoff is counted, not slept.
-- ``conditional_race``: before a version-conditional user-state write (``version = :expected``),
-  another writer (feedback counting an outcome: ``ADD version``) changes the item for real, so
-  the write fails with a genuine ConditionalCheckFailedException from moto.
-- ``s3_internal_error``: an S3 call answered ``500 InternalError``.
-- ``sns_publish_failure``: an SNS Publish answered ``500 InternalError`` (not delivered).
-- ``crash_mid_batch``: per invocation; the process dies right after its n-th write (n in 1..3)
-  has landed, i.e. part of the batch is done and the handler never learns it.
-- ``timeout``: per invocation; the function is stopped at its deadline just before its k-th AWS
-  call (k in 1..6), which is never sent.
-
-Crash and timeout end the execution environment (runner.lambda_invoke.AbortInvocation): the
-invocation is a function error, the event source mapping retries (bisects) it as Lambda does,
-and the next invocation is a cold start. Every injected fault is counted by kind and function.
+The injector wraps moto's botocore ``before-send`` hook, so it sees every AWS call a handler
+makes through any boto3 client, and acts only while a handler runs (the runner's polling,
+PutRecords and dead-lettering are Lambda's service side, never faulted). ``rates`` gives each
+FaultKind a probability per opportunity, from one seeded RNG; runner/README.md describes each.
+Crash and timeout end the execution environment (lambda_invoke.AbortInvocation): a function
+error for the mapping, and a cold start next time. Injected faults are counted by kind and function.
 """
 
 from __future__ import annotations
@@ -67,23 +50,23 @@ class FunctionTimeout(AbortInvocation):
     timed_out = True
 
 
-WRITE_OPERATIONS = frozenset(
-    {
-        "PutItem",
-        "UpdateItem",
-        "DeleteItem",
-        "BatchWriteItem",
-        "TransactWriteItems",
-        "PutObject",
-        "DeleteObject",
-        "Publish",
-        "PublishBatch",
-        "SendMessage",
-    }
-)
+# Writes that land (a crash mid-batch comes right after the n-th of them).
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+WRITE_OPERATIONS = frozenset({*DYNAMODB_WRITES, "PutObject", "DeleteObject", "Publish", "PublishBatch", "SendMessage"})
 CRASH_AFTER_WRITES = (1, 3)
 TIMEOUT_AT_CALLS = (1, 6)
-RACE_WRITER = "feedback"
+
+
+@dataclass(frozen=True)
+class ConcurrentWrite:
+    """The other writer of a ``conditional_race``: right before a PutItem/UpdateItem whose
+    ConditionExpression contains ``condition_marker``, the same item gets UpdateItem
+    ``update_expression`` with ``values`` (DynamoDB JSON), guarded by ``guard`` if given."""
+
+    condition_marker: str
+    update_expression: str
+    values: Mapping[str, Any]
+    guard: str | None = None
 
 
 @dataclass
@@ -100,12 +83,14 @@ class FaultInjector:
     """Injects faults into handler AWS calls under moto; see the module docstring.
 
     ``functions`` limits injection to those function logical ids (default: all).
+    ``race`` is the concurrent write a ``conditional_race`` stages (required for that kind).
     ``client`` (set by LocalPipeline) gives boto3 clients for the racing writer.
     """
 
     rates: Mapping[str, float]
     seed: int = 0
     functions: frozenset[str] | None = None
+    race: ConcurrentWrite | None = None
     client: Callable[[str], Any] | None = None
     injected: Counter[str] = field(default_factory=Counter)
     injected_by_function: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -117,6 +102,8 @@ class FaultInjector:
         unknown = set(self.rates) - {k.value for k in FaultKind}
         if unknown:
             raise ValueError(f"unknown fault kind(s): {sorted(unknown)}")
+        if self.rates.get(FaultKind.CONDITIONAL_RACE, 0) > 0 and self.race is None:
+            raise ValueError("conditional_race needs race=ConcurrentWrite(...): which writes race, and how")
         self._rng = random.Random(self.seed)
         self._current: _Invocation | None = None
         self._passthrough = threading.local()
@@ -235,13 +222,13 @@ class FaultInjector:
             raise FunctionTimeout(f"stopped at its deadline before {service}.{operation}")
         if service == "dynamodb" and self._draw(FaultKind.DYNAMODB_THROTTLE):
             self._count(FaultKind.DYNAMODB_THROTTLE, state)
-            return _json_error(request, 400, "ProvisionedThroughputExceededException", "Rate of requests exceeds")
+            return _error(request, 400, "ProvisionedThroughputExceededException", "Rate of requests exceeds", "json")
         if service == "s3" and self._draw(FaultKind.S3_INTERNAL_ERROR):
             self._count(FaultKind.S3_INTERNAL_ERROR, state)
-            return _xml_error(request, 500, "InternalError", "We encountered an internal error. Please try again.")
+            return _error(request, 500, "InternalError", "We encountered an internal error.", "rest-xml")
         if service == "sns" and operation == "Publish" and self._draw(FaultKind.SNS_PUBLISH_FAILURE):
             self._count(FaultKind.SNS_PUBLISH_FAILURE, state)
-            return _query_error(request, 500, "InternalError", "Request could not be processed")
+            return _error(request, 500, "InternalError", "Request could not be processed", "query")
         if service == "dynamodb" and operation in ("PutItem", "UpdateItem"):
             self._maybe_race(request, state)
         response = moto(event_name, request, **kwargs)
@@ -254,12 +241,13 @@ class FaultInjector:
         return response
 
     def _maybe_race(self, request: AWSPreparedRequest, state: _Invocation) -> None:
-        """A concurrent writer changes the item a version-conditional write is about to replace."""
-        if self.client is None or "conditional_race" not in self.rates:
+        """A concurrent writer changes the item a conditional write is about to replace."""
+        race = self.race
+        if self.client is None or race is None:
             return
         body = _json_body(request)
         condition = str(body.get("ConditionExpression", ""))
-        if "version = :expected" not in condition or not self._draw(FaultKind.CONDITIONAL_RACE):
+        if race.condition_marker not in condition or not self._draw(FaultKind.CONDITIONAL_RACE):
             return
         table = str(body.get("TableName", ""))
         key = body.get("Key")
@@ -268,31 +256,35 @@ class FaultInjector:
             key = {name: item[name] for name in self._key_schema(table) if name in item}
         if not key:
             return
-        self._passthrough.on = True
+        guard = {"ConditionExpression": race.guard} if race.guard else {}
         try:
-            self.client("dynamodb").update_item(
-                TableName=table,
-                Key=key,
-                UpdateExpression="ADD version :one SET last_writer = :w",
-                ConditionExpression="attribute_exists(version)",
-                ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"S": RACE_WRITER}},
-            )
-        except Exception:  # the item is gone or new: no race to have
+            with self._unfaulted():
+                self.client("dynamodb").update_item(
+                    TableName=table,
+                    Key=key,
+                    UpdateExpression=race.update_expression,
+                    ExpressionAttributeValues=dict(race.values),
+                    **guard,
+                )
+        except Exception:  # the guard refused (the item is gone or new): no race to have
             return
-        finally:
-            self._passthrough.on = False
         self._count(FaultKind.CONDITIONAL_RACE, state)
 
     def _key_schema(self, table: str) -> list[str]:
-        if table not in self._key_schemas:
-            assert self.client is not None
-            self._passthrough.on = True
-            try:
+        if table not in self._key_schemas and self.client is not None:
+            with self._unfaulted():
                 schema = self.client("dynamodb").describe_table(TableName=table)["Table"]["KeySchema"]
-            finally:
-                self._passthrough.on = False
             self._key_schemas[table] = [str(k["AttributeName"]) for k in schema]
-        return self._key_schemas[table]
+        return self._key_schemas.get(table, [])
+
+    @contextlib.contextmanager
+    def _unfaulted(self) -> Iterator[None]:
+        """The injector's own calls (the racing writer's) go straight to moto."""
+        self._passthrough.on = True
+        try:
+            yield
+        finally:
+            self._passthrough.on = False
 
 
 class _Wrapped:
@@ -321,28 +313,22 @@ def _json_body(request: AWSPreparedRequest) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _response(request: AWSPreparedRequest, status: int, headers: dict[str, str], body: str) -> AWSResponse:
+def _error(request: AWSPreparedRequest, status: int, code: str, message: str, protocol: str) -> AWSResponse:
+    """An error response in the service's protocol: DynamoDB's JSON, S3's REST-XML, SNS's query XML."""
     from moto.core.botocore_stubber import MockRawResponse
 
+    if protocol == "json":
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
+    else:
+        error = f"<Code>{code}</Code><Message>{message}</Message>"
+        body = (
+            f"<Error>{error}</Error>"
+            if protocol == "rest-xml"
+            else f"<ErrorResponse><Error>{error}</Error></ErrorResponse>"
+        )
+        headers = {"Content-Type": "application/xml"}
     return AWSResponse(request.url, status, headers, MockRawResponse(body))
-
-
-def _json_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
-    return _response(request, status, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}, body)
-
-
-def _xml_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
-    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
-    return _response(request, status, {"Content-Type": "application/xml"}, body)
-
-
-def _query_error(request: AWSPreparedRequest, status: int, code: str, message: str) -> AWSResponse:
-    body = (
-        "<ErrorResponse><Error><Type>Receiver</Type>"
-        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
-    )
-    return _response(request, status, {"Content-Type": "text/xml"}, body)
 
 
 def uniform_rates(rate: float) -> dict[str, float]:

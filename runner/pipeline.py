@@ -1,4 +1,4 @@
-"""LocalPipeline: the deployed stack, in moto, with its functions driven in this process."""
+"""LocalPipeline: the stack deployed through moto's CloudFormation, its functions driven in this process."""
 
 from __future__ import annotations
 
@@ -8,25 +8,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
 from moto import mock_aws
 
 from runner.clock import Clock, RealClock, SimulatedClock, to_epoch
-from runner.deploy import deployed_stack as read_deployed_stack
-from runner.deploy import function_environment
-from runner.event_sources import (
-    Destination,
-    DynamoDBStreamMapping,
-    KinesisMapping,
-    MappingStats,
-    ScheduleMapping,
-    StreamMapping,
-)
+from runner.deploy import TemplateError, artifact_sources, check_parameters, load_yaml
 from runner.faults import FaultInjector
 from runner.lambda_invoke import (
     FAKE_CREDENTIALS,
@@ -35,21 +27,19 @@ from runner.lambda_invoke import (
     InvocationResult,
     lambda_environment,
 )
-from runner.resources import Stack, StackBuilder, physical_name
-from runner.template import (
-    EventSourceSpec,
-    PhysicalResource,
-    Resolver,
-    Template,
-    TemplateError,
-    load_template,
-)
+from runner.schedules import ScheduleMapping
+from runner.specs import EventSourceSpec, FunctionSpec, function_specs
+from runner.stack import PhysicalResource, Stack, deploy_local
+from runner.streams import DynamoDBStreamMapping, KinesisMapping, MappingStats, StreamMapping
 
 log = logging.getLogger(__name__)
 
 PUT_RECORDS_CHUNK = 500
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 EnvOverrides = Mapping[str, Mapping[str, str | None]]
 PartitionKey = str | Callable[[Any], str]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,27 +70,22 @@ class PipelineStats:
 
 
 class LocalPipeline:
-    """Creates the template's stack in moto and runs its functions as Lambda would.
+    """Deploys the template's stack to moto and runs its functions as Lambda would.
 
-    In-process mode (endpoint_url=None) starts a moto `mock_aws` (nesting inside the caller's if
-    one is active). Endpoint mode talks to a moto server and hands AWS_ENDPOINT_URL to handlers.
-
-    env_overrides maps a function logical id (or "*" for all) to variables that win over the
-    template's, e.g. {"DecideFunction": {"MODEL_DIR": "/tmp/model"}}; None unsets a variable.
-
-    fault_injector (runner/faults.py) injects AWS errors, races, crashes and timeouts into the
-    handlers' AWS calls while they run; the mappings retry, bisect and dead-letter as Lambda would.
-
-    deployed_stack names a CloudFormation stack that already exists in the same moto (or behind
-    endpoint_url): its resources are used instead of created, and each function gets the
-    environment CloudFormation gave the deployed function (see runner/deploy.py).
+    The stack goes through aws-sam-translator and moto's CloudFormation with stub artifacts;
+    handlers run from their source directories with what the stack gives them (environment,
+    event source mappings, schedule rules). endpoint_url=None: an in-process `mock_aws` (nested
+    in the caller's if active); else a moto server, handed to handlers as AWS_ENDPOINT_URL.
+    env_overrides: function logical id (or "*") -> variables that win, None unsets one.
+    deployed_stack: drive an existing stack (e.g. deployed with real artifacts) instead.
+    fault_injector: runner/faults.py, in-process only.
     """
 
     def __init__(
         self,
         template_path: str | Path = "template.yaml",
         *,
-        stack_name: str = "nudge-local",
+        stack_name: str = "local",
         clock: Clock | None = None,
         env_overrides: EnvOverrides | None = None,
         log_dir: str | Path | None = None,
@@ -109,39 +94,36 @@ class LocalPipeline:
         region: str = "us-east-1",
         functions: Iterable[str] | None = None,
         python_paths: Sequence[str | Path] | None = None,
-        isolate_modules: bool = True,
         enforce_timeout: bool = False,
         deployed_stack: str | None = None,
         fault_injector: FaultInjector | None = None,
     ) -> None:
-        self.template: Template = load_template(template_path, parameter_overrides)
-        for warning in self.template.warnings:
-            log.warning("template: %s", warning)
+        self.template_path = Path(template_path).resolve()
+        self.template = load_yaml(self.template_path)
+        self.parameters = check_parameters(self.template, parameter_overrides or {})
         self.stack_name = deployed_stack or stack_name
         self._deployed = deployed_stack is not None
         self.clock: Clock = clock or RealClock()
         self.region = region
         self.endpoint_url = endpoint_url
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        declared = [lid for lid, r in (self.template.get("Resources") or {}).items() if r.get("Type") in FUNCTION_TYPES]
         self._env_overrides = {k: dict(v) for k, v in (env_overrides or {}).items()}
-        unknown = set(self._env_overrides) - set(self.template.functions) - {"*"}
+        unknown = set(self._env_overrides) - set(declared) - {"*"}
         if unknown:
             raise TemplateError(f"env overrides for unknown function(s): {sorted(unknown)}")
-        selected = list(functions) if functions is not None else list(self.template.functions)
-        missing = set(selected) - set(self.template.functions)
+        self._selected = list(functions) if functions is not None else declared
+        missing = set(self._selected) - set(declared)
         if missing:
             raise TemplateError(f"no such function(s) in the template: {sorted(missing)}")
-        self._selected = selected
-        # The repo root plays the part of the layers (the shared package lives there).
-        self._python_paths = [Path(p).resolve() for p in (python_paths or [self.template.root])]
-        self._isolate = isolate_modules
+        # The repo root plays the part of the code layers (the shared package lives there).
+        self._python_paths = [Path(p).resolve() for p in (python_paths or [self.template_path.parent])]
         self._enforce_timeout = enforce_timeout
         self._mock: Any = None
-        self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._stack: Stack | None = None
         self.account_id = ""
-        self.resolver: Resolver | None = None
+        self.functions: dict[str, FunctionSpec] = {}
         self.containers: dict[str, FunctionContainer] = {}
         self.stream_mappings: dict[str, StreamMapping] = {}
         self.schedules: dict[str, ScheduleMapping] = {}
@@ -173,49 +155,26 @@ class LocalPipeline:
         return self
 
     def _start(self) -> None:
-        self.account_id = str(self.client("sts").get_caller_identity()["Account"])
-        if self._deployed:
-            self._stack = read_deployed_stack(self.client, self.stack_name, self.region, self.account_id)
-            resolver = Resolver(
-                self.template,
-                stack_name=self.stack_name,
-                region=self.region,
-                account_id=self.account_id,
-                physical=self._stack.resources,
-            )
-        else:
-            builder = StackBuilder(
-                self.template,
-                self.client,
-                stack_name=self.stack_name,
-                region=self.region,
-                account_id=self.account_id,
-            )
-            self._stack = builder.build()
-            resolver = builder.resolver
-        self.resolver = resolver
-        for fid in self._selected:
-            self.containers[fid] = self._container(fid, resolver)
-        for fid in self._selected:
-            for event in self.template.functions[fid].events:
+        self._stack, expanded = deploy_local(
+            self.template, self.client, self.stack_name, self.parameters, self.region, create=not self._deployed
+        )
+        self.account_id = self._stack.account_id
+        for lid, reason in self._stack.skipped.items():
+            log.debug("not created locally: %s (%s)", lid, reason)
+        sources = artifact_sources(self.template, self.template_path.parent)
+        self.functions = function_specs(self._stack, expanded, sources, self.client, self._selected)
+        for fid, spec in self.functions.items():
+            self.containers[fid] = self._container(spec)
+        for spec in self.functions.values():
+            for event in spec.events:
                 self._add_mapping(event)
 
-    def _container(self, fid: str, resolver: Resolver) -> FunctionContainer:
-        spec = self.template.functions[fid]
-        resource = self.resources[fid]
-        if self._deployed:
-            # What CloudFormation wired is what the deployed handler reads, not our resolution of it.
-            template_env = function_environment(self.client("lambda"), resource.ref)
-        else:
-            template_env = {key: resolver.resolve_str(value) for key, value in spec.environment.items()}
+    def _container(self, spec: FunctionSpec) -> FunctionContainer:
+        resource = self.resources[spec.logical_id]
+        fid = spec.logical_id
         overrides = {**self._env_overrides.get("*", {}), **self._env_overrides.get(fid, {})}
         environment = lambda_environment(
-            spec,
-            function_name=resource.ref,
-            region=self.region,
-            template_env=template_env,
-            endpoint_url=self.endpoint_url,
-            overrides=overrides,
+            spec, function_name=resource.ref, region=self.region, endpoint_url=self.endpoint_url, overrides=overrides
         )
         return FunctionContainer(
             spec,
@@ -224,7 +183,6 @@ class LocalPipeline:
             environment=environment,
             python_paths=self._python_paths,
             log_dir=self.log_dir,
-            isolate_modules=self._isolate,
             enforce_timeout=self._enforce_timeout,
             hook=self.fault_injector,
         )
@@ -232,53 +190,26 @@ class LocalPipeline:
     def _add_mapping(self, event: EventSourceSpec) -> None:
         container = self.containers[event.function_id]
         if event.kind == "schedule":
-            rule = physical_name(self.stack_name, f"{event.function_id}{event.name}", max_len=64)
-            schedule = ScheduleMapping(
-                event,
-                container,
-                clock=self.clock,
-                region=self.region,
-                account_id=self.account_id,
-                rule_name=rule,
-            )
-            schedule.start()
-            self.schedules[event.key] = schedule
+            self.schedules[event.key] = ScheduleMapping(event, container, clock=self.clock)
             return
-        source_arn = self._source_arn(event)
         mapping_cls: type[StreamMapping] = KinesisMapping if event.kind == "kinesis" else DynamoDBStreamMapping
+        client = self.client("kinesis" if event.kind == "kinesis" else "dynamodbstreams")
+        destination = self._sender(event.on_failure_arn) if event.on_failure_arn else None
         mapping = mapping_cls(
-            event,
-            container,
-            source_arn=source_arn,
-            client=self.client("kinesis" if event.kind == "kinesis" else "dynamodbstreams"),
-            clock=self.clock,
-            region=self.region,
-            account_id=self.account_id,
-            destination=self._destination(event),
-            arrival_hint=self._arrival_hint,
+            event, container, client=client, clock=self.clock, destination=destination, arrival_hint=self._arrival_hint
         )
         mapping.start()
         self.stream_mappings[event.key] = mapping
 
-    def _source_arn(self, event: EventSourceSpec) -> str:
-        if event.source_arn is not None:
-            return event.source_arn
-        resource = self.resources.get(event.source_logical_id or "")
-        attribute = "Arn" if event.kind == "kinesis" else "StreamArn"
-        if resource is None or attribute not in resource.attributes:
-            raise TemplateError(f"{event.key}: {event.source_logical_id} has no {attribute}")
-        return resource.attributes[attribute]
-
-    def _destination(self, event: EventSourceSpec) -> Destination | None:
-        sqs, sns = self.client("sqs"), self.client("sns")
-        if event.on_failure_logical_id is not None:
-            resource = self.resources[event.on_failure_logical_id]
-            queue_url = resource.ref if resource.type == "AWS::SQS::Queue" else None
-            arn = resource.attributes.get("Arn") or resource.ref
-            return Destination(arn, sqs=sqs, sns=sns, queue_url=queue_url)
-        if event.on_failure_arn is not None:
-            return Destination(event.on_failure_arn, sqs=sqs, sns=sns)
-        return None
+    def _sender(self, arn: str) -> Callable[[str], None]:
+        """Sends a JSON body to an on-failure destination (an SQS queue or an SNS topic)."""
+        service, name = arn.split(":")[2], arn.rsplit(":", 1)[1]
+        if service == "sns":
+            return lambda body: self.client("sns").publish(TopicArn=arn, Message=body)
+        if service != "sqs":
+            raise TemplateError(f"unsupported on-failure destination {arn}")
+        url = self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        return lambda body: self.client("sqs").send_message(QueueUrl=url, MessageBody=body)
 
     def close(self) -> None:
         if self._closed:
@@ -305,19 +236,20 @@ class LocalPipeline:
     def client(self, service: str) -> Any:
         """A boto3 client bound to this pipeline's moto (created once per pipeline)."""
         if service not in self._clients:
-            if self._session is None:
-                self._session = boto3.session.Session(
-                    aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                    region_name=self.region,
-                )
             config = Config(
                 account_id_endpoint_mode="disabled",
                 retries={"mode": "standard", "max_attempts": 3},
                 # In-process mode must reach moto's interception, whatever AWS_ENDPOINT_URL says.
                 ignore_configured_endpoint_urls=self.endpoint_url is None,
             )
-            self._clients[service] = self._session.client(service, endpoint_url=self.endpoint_url, config=config)
+            self._clients[service] = _runner_session().client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=config,
+                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
         return self._clients[service]
 
     @property
@@ -332,10 +264,14 @@ class LocalPipeline:
 
     @property
     def outputs(self) -> dict[str, str]:
-        """Template Outputs (resolved), plus every created resource's Ref under its logical id."""
+        """The stack's Outputs, plus every created resource's Ref under its logical id."""
         merged = {lid: r.ref for lid, r in self.resources.items() if r.created}
         merged.update(self.stack.outputs)
         return merged
+
+    def run_inside(self, function_id: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` inside a function's container (its environment and modules); see FunctionContainer."""
+        return self.containers[function_id].run_inside(fn)
 
     def describe(self) -> dict[str, Any]:
         """Everything a client needs to reach the stack (the serve mode's ready file)."""
@@ -345,6 +281,7 @@ class LocalPipeline:
             "account_id": self.account_id,
             "endpoint_url": self.endpoint_url,
             "outputs": dict(self.stack.outputs),
+            "parameters": dict(self.stack.parameters),
             "resources": {lid: r.as_dict() for lid, r in self.resources.items()},
             "functions": {fid: c.function_name for fid, c in self.containers.items()},
             "mappings": sorted([*self.stream_mappings, *self.schedules]),
@@ -353,59 +290,41 @@ class LocalPipeline:
     # ------------------------------------------------------------ driving
 
     def put_events(
-        self,
-        events: Sequence[Any],
-        partition_key: PartitionKey = "user_id",
-        *,
-        stream: str | None = None,
-        max_attempts: int = 5,
+        self, events: Sequence[Any], partition_key: PartitionKey = "user_id", *, stream: str | None = None
     ) -> list[str]:
-        """Put events on a Kinesis stream with PutRecords (chunks of 500, failed entries retried).
+        """Put events on a Kinesis stream with PutRecords (500 a call, failed entries retried).
 
         Mappings are JSON-encoded; bytes and str are sent as they are. partition_key is either
-        the name of a field of each event or a function of the event. Returns sequence numbers.
+        the name of a field of each event or a function of the event. stream: a logical id or
+        name (default: the stack's only stream). Returns the sequence numbers.
         """
-        stream_name = self._stream_name(stream)
-        kinesis = self.client("kinesis")
+        streams = self.stack.of_type("AWS::Kinesis::Stream")
+        if stream is None and len(streams) != 1:
+            raise ValueError(f"the stack has {len(streams)} Kinesis streams; say which one")
+        name = streams[stream].ref if stream in streams else stream or next(iter(streams.values())).ref
         sequence_numbers: list[str] = []
         for start in range(0, len(events), PUT_RECORDS_CHUNK):
-            chunk = events[start : start + PUT_RECORDS_CHUNK]
-            entries = [{"Data": _encode(e), "PartitionKey": _partition_key(e, partition_key)} for e in chunk]
-            results: list[dict[str, Any] | None] = [None] * len(entries)
-            todo = list(range(len(entries)))
-            for attempt in range(max_attempts):
-                response = kinesis.put_records(StreamName=stream_name, Records=[entries[i] for i in todo])
-                failed: list[int] = []
-                for i, outcome in zip(todo, response["Records"], strict=True):
-                    if outcome.get("ErrorCode"):
-                        failed.append(i)
-                    else:
-                        results[i] = outcome
-                todo = failed
-                if not todo:
+            entries = [
+                {"Data": _encode(e), "PartitionKey": _partition_key(e, partition_key)}
+                for e in events[start : start + PUT_RECORDS_CHUNK]
+            ]
+            results: dict[int, dict[str, Any]] = {}
+            for attempt in range(5):
+                todo = [i for i in range(len(entries)) if i not in results]
+                response = self.client("kinesis").put_records(StreamName=name, Records=[entries[i] for i in todo])
+                results.update({i: r for i, r in zip(todo, response["Records"], strict=True) if not r.get("ErrorCode")})
+                if len(results) == len(entries):
                     break
                 time.sleep(0.05 * 2**attempt)
-            if todo:
-                raise RuntimeError(f"put_records: {len(todo)} record(s) still failing after {max_attempts} attempts")
-            now = self.clock.now()
-            for outcome in results:
-                assert outcome is not None
-                seq = str(outcome["SequenceNumber"])
-                sequence_numbers.append(seq)
-                self.positions.append((str(outcome["ShardId"]), seq))
+            else:
+                raise RuntimeError(f"put_records: {len(entries) - len(results)} record(s) still failing")
+            for i in range(len(entries)):
+                position = (str(results[i]["ShardId"]), str(results[i]["SequenceNumber"]))
+                sequence_numbers.append(position[1])
+                self.positions.append(position)
                 if self.clock.simulated:
-                    self._arrivals[(str(outcome["ShardId"]), seq)] = now
+                    self._arrivals[position] = self.clock.now()
         return sequence_numbers
-
-    def _stream_name(self, stream: str | None) -> str:
-        streams = {lid: r for lid, r in self.resources.items() if r.type == "AWS::Kinesis::Stream" and r.created}
-        if stream is None:
-            if len(streams) != 1:
-                raise ValueError(f"the stack has {len(streams)} Kinesis streams; say which one")
-            return next(iter(streams.values())).ref
-        if stream in streams:
-            return streams[stream].ref
-        return stream
 
     def _arrival_hint(self, shard_id: str, sequence_number: str) -> float | None:
         return self._arrivals.get((shard_id, sequence_number))
@@ -474,38 +393,38 @@ class LocalPipeline:
 
     def queue_url(self, queue: str) -> str:
         """Queue URL for a logical id, a queue name or a URL."""
-        resource = self.resources.get(queue)
-        if resource is not None and resource.type == "AWS::SQS::Queue":
-            return resource.ref
+        if queue in self.stack.of_type("AWS::SQS::Queue"):
+            return self.resources[queue].ref
         if queue.startswith(("http://", "https://")):
             return queue
-        url: str = self.client("sqs").get_queue_url(QueueName=queue)["QueueUrl"]
-        return url
+        return str(self.client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
 
     def receive_messages(self, queue: str, *, max_messages: int = 1000, wait_s: float = 0.0) -> list[str]:
         """Receive (and delete) message bodies from a queue until it is empty or max_messages."""
-        sqs = self.client("sqs")
-        url = self.queue_url(queue)
+        sqs, url = self.client("sqs"), self.queue_url(queue)
         bodies: list[str] = []
         deadline = time.monotonic() + wait_s
         while len(bodies) < max_messages:
             page = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(bodies)))
             messages = page.get("Messages", [])
+            if not messages and time.monotonic() >= deadline:
+                break
             if not messages:
-                if time.monotonic() >= deadline:
-                    break
                 time.sleep(0.05)
                 continue
-            for message in messages:
-                bodies.append(message["Body"])
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
+            bodies.extend(m["Body"] for m in messages)
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return bodies
 
     def receive_json(self, queue: str, **kwargs: Any) -> list[Any]:
         return [json.loads(body) for body in self.receive_messages(queue, **kwargs)]
+
+
+@cache
+def _runner_session() -> Any:
+    """The runner's own clients share one session: botocore parses each service model once per process."""
+    return boto3.session.Session()
 
 
 def _encode(event: Any) -> bytes:

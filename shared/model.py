@@ -22,12 +22,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.domain.recommendation import ContextRecommender, Recommendation, Recommender, recommend_in_context
+
+__all__ = ["ContextRecommender", "OnnxRecommender", "Recommendation", "Recommender", "recommend_in_context"]
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -101,49 +105,6 @@ class ModelManifest(BaseModel):
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
-
-
-class Recommendation(NamedTuple):
-    item_id: str
-    score: float
-
-
-@runtime_checkable
-class Recommender(Protocol):
-    @property
-    def manifest(self) -> ModelManifest: ...
-
-    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[Recommendation]]: ...
-
-
-@runtime_checkable
-class ContextRecommender(Recommender, Protocol):
-    """A recommender that can also take each history item's time and the request time."""
-
-    @property
-    def uses_context(self) -> bool: ...
-
-    def recommend(
-        self,
-        histories: Sequence[Sequence[str]],
-        k: int,
-        *,
-        timestamps: Sequence[Sequence[int]] | None = None,
-        now: int | None = None,
-    ) -> list[list[Recommendation]]: ...
-
-
-def recommend_in_context(
-    recommender: Recommender,
-    histories: Sequence[Sequence[str]],
-    k: int,
-    timestamps: Sequence[Sequence[int]],
-    now: int,
-) -> list[list[Recommendation]]:
-    """Pass the time context to recommenders that take it; plain ``Recommender`` s get the histories only."""
-    if isinstance(recommender, ContextRecommender) and recommender.uses_context:
-        return recommender.recommend(histories, k, timestamps=timestamps, now=now)
-    return recommender.recommend(histories, k)
 
 
 def session_options() -> ort.SessionOptions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,13 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from runner.resources import Stack, StackBuilder  # noqa: E402
-from runner.template import load_template  # noqa: E402
-from shared import bootstrap  # noqa: E402
+from runner.deploy import load_yaml  # noqa: E402
+from runner.stack import Stack, deploy_local  # noqa: E402
+from shared.plumbing import bootstrap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
-ACCOUNT = "123456789012"
 
 
 @pytest.fixture(autouse=True)
@@ -59,15 +59,13 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def stack(aws: None) -> Stack:
-    """Every resource template.yaml declares, created in moto."""
-    template = load_template(TEMPLATE)
-    return StackBuilder(
-        template,
-        lambda service: boto3.client(service, region_name=REGION),
-        stack_name="nudge-test",
-        region=REGION,
-        account_id=ACCOUNT,
-    ).build()
+    """Every resource template.yaml declares, created in moto through its CloudFormation."""
+
+    @cache
+    def client(service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    return deploy_local(load_yaml(TEMPLATE), client, "nudge-test", {}, REGION)[0]
 
 
 @pytest.fixture

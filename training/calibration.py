@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from shared.engagement import CALIBRATION_FILE, Calibration
+from shared.domain.engagement import CALIBRATION_FILE, Calibration
 from shared.model import OnnxRecommender
-from shared.ope import HIT_OUTCOMES, is_hit
 from training.evaluate import push_cases
 from training.movielens import load_movielens, resolve_data_dir, time_split
+from training.ope import HIT_OUTCOMES, is_hit
 
 BINS = 10
 MIN_LOGGED_SAMPLES = 200

@@ -38,7 +38,7 @@ class CoocConfig:
     source_alpha: float = 0.5
     target_alpha: float = 0.5
     neighbours: int = 100
-    # 50 = shared.user_state.MAX_RECENT_ITEMS: the graph sees (and masks) all the recent items decide has.
+    # 50 = shared.domain.user_state.MAX_RECENT_ITEMS: the graph sees (and masks) all the recent items decide has.
     max_history: int = 50
     recency_decay: float = 0.85
     popularity_weight: float = 0.05

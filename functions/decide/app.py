@@ -12,40 +12,57 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.event_bridge_event import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.decision import Decision
-from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, state_change_of
-from shared.observability import handler_tools
-from shared.user_state import StateChange
+from shared.domain.decision import Decision
+from shared.domain.user_state import StateChange
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, correlate, state_change_of
+from shared.services.decide import Handovers
 
 logger, metrics, tracer = handler_tools()
 
 
-def count(decisions: Sequence[Decision]) -> None:
+def count(decisions: Sequence[Decision], handovers: Handovers) -> None:
     for decision in decisions:
         metrics.add_metric(name=f"Decisions_{decision.action.value}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="PushesSent", unit=MetricUnit.Count, value=handovers.sent)
+    for reason, n in handovers.undeliverable.items():
+        # EndpointsDisabled among them: the platform said the token is gone (the app was uninstalled).
+        metrics.add_metric(name=f"PushesUndeliverable_{reason}", unit=MetricUnit.Count, value=n)
 
 
 def commit(
     parsed: Sequence[Parsed[StateChange[DynamoDBRecord], DynamoDBRecord]],
 ) -> list[CommitFailure[DynamoDBRecord]]:
     result = bootstrap.decide_service().decide_changes([p.value for p in parsed])
-    count(result.decisions)
+    count(result.decisions, result)
     metrics.add_metric(name="ChangesSuperseded", unit=MetricUnit.Count, value=result.superseded)
-    return [CommitFailure(ref, error) for ref, error in result.failed]
+    return [CommitFailure(ref, error) for ref, error in [*result.failed, *result.poisoned]]
+
+
+consume = StreamConsumer(
+    EventType.DynamoDBStreams, state_change_of, commit, logger, metrics, bootstrap.decide_quarantine
+)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    correlate(logger, event)
     bootstrap.idempotency_config().register_lambda_context(context)
     if event.get("source") == "aws.events":
+        correlate(logger, event)
         # The data class, not the parser: importing the parser builds every one of its models at cold start.
         scheduled = EventBridgeEvent(event)
-        decisions = bootstrap.decide_service().sweep(int(datetime.fromisoformat(scheduled.time).timestamp()))
-        count(decisions)
+        swept = bootstrap.decide_service().sweep(int(datetime.fromisoformat(scheduled.time).timestamp()))
+        count(swept.decisions, swept)
         metrics.add_metric(name="SweepRuns", unit=MetricUnit.Count, value=1)
-        return {"decided": len(decisions)}
-    return dict(process_with_commit(event, EventType.DynamoDBStreams, state_change_of, commit, context))
+        metrics.add_metric(name="OutboxReconciled", unit=MetricUnit.Count, value=swept.reconciled)
+        metrics.add_metric(name="SweepUsersPoisoned", unit=MetricUnit.Count, value=len(swept.poisoned))
+        if swept.poisoned:
+            logger.error(
+                "due decisions that can never be made were dropped from the due index",
+                extra={"reasons": [f"{p.reason}: {p.detail}" for p in swept.poisoned]},
+            )
+        return {"decided": len(swept.decisions), "reconciled": swept.reconciled}
+    return consume(event, context)

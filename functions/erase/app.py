@@ -1,4 +1,4 @@
-"""Erase: removes users from every store (shared/erasure.py); invoked with {"user_ids": [...]}."""
+"""Erase: removes users from every store (shared/services/erasure.py); invoked with {"user_ids": [...]}."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.erasure import EraseRequest
-from shared.observability import handler_tools
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.services.erasure import EraseRequest
 
 logger, metrics, tracer = handler_tools()
 

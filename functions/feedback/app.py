@@ -10,25 +10,22 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import bootstrap
-from shared.contract import FeedbackEvent
-from shared.feedback_service import FeedbackItem
-from shared.ingest import check_record
-from shared.lambda_batch import CommitFailure, Parsed, correlate, process_with_commit, stream_record_of
-from shared.observability import handler_tools
+from shared.domain.admission import Delivered
+from shared.plumbing import bootstrap
+from shared.plumbing.observability import handler_tools
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
+from shared.services.ingest import check_record
 
 logger, metrics, tracer = handler_tools()
 
-Item = FeedbackItem[KinesisStreamRecord] | None
+Item = Delivered[KinesisStreamRecord] | None
 
 
 def parse(record: KinesisStreamRecord) -> Item:
-    """None for records that are not valid feedback: ingest quarantines invalid ones."""
+    """None for records that break the contract: ingest quarantines them."""
     stream_record = stream_record_of(record)
     event = check_record(stream_record, bootstrap.pseudonymizer()).event
-    if not isinstance(event, FeedbackEvent):
-        return None
-    return FeedbackItem(event, stream_record.shard_id, stream_record.sequence_number, record)
+    return None if event is None else Delivered(event, stream_record.position, record)
 
 
 def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFailure[KinesisStreamRecord]]:
@@ -37,12 +34,15 @@ def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFa
         metrics.add_metric(name=f"Feedback_{outcome}", unit=MetricUnit.Count, value=n)
     metrics.add_metric(name="FeedbackDuplicates", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="FeedbackOrphans", unit=MetricUnit.Count, value=result.orphans)
-    return [CommitFailure(ref, error) for ref, error in result.failed]
+    metrics.add_metric(name="EventIdConflictsSkipped", unit=MetricUnit.Count, value=result.conflicts)
+    return [CommitFailure(ref, error) for ref, error in [*result.failed, *result.poisoned]]
+
+
+consume = StreamConsumer(EventType.KinesisDataStreams, parse, commit, logger, metrics, bootstrap.feedback_quarantine)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    correlate(logger, event)
-    return dict(process_with_commit(event, EventType.KinesisDataStreams, parse, commit, context))
+    return consume(event, context)

@@ -1,1 +1,1 @@
-"""Small adapters over AWS: each turns boto errors into shared.errors and speaks domain types."""
+"""Small adapters over AWS: each turns boto errors into shared.domain.errors and speaks domain types."""

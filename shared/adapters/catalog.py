@@ -5,20 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.dynamo_codec import to_dynamo
-
-
-class CatalogItem(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    item_id: str
-    title: str = ""
-    genres: list[str] = Field(default_factory=list)
-    available: bool = True
+from shared.domain.catalog import CatalogItem
 
 
 class Catalog:

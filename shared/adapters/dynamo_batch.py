@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_codec import from_dynamo
-from shared.errors import TransientStorageError
+from shared.domain.errors import TransientStorageError
 
 _BATCH_GET_LIMIT = 100
 _MAX_UNPROCESSED_ROUNDS = 8

@@ -1,6 +1,6 @@
 """The send-once records Powertools idempotency keeps in the idempotency table, by decision id.
 
-shared/bootstrap.py send_once makes the records with ``key_prefix=SEND_KEY_PREFIX`` and
+shared/plumbing/bootstrap.py send_once makes the records with ``key_prefix=SEND_KEY_PREFIX`` and
 ``event_key_jmespath="decision_id"``, so a record's key is the prefix and the hash Powertools
 takes of the JSON-encoded decision id (md5, IdempotencyConfig's default hash_function).
 tests/integration/test_erasure.py checks this against records the real decorator wrote.

@@ -1,4 +1,10 @@
-"""The decision ledger: one item per decision, written once, then annotated with outcomes."""
+"""The decision ledger: one item per decision, written once, then annotated with outcomes.
+
+It is also the push outbox: a push is recorded with ``outbox_shard`` and ``outbox_at`` (a sparse index,
+``outbox-index``), which sending, settling as undeliverable or downgrading to a silence remove. What is
+still on the index after a grace period was recorded but never handed over (a crash, retries run out):
+decide's sweep sends it then (shared/services/decide.py ``reconcile``).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,26 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.decision import Action, Decision, Reason, decision_prefix_at
-from shared.errors import VersionConflict
+from shared.domain.decision import Action, Decision, Reason, decision_prefix_at
+from shared.domain.errors import VersionConflict
 
 
 class Ledger:
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._table = dynamodb.Table(table_name)
 
-    def record(self, decision: Decision, expires_at: int) -> tuple[Decision, bool]:
-        """Store the decision unless a retry stored it already; returns (stored decision, created)."""
+    def record(self, decision: Decision, expires_at: int, outbox_shard: str | None = None) -> tuple[Decision, bool]:
+        """Store the decision unless a retry stored it already; returns (stored decision, created).
+
+        With ``outbox_shard`` (a push) it is also put on the outbox index until it is sent or settled.
+        """
         item = to_dynamo(decision.model_dump(mode="json", exclude_none=True))
         item["expires_at"] = expires_at
         item["status"] = "decided"
         item["outcomes"] = {}
+        if outbox_shard is not None:
+            item["outbox_shard"] = outbox_shard
+            item["outbox_at"] = decision.decided_at
         try:
             with translated("ledger.record"):
                 self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(decision_id)")
@@ -37,7 +49,7 @@ class Ledger:
             with translated("ledger.downgrade"):
                 self._table.update_item(
                     Key={"user_id": decision.user_id, "decision_id": decision.decision_id},
-                    UpdateExpression="SET #a = :silence, reasons = :reasons",
+                    UpdateExpression="SET #a = :silence, reasons = :reasons REMOVE outbox_shard, outbox_at",
                     ConditionExpression="#s = :decided",
                     ExpressionAttributeNames={"#a": "action", "#s": "status"},
                     ExpressionAttributeValues={
@@ -54,10 +66,44 @@ class Ledger:
         with translated("ledger.mark_sent"):
             self._table.update_item(
                 Key={"user_id": user_id, "decision_id": decision_id},
-                UpdateExpression="SET #s = :sent, message_id = :m, sent_at = :t",
+                UpdateExpression="SET #s = :sent, message_id = :m, sent_at = :t REMOVE outbox_shard, outbox_at",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":sent": "sent", ":m": message_id, ":t": sent_at},
             )
+
+    def mark_undeliverable(self, user_id: str, decision_id: str, reason: str, at: int) -> None:
+        """Settle a push its platform would not take: off the outbox, the reason as its outcome."""
+        try:
+            self._settle_undeliverable(user_id, decision_id, reason, at)
+        except VersionConflict:
+            return  # sent after all (a retry of an earlier send got through): nothing to settle
+
+    def _settle_undeliverable(self, user_id: str, decision_id: str, reason: str, at: int) -> None:
+        with translated("ledger.mark_undeliverable"):
+            self._table.update_item(
+                Key={"user_id": user_id, "decision_id": decision_id},
+                UpdateExpression="SET #s = :failed, undeliverable = :r, outcomes.undeliverable = "
+                "if_not_exists(outcomes.undeliverable, :at) REMOVE outbox_shard, outbox_at",
+                ConditionExpression="#s <> :sent",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":failed": "undeliverable", ":r": reason, ":at": at, ":sent": "sent"},
+            )
+
+    def unsent_pushes(self, outbox_shard: str, decided_before: int, limit: int = 500) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": "outbox-index",
+            "KeyConditionExpression": "outbox_shard = :s AND outbox_at < :before",
+            "ExpressionAttributeValues": {":s": outbox_shard, ":before": decided_before},
+        }
+        while len(out) < limit:
+            with translated("ledger.unsent_pushes"):
+                page = self._table.query(**kwargs)
+            out.extend((str(i["user_id"]), str(i["decision_id"])) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out[:limit]
 
     def record_outcome(self, user_id: str, decision_id: str, outcome: str, at: int) -> dict[str, Any] | None:
         """Annotate a decision with an outcome (first time wins, so repeating it is harmless).

@@ -9,10 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shared.adapters.aws_errors import translated
+from shared.domain.ports import ObjectVersion
 
 
 def jsonl_gz(records: Iterable[Mapping[str, Any]]) -> bytes:
@@ -23,13 +23,6 @@ def jsonl_gz(records: Iterable[Mapping[str, Any]]) -> bytes:
 
 def read_jsonl_gz(body: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines() if line]
-
-
-@dataclass(frozen=True)
-class ObjectVersion:
-    key: str
-    version_id: str
-    latest: bool
 
 
 class ObjectArchive:

@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters.aws_errors import translated
-from shared.errors import PermanentStorageError
+from shared.domain.errors import PermanentStorageError
 
 # The key must not change under running containers anyway (pseudonyms would stop joining).
 _MAX_AGE_SECONDS = 24 * 3600

@@ -30,36 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.adapters.aws_errors import translated
-from shared.errors import NudgeError, VersionConflict
+from shared.domain.caps import DAY_CAP, ITEM_COOLDOWN, WEEK_CAP, CapReached, Counter
+from shared.domain.errors import VersionConflict
 
 # Optimistic attempts on one user's item before giving up (the batch is then retried).
 MAX_ATTEMPTS = 25
-DAY_CAP, WEEK_CAP, ITEM_COOLDOWN = "day", "week", "item"
-
-
-class CapReached(NudgeError):
-    def __init__(self, cap: str) -> None:
-        super().__init__(cap)
-        self.cap = cap
-
-
-@dataclass(frozen=True)
-class Counter:
-    """One cap to respect: ``key`` names the bucket (user and local day, minute...).
-
-    A counter with an ``owner`` lives inside that owner's item (``kind`` is day, week or item and
-    ``bucket`` the day, week or item id); one without is an item of its own. ``at`` is the
-    decision's time, against which cooldowns are checked.
-    """
-
-    cap_name: str
-    key: str
-    limit: int
-    expires_at: int
-    owner: str = ""
-    kind: str = ""
-    bucket: str = ""
-    at: int = 0
 
 
 def fingerprint(decision_id: str) -> str:

@@ -6,7 +6,7 @@ ids as one base64 string of 8-byte fingerprints. A list attribute costs a type t
 and framing per element; packed, a user with 1,000 consumed items is one attribute, which
 keeps the item (and every stream record of it) small: fewer write units per update and
 much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
-(see shared/contract.py), so the packing is unambiguous.
+(see shared/domain/contract.py), so the packing is unambiguous.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import base64
 from typing import Any
 
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
-from shared.user_state import RecentItem, UserState, event_fingerprint
+from shared.domain.errors import PoisonRecord
+from shared.domain.user_state import RecentItem, UserState, event_fingerprint
 
 _PACKED_LISTS = ("consumed", "feedback_seen")
 # The event-id fingerprints, concatenated as bytes and base64-encoded into one string attribute
@@ -92,7 +93,18 @@ def encode_user_state(state: UserState) -> dict[str, Any]:
 
 
 def decode_user_state(item: dict[str, Any]) -> UserState:
-    """From a table item or a deserialised stream image (boto3 resource types)."""
+    """From a table item or a deserialised stream image (boto3 resource types).
+
+    An item that cannot be read (written by hand, by a bug, or by a version that packed it otherwise)
+    raises PoisonRecord: no retry will read it, so the records that need it are quarantined.
+    """
+    try:
+        return _decode(item)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise PoisonRecord("undecodable_user_state", type(exc).__name__) from exc
+
+
+def _decode(item: dict[str, Any]) -> UserState:
     data = from_dynamo(item)
     for name in _PACKED_LISTS:
         data[name] = unpack_list(data.get(name))

@@ -8,8 +8,8 @@ from typing import Any
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.user_state_codec import decode_user_state, encode_user_state, pack_list
-from shared.errors import VersionConflict
-from shared.user_state import MAX_FEEDBACK_SEEN, UserState
+from shared.domain.errors import PoisonRecord, VersionConflict
+from shared.domain.user_state import MAX_FEEDBACK_SEEN, UserState
 
 
 class UserStateStore:
@@ -29,11 +29,17 @@ class UserStateStore:
             response = self._table.delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
         return bool(response.get("Attributes"))
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
-        """Strongly consistent batch read; users never seen before are simply absent."""
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
+        """Strongly consistent batch read; users never seen before are simply absent, and a user whose
+        item cannot be read maps to the PoisonRecord saying so (the others are read all the same)."""
         items = batch_get(self._dynamodb, self._table_name, "user_id", list(user_ids), consistent=True)
-        states = (decode_user_state(item) for item in items)
-        return {state.user_id: state for state in states}
+        out: dict[str, UserState | PoisonRecord] = {}
+        for item in items:
+            try:
+                out[str(item["user_id"])] = decode_user_state(item)
+            except PoisonRecord as poison:
+                out[str(item["user_id"])] = poison
+        return out
 
     def save(self, state: UserState, expected_version: int) -> None:
         """Write the whole item if nobody wrote since we read ``expected_version``.
@@ -87,6 +93,26 @@ class UserStateStore:
                     ":expected": expected_version,
                 },
             )
+
+    def record_endpoint(self, user_id: str, token: str, endpoint: str, writer: str) -> None:
+        self._set_if_token(user_id, token, writer, "push_endpoint = :e, push_endpoint_token = :t", {":e": endpoint})
+
+    def disable_token(self, user_id: str, token: str, writer: str) -> None:
+        self._set_if_token(user_id, token, writer, "push_token_disabled = :t", {})
+
+    def _set_if_token(self, user_id: str, token: str, writer: str, assignments: str, values: dict[str, Any]) -> None:
+        """SET ``assignments`` (``:t`` is the token) unless the user's token changed meanwhile; bumps the
+        version so a concurrent fold re-reads rather than writing its older copy over this."""
+        try:
+            with translated("user_state.delivery_record"):
+                self._table.update_item(
+                    Key={"user_id": user_id},
+                    UpdateExpression=f"SET {assignments}, last_writer = :w ADD version :one",
+                    ConditionExpression="push_token = :t",
+                    ExpressionAttributeValues={":t": token, ":w": writer, ":one": 1, **values},
+                )
+        except VersionConflict:
+            return  # a newer token arrived: this record is about one the user no longer has
 
     def clear_due(self, user_id: str, due_at: int, writer: str) -> None:
         """Take the user off the due-index, unless a newer deferral replaced this one."""

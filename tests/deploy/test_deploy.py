@@ -25,13 +25,14 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 
 from runner.clock import SimulatedClock
-from runner.deploy import create_stack, package, transform
+from runner.deploy import create_stack, load_yaml, transform
 from runner.pipeline import LocalPipeline
-from runner.template import load_template
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import BehaviourEvent
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent
+from tests.deploy.packaging import package
 from tests.support import traffic
 
 pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
@@ -80,8 +81,9 @@ def deployed() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def pipeline(deployed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     build_dir: Path | None = deployed["build_dir"]
-    # Lambda mounts the model layer at /opt/model; here the layer's built (or source) content.
-    model_dir = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
+    # Without a build the runner finds the served model (/opt/model/...) in the model layer's
+    # source; with one, decide reads the built layer's content instead.
+    model_dir = str(build_dir / "ModelLayer" / "model" / "sasrec" / "int8") if build_dir else None
     # With a build, `shared` is imported from the built shared layer: its layout is tested too.
     paths = [build_dir / "SharedLayer" / "python"] if build_dir else None
     with (
@@ -90,7 +92,7 @@ def pipeline(deployed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
             TEMPLATE,
             deployed_stack=STACK,
             clock=SimulatedClock(T0),
-            env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
+            env_overrides={"DecideFunction": {"MODEL_DIR": model_dir}} if model_dir else None,
             parameter_overrides=PARAMETERS,
             log_dir=tmp_path_factory.mktemp("logs"),
             python_paths=paths,
@@ -114,26 +116,33 @@ def test_stack_reaches_create_complete_with_every_resource(deployed: dict[str, A
 
 
 def test_event_source_mappings_are_the_ones_the_runner_emulates(pipeline: LocalPipeline) -> None:
+    """The runner drives what template.yaml declares, read back from the stack CloudFormation made."""
+    declared = {
+        f"{fid}.{name}": event["Properties"]
+        for fid, resource in load_yaml(TEMPLATE)["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for name, event in (resource["Properties"].get("Events") or {}).items()
+        if event["Type"] in ("Kinesis", "DynamoDB")
+    }
     deployed = pipeline.client("lambda").list_event_source_mappings()["EventSourceMappings"]
-    by_key = {(m["FunctionArn"].rsplit(":", 1)[-1], m["EventSourceArn"]): m for m in deployed}
-    template = load_template(TEMPLATE, PARAMETERS)
-    expected = [e for f in template.functions.values() for e in f.events if e.kind != "schedule"]
-    assert len(deployed) == len(expected)
-    for spec in expected:
-        name = pipeline.resources[spec.function_id].ref
-        source = pipeline.resources[spec.source_logical_id or ""]
-        arn = source.attributes["Arn" if spec.kind == "kinesis" else "StreamArn"]
-        m = by_key[(name, arn)]
-        assert m["BatchSize"] == spec.batch_size
-        assert m["BisectBatchOnFunctionError"] is spec.bisect_on_error
-        assert m["MaximumRetryAttempts"] == spec.max_retries
-        assert set(m.get("FunctionResponseTypes", [])) == set(spec.function_response_types)
-        patterns = [json.loads(f["Pattern"]) for f in (m.get("FilterCriteria") or {}).get("Filters", [])]
-        assert patterns == list(spec.filter_patterns)
-        queue = pipeline.resources[spec.on_failure_logical_id or ""]
-        assert m["DestinationConfig"]["OnFailure"]["Destination"] == queue.attributes["Arn"]
+    assert set(pipeline.stream_mappings) == set(declared) and len(deployed) == len(declared)
+    for key, props in declared.items():
+        spec = pipeline.stream_mappings[key].spec
+        assert spec.batch_size == props["BatchSize"]
+        assert spec.batching_window_s == props["MaximumBatchingWindowInSeconds"]
+        assert spec.bisect_on_error is props["BisectBatchOnFunctionError"]
+        assert spec.max_retries == props["MaximumRetryAttempts"]
+        assert spec.max_record_age_s == props["MaximumRecordAgeInSeconds"]
+        assert set(spec.function_response_types) == set(props["FunctionResponseTypes"])
+        filters = (props.get("FilterCriteria") or {}).get("Filters", [])
+        assert [json.loads(p) for p in spec.filter_patterns] == [json.loads(f["Pattern"]) for f in filters]
+        source, attribute = props["Stream"]["Fn::GetAtt"]
+        assert spec.source_arn == pipeline.resources[source].attributes[attribute]
+        queue = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        assert spec.on_failure_arn == pipeline.resources[queue].arn
     rules = pipeline.client("events").list_rules()["Rules"]
     assert [r["ScheduleExpression"] for r in rules] == ["rate(5 minutes)"]
+    assert {k: s.spec.rule_arn for k, s in pipeline.schedules.items()} == {"DecideFunction.DueSweep": rules[0]["Arn"]}
 
 
 def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
@@ -141,6 +150,9 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     decide_env = pipeline.containers["DecideFunction"].environment
     assert decide_env["USER_STATE_TABLE"] == outputs["UserStateTableName"]
     assert decide_env["EXPLORATION_SHARE"] == "0.1"
+    if not os.environ.get("NUDGE_BUILD_DIR"):
+        # /opt/model/sasrec/int8, the served default, found in the model layer's source directory.
+        assert decide_env["MODEL_DIR"] == str(ROOT / "layers" / "model" / "sasrec" / "int8")
     dynamodb = boto3.resource("dynamodb", region_name=REGION)
     catalog = Catalog(dynamodb, outputs["CatalogTableName"])
     items = ["1", "2", "3", "4", "5", "7"]

@@ -11,25 +11,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.serve import endpoint_client, start_serve, stop, wait_ready
+from tests.support.serve import daytime_zone, endpoint_client, start_serve, stop, wait_ready
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 READY_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 60.0
-
-
-def daytime_zone(now: datetime) -> str:
-    """A time zone where it is day now, so default quiet hours do not defer the push."""
-    for zone in ("UTC", "Asia/Tokyo", "America/New_York", "Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin"):
-        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 20:
-            return zone
-    raise AssertionError("some zone is always in daytime")
 
 
 @pytest.mark.endpoint
@@ -79,7 +70,7 @@ def test_a_client_in_another_process_sends_events_and_receives_the_push(tmp_path
         pushes: list[dict[str, Any]] = []
         deadline = time.monotonic() + PUSH_TIMEOUT_S
         while not pushes and time.monotonic() < deadline:
-            page = sqs.receive_message(QueueUrl=info["push_outbox_queue_url"], WaitTimeSeconds=1)
+            page = sqs.receive_message(QueueUrl=info["outbox_queue_url"], WaitTimeSeconds=1)
             pushes.extend(json.loads(m["Body"]) for m in page.get("Messages", []))
         assert pushes, f"no push arrived; server log:\n{err.read_text()[-3000:]}"
         push = pushes[0]

@@ -24,11 +24,12 @@ import pytest
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.idempotency_records import send_record_key
 from shared.adapters.object_archive import ObjectArchive
-from shared.contract import FeedbackEvent
-from shared.pseudonym import Pseudonymizer, is_pseudonym
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import FeedbackEvent
+from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
 from tests.support import traffic
 from tests.support.tiny_model import build_tiny_model
 

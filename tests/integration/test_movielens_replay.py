@@ -16,9 +16,9 @@ from demo.replay import RunResult, run_policy
 from demo.summary import cap_violations, quiet_hour_violations
 from reliability.audit import NOT_FOLDED
 from shared.adapters.user_state_codec import decode_user_state
-from shared.features import apply_event
-from shared.policy import PolicyConfig
-from shared.user_state import UserState
+from shared.domain.fold import apply_event
+from shared.domain.policy import PolicyConfig
+from shared.domain.user_state import UserState
 from training.movielens import DatasetNotFoundError, MovieLens, load_movielens, resolve_data_dir, time_split
 
 ROOT = Path(__file__).resolve().parents[2]

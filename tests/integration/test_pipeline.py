@@ -16,13 +16,14 @@ import pytest
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
-from shared.adapters.catalog import Catalog, CatalogItem
+from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import decode_user_state
-from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.features import apply_event
-from shared.user_state import UserState
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.fold import apply_event
+from shared.domain.user_state import UserState
 from tests.events import load_event
 from tests.support import traffic
 from tests.support.tiny_model import build_tiny_model
@@ -188,7 +189,7 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     feedback = pipeline.invoke("FeedbackFunction", load_event("kinesis-feedback.json"))
     assert feedback.ok and feedback.response == {"batchItemFailures": []}
     sweep = pipeline.invoke("DecideFunction", load_event("schedule-due-sweep.json"))
-    assert sweep.ok and sweep.response == {"decided": 0}
+    assert sweep.ok and sweep.response == {"decided": 0, "reconciled": 0}
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
     assert change.ok and change.response == {"batchItemFailures": []}
     assert any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))
@@ -226,7 +227,7 @@ def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalP
     logs = "".join(p.read_text() for p in pipeline.log_dir.glob("*.log"))
     assert "records quarantined" in logs  # the handlers' own log lines are in there
     assert "users erased" in logs
-    assert {p.stem for p in pipeline.log_dir.glob("*.log")} >= set(pipeline.template.functions)
+    assert {p.stem for p in pipeline.log_dir.glob("*.log")} >= set(pipeline.functions)
     secrets = [*users, *(f"tok-{u}" for u in users), *(p["title"] for p in pushes if p.get("title"))]
     leaked = [s for s in secrets if s in logs]
     assert leaked == []

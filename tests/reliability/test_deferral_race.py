@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from runner.resources import Stack
+from runner.stack import Stack
 from shared.adapters.user_state_store import UserStateStore
-from shared.decision import Action
-from shared.user_state import StateChange
+from shared.domain.decision import Action
+from shared.domain.user_state import StateChange
 from tests.support.fakes import RecordingSender
 from tests.unit.test_services import NOON, decide_service, out, stored_user
 

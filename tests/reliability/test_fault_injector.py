@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from runner.faults import FaultInjector, FunctionCrash, FunctionTimeout
+from runner.faults import ConcurrentWrite, FaultInjector, FunctionCrash, FunctionTimeout
 
 REGION = "us-east-1"
 NO_SDK_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -71,10 +71,25 @@ def test_s3_and_sns_failures_are_server_errors(aws: None) -> None:
     assert injector.injected["s3_internal_error"] == 1 and injector.injected["sns_publish_failure"] == 1
 
 
+RACE = ConcurrentWrite(
+    condition_marker="version = :expected",
+    update_expression="ADD version :one SET last_writer = :w",
+    values={":one": {"N": "1"}, ":w": {"S": "other-writer"}},
+    guard="attribute_exists(version)",
+)
+
+
 def test_a_race_is_a_real_concurrent_write_and_a_real_conditional_failure(aws: None) -> None:
-    with FaultInjector({"conditional_race": 1.0}, client=client) as injector:
+    with pytest.raises(ValueError, match="race"):
+        FaultInjector({"conditional_race": 1.0})  # the caller says which writes race, and how
+    with FaultInjector({"conditional_race": 1.0}, client=client, race=RACE) as injector:
         dynamodb = client("dynamodb")
         make_table(dynamodb)
+        with injector.invocation("F"):  # a write the race does not recognise is left alone
+            dynamodb.put_item(
+                TableName="t", Item={"user_id": {"S": "u2"}}, ConditionExpression="attribute_not_exists(user_id)"
+            )
+        assert injector.injected["conditional_race"] == 0
         with injector.invocation("F"), pytest.raises(ClientError) as error:
             dynamodb.put_item(
                 TableName="t",
@@ -84,7 +99,7 @@ def test_a_race_is_a_real_concurrent_write_and_a_real_conditional_failure(aws: N
             )
         item = dynamodb.get_item(TableName="t", Key={"user_id": {"S": "u1"}})["Item"]
     assert error.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
-    assert item["version"] == {"N": "2"} and item["last_writer"] == {"S": "feedback"}  # the other writer's
+    assert item["version"] == {"N": "2"} and item["last_writer"] == {"S": "other-writer"}  # the other writer's
     assert injector.injected["conditional_race"] == 1
 
 

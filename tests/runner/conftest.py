@@ -29,7 +29,7 @@ def read_invocations(record_file: Path) -> Callable[..., list[dict[str, Any]]]:
     def read(function: str | None = None) -> list[dict[str, Any]]:
         entries = [json.loads(line) for line in record_file.read_text().splitlines() if line]
         if function is not None:
-            entries = [e for e in entries if e["function"].endswith(f"-{function}")]
+            entries = [e for e in entries if f"-{function}-" in e["function"]]
         return entries
 
     return read

@@ -1,4 +1,4 @@
-"""Lambda event filtering rules, as the runner applies them."""
+"""Lambda event filtering rules, as the runner applies them (moto's EventBridge matcher underneath)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from moto.events.exceptions import InvalidEventPatternException
 
-from runner.filters import kinesis_filter_document, matches, matches_any
+from runner.filters import FilterCriteria, kinesis_filter_document
 
 
 def kinesis_record(data: bytes, partition_key: str = "u1") -> dict[str, Any]:
@@ -61,11 +62,28 @@ def test_pattern_rules(pattern: dict[str, Any], doc: dict[str, Any], expected: b
     assert matches(pattern, doc) is expected
 
 
+def matches(pattern: dict[str, Any], document: Any) -> bool:
+    return FilterCriteria([json.dumps(pattern)]).matches(document)
+
+
 def test_several_filters_are_or_ed_and_no_filters_match_all() -> None:
-    filters = [{"a": ["1"]}, {"b": ["2"]}]
-    assert matches_any(filters, {"b": "2"})
-    assert not matches_any(filters, {"a": "2"})
-    assert matches_any([], {"anything": 1})
+    filters = FilterCriteria([json.dumps({"a": ["1"]}), json.dumps({"b": ["2"]})])
+    assert filters.matches({"b": "2"})
+    assert not filters.matches({"a": "2"})
+    assert FilterCriteria([]).matches({"anything": 1})
+
+
+@pytest.mark.parametrize("pattern", ["not json", '{"type": "view"}', '{"type": []}'])
+def test_patterns_the_service_rejects_are_rejected(pattern: str) -> None:
+    with pytest.raises(InvalidEventPatternException):
+        FilterCriteria([pattern])
+
+
+def test_data_nested_beyond_the_matcher_is_not_matchable() -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = {"a": deep}
+    assert not FilterCriteria([json.dumps({"data": {"type": ["view"]}})]).matches({"data": deep})
 
 
 def test_kinesis_data_is_decoded_json_and_metadata_is_top_level() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from runner.__main__ import main
 from runner.clock import SimulatedClock
-from runner.event_sources import parse_rate
+from runner.schedules import parse_rate
 from tests.runner.runner_testlib import TOY_TEMPLATE
 
 Invocations = Callable[..., list[dict[str, Any]]]
@@ -52,7 +52,9 @@ def test_schedule_fires_when_due_on_simulated_clock(toy: Any, read_invocations: 
     }
     assert (event["detail-type"], event["source"], event["detail"]) == ("Scheduled Event", "aws.events", {})
     assert (event["account"], event["region"]) == ("123456789012", "us-east-1")
-    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/toy-TickFunctionSweep"]
+    # The rule CloudFormation created for the function's Schedule event.
+    assert event["resources"] == [p.resources["TickFunctionSweep"].arn]
+    assert p.resources["TickFunctionSweep"].type == "AWS::Events::Rule"
     stats = p.stats().mappings["TickFunction.Sweep"]
     assert (stats.schedules_fired, stats.invocations, stats.function_errors) == (4, 4, 0)
 

@@ -57,12 +57,12 @@ def test_batch_size_event_shape_context_and_stats(toy: Any, read_invocations: In
 
     first = invs[0]
     assert first["memory"] == 128
-    assert first["arn"].endswith(":function:toy-BatchFunction")
+    assert first["arn"] == p.containers["BatchFunction"].function_arn == p.resources["BatchFunction"].arn
     assert 0 < first["remaining_ms"] <= 30_000
     assert first["env"]["GREETING"] == "hello"
-    assert first["env"]["TABLE_NAME"] == "toy-ToyTable"
+    assert first["env"]["TABLE_NAME"] == p.resources["ToyTable"].ref
     assert first["env"]["QUEUE_URL"] == p.resources["ToyDeadLetterQueue"].ref
-    assert first["env"]["TOPIC_NAME"] == "toy-ToyTopic"
+    assert first["env"]["TOPIC_NAME"] == p.resources["ToyTopic"].attributes["TopicName"]
     assert first["service"] == "batch"
 
     stats = p.stats()
@@ -173,7 +173,7 @@ def test_exception_bisects_retries_and_sends_failure_record(toy: Any, read_invoc
     assert ISO_MS.match(message["timestamp"])
     context = message["requestContext"]
     assert context["condition"] == "RetryAttemptsExhausted"
-    assert context["functionArn"] == "arn:aws:lambda:us-east-1:123456789012:function:toy-BisectFunction"
+    assert context["functionArn"] == p.resources["BisectFunction"].arn
     assert context["approximateInvokeCount"] == 6
     assert re.match(r"^[0-9a-f-]{36}$", context["requestId"])
     assert message["responseContext"] == {

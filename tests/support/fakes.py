@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.delivery import DeliveryResult, Push
 from shared.model import ModelManifest, Recommendation
 
 
@@ -48,14 +50,17 @@ class FakeRecommender:
 
 
 class RecordingSender:
-    """Stands in for the idempotent SNS publish; remembers what it sent."""
+    """Stands in for delivery (a Deliverer, or the idempotent SendOnce around one); remembers what it sent."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def __call__(self, push: dict[str, Any]) -> str:
-        self.sent.append(push)
-        return f"msg-{len(self.sent)}"
+    def deliver(self, push: Push) -> DeliveryResult:
+        self.sent.append(dataclasses.asdict(push))
+        return DeliveryResult(message_id=f"msg-{len(self.sent)}")
+
+    def __call__(self, push: Push) -> DeliveryResult:
+        return self.deliver(push)
 
 
 class InMemoryArchive:
@@ -101,7 +106,7 @@ class InMemoryUserStates:
 
     def save(self, state: Any, expected_version: int) -> None:
         from shared.adapters.user_state_codec import encode_user_state
-        from shared.errors import VersionConflict
+        from shared.domain.errors import VersionConflict
 
         self.writes += 1
         current = self.items.get(state.user_id)
@@ -127,7 +132,7 @@ class InMemoryLedger:
     def record(self, decision: Any, expires_at: int) -> tuple[Any, bool]:
         key = (decision.user_id, decision.decision_id)
         if key in self.rows:
-            from shared.decision import Decision
+            from shared.domain.decision import Decision
 
             return Decision.model_validate(self.rows[key]), False
         self.rows[key] = {**decision.model_dump(mode="json"), "expires_at": expires_at, "status": "decided"}
@@ -142,3 +147,17 @@ class InMemoryLedger:
             for (u, _), r in sorted(self.rows.items())
             if u == user_id and r["action"] == "push" and r["decided_at"] >= since
         ]
+
+
+class InMemoryEventIds:
+    """The event-id registry (first claim wins) over a dict."""
+
+    def __init__(self) -> None:
+        from shared.domain.admission import Claim
+
+        self.held: dict[str, Claim] = {}
+
+    def claim(self, claims: Sequence[Any]) -> dict[str, Any]:
+        for claim in claims:
+            self.held.setdefault(claim.event_id, claim)
+        return {claim.event_id: self.held[claim.event_id] for claim in claims}

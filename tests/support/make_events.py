@@ -1,7 +1,7 @@
 """Writes the sample Lambda events in events/ (run: python -m tests.support.make_events).
 
 The shapes are those `sam local generate-event kinesis get-records` and
-`sam local generate-event dynamodb update` give; payloads follow shared/contract.py.
+`sam local generate-event dynamodb update` give; payloads follow shared/domain/contract.py.
 The same files feed `sam local invoke -e` and the tests.
 """
 
@@ -27,7 +27,7 @@ def user_state_image() -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     from shared.adapters.user_state_codec import encode_user_state
-    from shared.user_state import RecentItem, UserState, event_fingerprint
+    from shared.domain.user_state import RecentItem, UserState, event_fingerprint
 
     state = UserState(
         user_id="u-196",

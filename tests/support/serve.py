@@ -8,11 +8,26 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a new shell without AWS settings: no credentials, region or endpoint."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def daytime_zone(now: datetime) -> str:
+    """A time zone where it is day now, so default quiet hours do not defer the push."""
+    for zone in ("UTC", "Asia/Tokyo", "America/New_York", "Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin"):
+        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 20:
+            return zone
+    raise AssertionError("some zone is always in daytime")
 
 
 def start_serve(
@@ -25,7 +40,7 @@ def start_serve(
     ready, out, err = workdir / "ready.json", workdir / "serve.out", workdir / "serve.err"
     cmd = [sys.executable, "-m", "runner", "serve", "--port", "0", "--template", str(template)]
     cmd += ["--stack-name", stack_name, "--ready-file", str(ready), "--log-dir", str(workdir / "logs"), *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = clean_env()
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
     return proc, ready, err

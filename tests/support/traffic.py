@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from shared.contract import BehaviourEvent, ProfileEvent
+from shared.domain.contract import BehaviourEvent, ProfileEvent
 
 
 def profile(user: str, at: datetime, *, tag: str | None = None, consent: bool = True) -> ProfileEvent:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from moto.core.botocore_stubber import BotocoreStubber
 
-from runner.resources import Stack
-from shared.adapters.push_counters import CapReached, Counter, PushCounters
-from shared.caps import CapsConfig, counters_for
+from runner.stack import Stack
+from shared.adapters.push_counters import PushCounters
+from shared.domain.caps import CapReached, CapsConfig, Counter, counters_for
 
 NOW = int(datetime(2026, 11, 27, 12, tzinfo=UTC).timestamp())
 

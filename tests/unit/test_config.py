@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.config import DecideSettings, EraseSettings, IngestSettings
+from shared.plumbing.config import DecideSettings, EraseSettings, IngestSettings
 
 TABLES = {
     "USER_STATE_TABLE": "users",
@@ -18,6 +18,7 @@ TABLES = {
 
 def test_fields_are_read_from_the_environment_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARCHIVE_BUCKET", "my-archive")
+    monkeypatch.setenv("EVENT_IDS_TABLE", "event-ids")
     monkeypatch.setenv("archive_prefix", "raw/")  # any case
     settings = IngestSettings()
     assert (settings.archive_bucket, settings.archive_prefix) == ("my-archive", "raw/")
@@ -34,10 +35,9 @@ def test_numbers_literals_and_json_lists(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("PUSH_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:push")
     monkeypatch.setenv("DAILY_PUSH_CAP", "5")
     monkeypatch.setenv("EXPLORATION_SHARE", "0.1")
-    monkeypatch.setenv("POLICY_VARIANT", "rules")
     decide = DecideSettings()
-    assert (decide.daily_push_cap, decide.exploration_share, decide.policy_variant) == (5, 0.1, "rules")
-    monkeypatch.setenv("POLICY_VARIANT", "bogus")
+    assert (decide.daily_push_cap, decide.exploration_share) == (5, 0.1)
+    monkeypatch.setenv("EXPLORATION_SHARE", "1.5")
     with pytest.raises(ValidationError):
         DecideSettings()
     monkeypatch.setenv("LINE_PREFIXES", '["archive/", "feedback/"]')

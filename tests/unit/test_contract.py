@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.contract import (
+from shared.domain.contract import (
     MAX_EVENT_BYTES,
     BehaviourEvent,
     ContractViolation,
@@ -16,7 +16,7 @@ from shared.contract import (
     decode_event,
     encode_event,
 )
-from shared.ingest import StreamRecord, check_record
+from shared.services.ingest import StreamRecord, check_record
 from tests.events import load_event
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)

@@ -1,10 +1,15 @@
-"""The demo's same-moments popularity baseline: same users, times and count; never a seen item."""
+"""The demo's baselines: same-moments popularity (same users, times and count; never a seen item) and the
+policies it installs into its local decide function instead of Nudge's."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from demo.baselines import ModelOnlyPolicy, RandomItemPolicy
 from demo.outcomes import Push, RatingLog, SameMomentsPopularity, hit_rate
+from shared.domain.decision import Action
+from shared.domain.policy import PastPush, PolicyConfig, RulesPolicy, Situation
 from training.movielens import Interactions
 
 
@@ -38,3 +43,47 @@ def test_session_depth_counts_the_ratings_of_the_current_session() -> None:
     assert sessions.depth("1", 10 * SESSION_GAP_S) == 0  # nobody around: not in a session
     assert sessions.depth("2", 1_000) == 0
     assert [bucket_name(d) for d in (0, 1, 3, 10, 11, 31, 500)] == ["0", "1", "2-3", "4-10", "11-30", "31-100", "101+"]
+
+
+# ---------------------------------------------------------------- the policies the demo installs
+
+NOON = 1_795_780_800  # 2026-11-27 12:00 UTC
+
+
+def situation(**overrides: object) -> Situation:
+    from shared.domain.catalog import CatalogItem
+    from shared.domain.recommendation import Recommendation
+    from shared.domain.user_state import UserState
+
+    catalog = {i: CatalogItem(item_id=i, title=f"M{i}", genres=["Drama"]) for i in "123"}
+    base: dict[str, object] = {
+        "state": UserState(user_id="u1", consent=True, push_token="t", timezone="Asia/Tokyo"),
+        "candidates": [Recommendation("1", 0.9), Recommendation("2", 0.5), Recommendation("3", 0.1)],
+        "catalog": catalog,
+        "past_pushes": [],
+        "now": NOON,  # 21:00 in Tokyo: quiet hours
+    }
+    return Situation(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def test_model_only_pushes_the_models_choice_whatever_the_rules_say() -> None:
+    capped = [PastPush("9", NOON - 60)] * 5
+    verdict = ModelOnlyPolicy()(situation(past_pushes=capped))
+    assert (verdict.action, verdict.item_id) == (Action.PUSH, "1")
+    # Nudge's policy defers the same push out of quiet hours (after refusing it for the cap here).
+    assert RulesPolicy(PolicyConfig())(situation()).action is Action.DEFER
+    # Consent is not negotiable, even for a baseline.
+    from shared.domain.user_state import UserState
+
+    assert ModelOnlyPolicy()(situation(state=UserState(user_id="u1"))).action is Action.SILENCE
+
+
+def test_random_item_keeps_the_rules_and_draws_the_item_uniformly() -> None:
+    daytime = PolicyConfig(quiet_hours_start=0, quiet_hours_end=0)
+    policy = RandomItemPolicy(daytime)
+    picks = {policy(situation(draws=(0.0, d))).item_id for d in (0.1, 0.5, 0.9)}
+    assert picks == {"1", "2", "3"}
+    verdict = policy(situation(draws=(0.0, 0.5)))
+    assert verdict.propensity == pytest.approx(1 / 3) and verdict.candidates == ("1", "2", "3")
+    # The rules still decide whether: in quiet hours it defers like Nudge's policy.
+    assert RandomItemPolicy(PolicyConfig())(situation()).action is Action.DEFER

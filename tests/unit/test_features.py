@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.contract import BehaviourEvent, ProfileEvent
-from shared.features import GENRE_HALF_LIFE_SECONDS, StreamPosition, apply_event, decision_request
-from shared.user_state import MAX_RECENT_EVENT_IDS, MAX_RECENT_ITEMS, UserState
+from shared.domain.admission import StreamPosition
+from shared.domain.contract import BehaviourEvent, ProfileEvent
+from shared.domain.fold import GENRE_HALF_LIFE_SECONDS, apply_event, decision_request
+from shared.domain.user_state import MAX_RECENT_EVENT_IDS, MAX_RECENT_ITEMS, UserState
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 GENRES = {"1": ["Comedy"], "2": ["Drama", "Romance"], "3": ["Comedy", "Drama"]}

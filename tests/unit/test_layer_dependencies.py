@@ -86,7 +86,7 @@ def test_every_third_party_import_is_in_the_layer() -> None:
 
 
 def test_the_check_sees_a_missing_package() -> None:
-    # Without pydantic-settings (the gap this test was written for) shared/config.py is uncovered.
+    # Without pydantic-settings (the gap this test was written for) shared/plumbing/config.py is uncovered.
     without = [req for req in _layer_requirements() if canonicalize_name(req.name) != "pydantic-settings"]
     closure = _closure(without)
     assert "pydantic-settings" not in closure
@@ -94,9 +94,20 @@ def test_the_check_sees_a_missing_package() -> None:
     assert "pydantic_settings" in _deployed_imports()
 
 
-def test_developer_requirements_install_the_layer_file() -> None:
+def _requirements_of(path: Path) -> set[str]:
+    """Every requirement a pip requirements file asks for, following its ``-r`` includes."""
+    out: set[str] = set()
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            out |= _requirements_of((path.parent / line[2:].strip()).resolve())
+        elif line:
+            out.add(str(Requirement(line)))
+    return out
+
+
+def test_developer_requirements_install_exactly_the_layer_and_nothing_of_their_own() -> None:
     # requirements/runtime.txt must be the layer's list, not a copy that can drift from it.
-    lines = [line.strip() for line in (ROOT / "requirements" / "runtime.txt").read_text().splitlines()]
-    assert [line for line in lines if line and not line.startswith("#")] == [
-        "-r ../layers/dependencies/requirements.txt"
-    ]
+    layer = {str(req) for req in _layer_requirements()}
+    assert _requirements_of(ROOT / "requirements" / "runtime.txt") == layer
+    assert layer <= _requirements_of(ROOT / "requirements" / "dev.txt")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.ope import Logged, epsilon_greedy, estimate, greedy, logged_from_ledger
+from training.ope import Logged, epsilon_greedy, estimate, greedy, logged_from_ledger
 
 ITEMS = ("a", "b", "c", "d")
 # True hit probability of each item, the same in every context: the greedy policy (always "a")
@@ -57,7 +57,7 @@ def test_the_logging_policy_evaluates_to_its_own_mean_and_weights_are_checked() 
 
 
 def test_ledger_rows_become_logged_decisions() -> None:
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "decision_id": "d1",
             "action": "push",

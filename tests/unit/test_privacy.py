@@ -11,11 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from shared.adapters.pseudonym_key import read_pseudonym_key
-from shared.config import PseudonymSettings
-from shared.erasure import EraseRequest, line_belongs_to
-from shared.errors import PermanentStorageError
-from shared.ingest import IngestService, StreamRecord, check_record
-from shared.pseudonym import Pseudonymizer, is_pseudonym
+from shared.domain.errors import PermanentStorageError
+from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
+from shared.plumbing.config import PseudonymSettings
+from shared.services.erasure import EraseRequest, line_belongs_to
+from shared.services.ingest import IngestService, StreamRecord, check_record
+from tests.support.fakes import InMemoryEventIds
 
 KEY = b"0123456789abcdef0123456789abcdef"
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -56,7 +57,7 @@ def test_check_record_replaces_the_user_id_and_quarantine_hashes_the_partition_k
         def put_lines(self, key: str, lines: list[dict[str, object]]) -> None:
             written[key] = list(lines)
 
-    service = IngestService(Archive(), "archive/", "quarantine/", pseudonymize=pseudonymize)  # type: ignore[arg-type]
+    service = IngestService(Archive(), InMemoryEventIds(), "archive/", "quarantine/", pseudonymize=pseudonymize)  # type: ignore[arg-type]
     service.commit([check_record(record(b"{oops"), pseudonymize)])
     (line,) = next(v for k, v in written.items() if k.startswith("quarantine/"))
     assert line["partition_key"] == pseudonymize("u1")
@@ -65,7 +66,13 @@ def test_check_record_replaces_the_user_id_and_quarantine_hashes_the_partition_k
 def test_erase_request_takes_one_or_many_valid_ids() -> None:
     assert EraseRequest.model_validate({"user_id": "u1"}).user_ids == ["u1"]
     assert EraseRequest.model_validate({"user_ids": ["u1", "u2"]}).user_ids == ["u1", "u2"]
-    for bad in ({}, {"user_ids": []}, {"user_ids": ["bad id!"]}, {"user_ids": ["u1"], "extra": 1}):
+    bad_requests: list[dict[str, object]] = [
+        {},
+        {"user_ids": []},
+        {"user_ids": ["bad id!"]},
+        {"user_ids": ["u1"], "extra": 1},
+    ]
+    for bad in bad_requests:
         with pytest.raises(ValidationError):
             EraseRequest.model_validate(bad)
 
@@ -80,6 +87,21 @@ def test_lines_are_matched_by_user_field_not_by_substring() -> None:
     near_miss = base64.b64encode(b'{"user_id": "u12"}').decode()
     assert not line_belongs_to({"partition_key": "other", "data": near_miss}, ids)
     assert line_belongs_to({"partition_key": "x", "data": '!not base64 "u1"'}, ids)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user_id": "\\u0065rase-me", "type": "view"}',  # an escape in valid JSON
+        b'{"user_id": "other", "user_id": "erase-me"}',  # the second of duplicated keys
+        b'{"user_id": "\\u0065rase-me", "broken',  # an escape in a record that is not JSON
+        b'\xff\xfe "erase-me"',  # not even UTF-8
+    ],
+)
+def test_erasure_matches_user_ids_as_decoded_not_as_written(raw: bytes) -> None:
+    line = {"partition_key": "someone-else", "data": base64.b64encode(raw).decode()}
+    assert line_belongs_to(line, frozenset({"erase-me"}))
+    assert not line_belongs_to(line, frozenset({"erase"}))
 
 
 def test_pseudonym_key_comes_from_a_secure_string(aws: None) -> None:

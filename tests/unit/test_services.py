@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from runner.resources import Stack
-from shared.adapters.catalog import Catalog, CatalogItem
+from runner.stack import Stack
+from shared.adapters.catalog import Catalog
+from shared.adapters.event_ids import DynamoEventIdRegistry
 from shared.adapters.ledger import Ledger
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_store import UserStateStore
-from shared.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.decide_service import DecideConfig, DecideService
-from shared.decision import Action, Reason
-from shared.feature_service import FeaturesService, Positioned
-from shared.features import StreamPosition
-from shared.feedback_service import FeedbackItem, FeedbackService
-from shared.ingest import IngestService, StreamRecord, check_record
-from shared.policy import PolicyConfig
-from shared.user_state import StateChange, UserState
+from shared.domain.admission import CLAIM_TTL_SECONDS, Delivered, StreamPosition
+from shared.domain.catalog import CatalogItem
+from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.decision import Action, Reason
+from shared.domain.policy import PolicyConfig, RulesPolicy
+from shared.domain.user_state import StateChange, UserState
+from shared.services.decide import DecideConfig, DecideService
+from shared.services.features import FeaturesService
+from shared.services.feedback import FeedbackService
+from shared.services.ingest import IngestService, StreamRecord, check_record
 from tests.support.fakes import FakeRecommender, RecordingSender
 
 REGION = "us-east-1"
@@ -32,6 +33,10 @@ NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 def out(stack: Stack, name: str) -> str:
     return stack.outputs[name]
+
+
+def registry(stack: Stack, dynamodb: Any) -> DynamoEventIdRegistry:
+    return DynamoEventIdRegistry(dynamodb, out(stack, "EventIdsTableName"), CLAIM_TTL_SECONDS)
 
 
 def record(data: bytes | str, seq: int) -> StreamRecord:
@@ -61,9 +66,9 @@ def profile(user: str, tz: str = "UTC") -> ProfileEvent:
 # ---------------------------------------------------------------- ingest
 
 
-def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack) -> None:
+def test_ingest_archives_valid_and_quarantines_invalid_once(stack: Stack, dynamodb: Any) -> None:
     archive = ObjectArchive(boto3.client("s3", region_name=REGION), out(stack, "ArchiveBucketName"))
-    service = IngestService(archive, "archive/", "quarantine/")
+    service = IngestService(archive, registry(stack, dynamodb), "archive/", "quarantine/")
     good = rate("e1", "u1", "1").model_dump_json().encode()
     batch = [check_record(record(good, 1)), check_record(record(b"{oops", 2)), check_record(record(good, 3))]
     first = service.commit(batch)
@@ -90,11 +95,11 @@ def features(
     if seed:
         catalog.put_many([CatalogItem(item_id="1", title="A", genres=["Comedy"])])
     store = store or UserStateStore(dynamodb, out(stack, "UserStateTableName"))
-    return FeaturesService(store, catalog, decision_interval_seconds=interval)
+    return FeaturesService(store, catalog, registry(stack, dynamodb), decision_interval_seconds=interval)
 
 
-def positioned(event: BehaviourEvent | ProfileEvent, seq: int) -> Positioned[int]:
-    return Positioned(event, StreamPosition("shardId-000000000000", str(seq)), seq)
+def positioned(event: BehaviourEvent | ProfileEvent | FeedbackEvent, seq: int) -> Delivered[int]:
+    return Delivered(event, StreamPosition("shardId-000000000000", str(seq)), seq)
 
 
 def test_features_writes_once_per_user_per_batch_and_ignores_retries(stack: Stack, dynamodb: Any) -> None:
@@ -127,7 +132,7 @@ def test_features_marks_the_writes_that_ask_for_a_decision(stack: Stack, dynamod
         asks.append(state.asks_decision)
     # The first event asks; the next two fall inside 5 minutes; 6 minutes in asks again.
     assert asks == [True, False, False, True, False]
-    assert state.decision_asked_at == int((NOON + timedelta(minutes=6)).timestamp())
+    assert state is not None and state.decision_asked_at == int((NOON + timedelta(minutes=6)).timestamp())
 
 
 class RacingStore(UserStateStore):
@@ -149,7 +154,7 @@ class RacingStore(UserStateStore):
 def test_features_rereads_after_a_version_conflict(stack: Stack, dynamodb: Any) -> None:
     store = RacingStore(dynamodb, out(stack, "UserStateTableName"))
     result = features(stack, dynamodb, store).apply([positioned(rate("e1", "u1", "1"), 1)])
-    assert (result.conflicts, result.applied, result.failed) == (1, 1, [])
+    assert (result.version_conflicts, result.applied, result.failed) == (1, 1, [])
     state = store.get("u1")
     # Both writers' changes survive: nothing lost to the race.
     assert state is not None and state.version == 2 and state.pushes_opened == 7 and state.history() == ["1"]
@@ -169,7 +174,8 @@ def decide_service(stack: Stack, dynamodb: Any, sender: RecordingSender, cap: in
         Ledger(dynamodb, out(stack, "LedgerTableName")),
         FakeRecommender([("1", 0.9), ("2", 0.8), ("3", 0.7), ("4", 0.6), ("5", 0.5)]),
         sender,
-        DecideConfig(policy=PolicyConfig(daily_push_cap=cap), due_shards=2),
+        RulesPolicy(PolicyConfig(daily_push_cap=cap)),
+        DecideConfig(due_shards=2),
     )
 
 
@@ -219,12 +225,12 @@ def test_quiet_hours_defer_then_the_sweep_pushes(stack: Stack, dynamodb: Any) ->
     assert decision.action is Action.DEFER and sender.sent == []
     due = decision.due_at
     assert due == int(datetime(2026, 11, 27, 23, tzinfo=UTC).timestamp())
-    assert service.sweep(due - 60) == []
-    swept = service.sweep(due + 60)
+    assert service.sweep(due - 60).decisions == []
+    swept = service.sweep(due + 60).decisions
     assert [d.action for d in swept] == [Action.PUSH] and len(sender.sent) == 1
     after = UserStateStore(dynamodb, out(stack, "UserStateTableName")).get("u1")
     assert after is not None and after.due_at is None and after.last_writer == "decide"
-    assert service.sweep(due + 600) == []
+    assert service.sweep(due + 600).decisions == []
 
 
 def test_decide_changes_coalesces_per_user(stack: Stack, dynamodb: Any) -> None:
@@ -251,19 +257,20 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
         ledger,
         UserStateStore(dynamodb, out(stack, "UserStateTableName")),
         ObjectArchive(s3, out(stack, "ArchiveBucketName")),
+        registry(stack, dynamodb),
         "feedback/",
     )
 
-    def fb(event_id: str, kind: str, decision_id: str) -> FeedbackItem[int]:
+    def fb(event_id: str, kind: str, decision_id: str) -> Delivered[int]:
         event = FeedbackEvent(
             schema_version=1,
             event_id=event_id,
             user_id="u1",
             timestamp=NOON + timedelta(minutes=5),
-            type=kind,  # type: ignore[arg-type]
+            type=kind,
             decision_id=decision_id,
         )
-        return FeedbackItem(event, "shardId-000000000000", event_id, 0)
+        return positioned(event, int(event_id[1:]))
 
     result = service.apply(
         [
@@ -280,7 +287,10 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
     assert after.version == state.version + 1
     lines = ObjectArchive(s3, out(stack, "ArchiveBucketName")).read_lines(result.log_key or "")
     assert [line["status"] for line in lines] == ["joined", "duplicate", "orphan"]
-    assert json.dumps(lines)  # the log is plain JSON
+    # Each line carries the event and what the ledger knew of its decision (the join), for training.
+    assert [line["event"]["event_id"] for line in lines] == ["f1", "f2", "f3"]
+    assert lines[0]["pushed_item_id"] == decision.item_id and lines[0]["decided_at"] == decision.decided_at
+    assert lines[2]["pushed_item_id"] is None and lines[2]["model_version"] is None
 
 
 @pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
@@ -292,7 +302,7 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
     from moto.core.botocore_stubber import BotocoreStubber
 
     from shared.adapters.push_counters import PushCounters
-    from shared.caps import CapsConfig
+    from shared.domain.caps import CapsConfig
 
     lock = threading.Lock()
     original = BotocoreStubber.process_request
@@ -301,10 +311,9 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
         with lock:  # DynamoDB applies each request atomically; moto needs help for that
             return original(self, request)
 
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-
-    from shared.bootstrap import send_once
-    from shared.decision import Decision
+    from shared.domain.decision import Decision
+    from shared.domain.errors import TransientStorageError
+    from shared.plumbing.bootstrap import send_once
 
     sender = RecordingSender()
     send = send_once(sender, out(stack, "IdempotencyTableName"), boto3.client("dynamodb", region_name=REGION))
@@ -320,7 +329,8 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
             Ledger(dynamodb, out(stack, "LedgerTableName")),
             FakeRecommender([(str(i), 1.0 - i / 20) for i in range(1, 12)]),
             send,
-            DecideConfig(policy=PolicyConfig(daily_push_cap=50), caps=CapsConfig(daily=2, weekly=10)),
+            RulesPolicy(PolicyConfig(daily_push_cap=50)),
+            DecideConfig(caps=CapsConfig(daily=2, weekly=10)),
             counters,
         )
 
@@ -330,7 +340,7 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
     def attempt(service: DecideService, trigger: str) -> Decision | None:
         try:
             return service.decide_for(state, now, trigger)
-        except IdempotencyAlreadyInProgressError:
+        except TransientStorageError:  # the send is in progress on the other shard: retried later
             return None
 
     BotocoreStubber.process_request = locked  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""Nudge's operator command line (`nudge` / `python -m cli`): commands that act on a stack's data."""

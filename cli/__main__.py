@@ -1,0 +1,95 @@
+"""Nudge's operator commands (also `python -m cli ...`):
+
+nudge erase --user U (--stack-name NAME | --ready-file FILE)
+nudge platform create --name NAME --platform APNS|APNS_SANDBOX|FCM --credentials-secret SECRET_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nudge", description="Nudge's operator commands.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    erase = sub.add_parser("erase", help="erase users from a deployed stack or a `python -m runner serve` stack")
+    erase.add_argument("--user", action="append", required=True, metavar="USER_ID", help="raw user id (repeatable)")
+    erase.add_argument("--stack-name", help="a CloudFormation stack (its outputs name the tables and bucket)")
+    erase.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+    erase.add_argument("--region", default="us-east-1")
+    erase.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    erase.add_argument(
+        "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
+    )
+    erase.add_argument("--via-function", action="store_true", help="invoke the stack's EraseFunction instead")
+    platform = sub.add_parser(
+        "platform", help="SNS platform applications for endpoint delivery (DeliveryMode=endpoint)"
+    )
+    platform_sub = platform.add_subparsers(dest="action", required=True)
+    create = platform_sub.add_parser("create", help="create one from credentials kept in Secrets Manager")
+    create.add_argument("--name", required=True, help="the application's name, e.g. myapp-ios")
+    create.add_argument("--platform", required=True, choices=["APNS", "APNS_SANDBOX", "FCM"])
+    create.add_argument("--credentials-secret", required=True, help="Secrets Manager id of the attributes JSON")
+    create.add_argument("--region", default="us-east-1")
+    create.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "platform":
+        return _platform(args)
+    from cli.erase import erase, stack_facts, using_endpoint
+
+    endpoint = args.endpoint_url or _ready_endpoint(args.ready_file)
+    with using_endpoint(endpoint, args.region):
+        outputs, parameters = stack_facts(stack_name=args.stack_name, ready_file=args.ready_file, region=args.region)
+    key_parameter = args.pseudonym_key_parameter or parameters.get("PseudonymKeyParameter", "")
+    report = erase(
+        args.user,
+        outputs,
+        pseudonym_key_parameter=key_parameter,
+        region=args.region,
+        endpoint_url=endpoint,
+        via_function=args.via_function,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _platform(args: argparse.Namespace) -> int:
+    import boto3
+
+    from cli.erase import using_endpoint
+    from cli.platforms import PlatformError, create_platform_application
+
+    with using_endpoint(args.endpoint_url, args.region):
+        kwargs = {"region_name": args.region, "endpoint_url": args.endpoint_url}
+        try:
+            created = create_platform_application(
+                args.name,
+                args.platform,
+                args.credentials_secret,
+                boto3.client("sns", **kwargs),
+                boto3.client("secretsmanager", **kwargs),
+            )
+        except PlatformError as exc:
+            print(f"nudge platform create: {exc}", file=sys.stderr)
+            return 2
+    print(json.dumps(created, indent=2))
+    return 0
+
+
+def _ready_endpoint(ready_file: str | None) -> str | None:
+    if ready_file is None:
+        return None
+    with open(ready_file, encoding="utf-8") as fh:
+        endpoint = json.load(fh).get("endpoint_url")
+    return str(endpoint) if endpoint else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

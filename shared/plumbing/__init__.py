@@ -1,0 +1,1 @@
+"""Lambda plumbing: settings, the composition root, stream batch processing, logging and metrics."""

@@ -1,0 +1,388 @@
+"""Composition root: builds each function's service from its settings, once per container.
+
+Nothing here runs at import time. Every factory is cached, so a warm container reuses
+its boto3 clients, its catalog cache and its ONNX session; ``reset()`` exists for tests,
+which build several "containers" in one process.
+
+boto3, the services and the model are imported inside the factories, so each function pays
+only for what its own factory builds at cold start: ingest, features and feedback never load
+numpy or onnxruntime (bench/cold_start.py measures it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.plumbing.config import (
+    DecideSettings,
+    EraseSettings,
+    FeaturesSettings,
+    FeedbackSettings,
+    IngestSettings,
+    PseudonymSettings,
+)
+
+if TYPE_CHECKING:
+    from shared.domain.admission import EventIdRegistry
+    from shared.domain.policy import Policy
+    from shared.domain.ports import Deliverer, SendOnce
+    from shared.domain.pseudonym import Pseudonymizer
+    from shared.model import Recommender
+    from shared.plumbing.stream_batch import Quarantine
+    from shared.services.decide import DecideService
+    from shared.services.erasure import EraseService
+    from shared.services.features import FeaturesService
+    from shared.services.feedback import FeedbackService
+    from shared.services.ingest import IngestService
+
+
+@cache
+def _boto_config() -> Any:
+    from botocore.config import Config
+
+    # Fail fast inside a Lambda timeout; the event source mapping retries the batch.
+    return Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
+    )
+
+
+@cache
+def _session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str) -> Any:
+    return _session().client(service, config=_boto_config())
+
+
+@cache
+def dynamodb() -> Any:
+    return _session().resource("dynamodb", config=_boto_config())
+
+
+@cache
+def pseudonymizer() -> Pseudonymizer | None:
+    """The HMAC pseudonymizer when PSEUDONYM_KEY_PARAMETER names a key; None (raw ids) otherwise.
+
+    Nothing is imported or fetched when it is off; when on, the key is read once per container.
+    """
+    name = PseudonymSettings().pseudonym_key_parameter
+    if not name:
+        return None
+    from shared.adapters.pseudonym_key import read_pseudonym_key
+    from shared.domain.pseudonym import Pseudonymizer
+
+    return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
+
+
+def _registry(table_name: str) -> EventIdRegistry:
+    from shared.adapters.event_ids import DynamoEventIdRegistry
+    from shared.domain.admission import CLAIM_TTL_SECONDS
+
+    return DynamoEventIdRegistry(dynamodb(), table_name, CLAIM_TTL_SECONDS)
+
+
+def _quarantine(bucket: str, prefix: str, stage: str) -> Quarantine:
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.plumbing.stream_batch import Quarantine
+
+    return Quarantine(ObjectArchive(client("s3"), bucket), prefix, stage, pseudonymizer())
+
+
+@cache
+def ingest_quarantine() -> Quarantine:
+    settings = IngestSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "ingest")
+
+
+@cache
+def features_quarantine() -> Quarantine:
+    settings = FeaturesSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "features")
+
+
+@cache
+def decide_quarantine() -> Quarantine:
+    settings = decide_settings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "decide")
+
+
+@cache
+def feedback_quarantine() -> Quarantine:
+    settings = FeedbackSettings()
+    return _quarantine(settings.archive_bucket, settings.quarantine_prefix, "feedback")
+
+
+@cache
+def ingest_service() -> IngestService:
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.services.ingest import IngestService
+
+    settings = IngestSettings()
+    return IngestService(
+        ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
+        archive_prefix=settings.archive_prefix,
+        quarantine_prefix=settings.quarantine_prefix,
+        pseudonymize=pseudonymizer(),
+    )
+
+
+@cache
+def features_service() -> FeaturesService:
+    from shared.adapters.catalog import Catalog
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.services.features import FeaturesService
+
+    settings = FeaturesSettings()
+    return FeaturesService(
+        UserStateStore(dynamodb(), settings.user_state_table),
+        Catalog(dynamodb(), settings.catalog_table),
+        _registry(settings.event_ids_table),
+        max_write_attempts=settings.max_write_attempts,
+        decision_interval_seconds=settings.decision_interval_seconds,
+    )
+
+
+@cache
+def decide_settings() -> DecideSettings:
+    return DecideSettings()
+
+
+def load_recommender(settings: DecideSettings) -> Recommender:
+    """The model layer by default; a given S3 version when MODEL_S3_URI is set (no code redeploy)."""
+    from shared.model import OnnxRecommender, download_model
+
+    if settings.model_s3_uri:
+        cache_dir = Path(tempfile.gettempdir()) / "nudge-model"
+        return OnnxRecommender.from_dir(download_model(settings.model_s3_uri, cache_dir, client("s3")))
+    return OnnxRecommender.from_dir(settings.model_dir)
+
+
+@cache
+def recommender() -> Recommender:
+    return load_recommender(decide_settings())
+
+
+@cache
+def idempotency_config() -> Any:
+    """Decide's handler registers each invocation's context here, so an in-progress send
+    expires with the Lambda timeout instead of blocking retries for the whole record lifetime."""
+    # Imported here: the idempotency utility pulls in jmespath and hashing only decide needs.
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    return IdempotencyConfig(event_key_jmespath="decision_id", expires_after_seconds=7 * 24 * 3600)
+
+
+def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any) -> SendOnce:
+    """Wrap delivery in Powertools idempotency keyed by decision id: a decision is handed over once,
+    however often a retried or duplicated trigger (or the outbox reconciler) reaches it."""
+    import dataclasses
+
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
+
+    from shared.adapters.idempotency_records import SEND_KEY_PREFIX
+    from shared.domain.delivery import DeliveryResult, Push
+
+    persistence = DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=dynamodb_client)
+
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="push",
+        persistence_store=persistence,
+        config=idempotency_config(),
+        # A fixed prefix instead of the function's name, so erasure can find a decision's record.
+        key_prefix=SEND_KEY_PREFIX,
+    )
+    def send(push: dict[str, Any]) -> dict[str, str]:
+        return deliverer.deliver(Push(**push)).as_record()
+
+    def send_translated(push: Push) -> DeliveryResult:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        )
+
+        from shared.domain.errors import TransientStorageError
+
+        try:
+            return DeliveryResult.from_record(send(push=dataclasses.asdict(push)))
+        # The send record could not be read or written (throttling, a 5xx), or another invocation is
+        # sending this decision right now: all of them pass, so the trigger is retried, not quarantined.
+        except (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+        ) as exc:
+            raise TransientStorageError(f"send_once: {type(exc).__name__}") from exc
+
+    return send_translated
+
+
+def deliverer(settings: DecideSettings) -> Deliverer:
+    """Endpoint mode: SNS mobile push endpoints in the configured platform applications; topic mode:
+    one topic a team's own bridge subscribes to (template parameter DeliveryMode)."""
+    from shared.adapters.push_publisher import EndpointDeliverer, TopicDeliverer
+
+    if settings.delivery_mode == "endpoint":
+        return EndpointDeliverer(
+            client("sns"),
+            {
+                "APNS": settings.apns_platform_application_arn,
+                "APNS_SANDBOX": settings.apns_sandbox_platform_application_arn,
+                "FCM": settings.fcm_platform_application_arn,
+            },
+        )
+    return TopicDeliverer(client("sns"), settings.push_topic_arn)
+
+
+@cache
+def decide_policy() -> Policy:
+    """The production policy from decide's settings, unless a local composition installed another."""
+    if _installed_policy:
+        return _installed_policy[-1]
+    from shared.domain.engagement import FatigueConfig
+    from shared.domain.policy import PolicyConfig, RulesPolicy
+
+    settings = decide_settings()
+    return RulesPolicy(
+        PolicyConfig(
+            daily_push_cap=settings.daily_push_cap,
+            score_threshold=settings.score_threshold,
+            quiet_hours_start=settings.quiet_hours_start,
+            quiet_hours_end=settings.quiet_hours_end,
+            exploration_share=settings.exploration_share,
+            fatigue=FatigueConfig(
+                base=settings.fatigue_base,
+                per_recent_push=settings.fatigue_per_recent_push,
+                dismissal_weight=settings.fatigue_dismissal_weight,
+                per_push_today=settings.fatigue_per_push_today,
+            ),
+        )
+    )
+
+
+# A policy installed by a local composition (the demo's baselines run in the local runner); never set
+# in a deployed function, whose only policy is RulesPolicy.
+_installed_policy: list[Policy] = []
+
+
+def install_policy(policy: Policy) -> None:
+    """Make decide use ``policy`` from its next service on (this container only)."""
+    _installed_policy[:] = [policy]
+    decide_policy.cache_clear()
+    decide_service.cache_clear()
+
+
+@cache
+def decide_service() -> DecideService:
+    from shared.adapters.calibration_file import load_calibration
+    from shared.adapters.catalog import Catalog
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.push_counters import PushCounters
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.domain.caps import CapsConfig
+    from shared.services.decide import DecideConfig, DecideService
+
+    settings = decide_settings()
+    caps = CapsConfig(
+        daily=settings.daily_push_cap,
+        weekly=settings.weekly_push_cap,
+        global_per_minute=settings.global_pushes_per_minute,
+    )
+    return DecideService(
+        UserStateStore(dynamodb(), settings.user_state_table),
+        Catalog(dynamodb(), settings.catalog_table),
+        Ledger(dynamodb(), settings.ledger_table),
+        recommender(),
+        send_once(deliverer(settings), settings.idempotency_table, client("dynamodb")),
+        decide_policy(),
+        DecideConfig(
+            caps=caps,
+            candidates=settings.candidates,
+            push_ttl_days=settings.push_ttl_days,
+            silence_ttl_days=settings.silence_ttl_days,
+            due_shards=settings.due_shards,
+            outbox_grace_seconds=settings.outbox_grace_seconds,
+        ),
+        PushCounters(dynamodb(), settings.push_counters_table),
+        # Fitted with the model and shipped beside it; without one, no engagement test is made.
+        load_calibration(settings.model_dir) if not settings.model_s3_uri else None,
+    )
+
+
+@cache
+def feedback_service() -> FeedbackService:
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.services.feedback import FeedbackService
+
+    settings = FeedbackSettings()
+    return FeedbackService(
+        Ledger(dynamodb(), settings.ledger_table),
+        UserStateStore(dynamodb(), settings.user_state_table),
+        ObjectArchive(client("s3"), settings.archive_bucket),
+        _registry(settings.event_ids_table),
+        prefix=settings.feedback_prefix,
+    )
+
+
+def build_erase_service(settings: EraseSettings, pseudonymize: Callable[[str], str] | None) -> EraseService:
+    """Erase's service from explicit settings (the function's environment, or the erase CLI's stack)."""
+    from shared.adapters.idempotency_records import IdempotencyRecords
+    from shared.adapters.ledger import Ledger
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.adapters.push_counters import PushCounters
+    from shared.adapters.push_publisher import DeviceEndpointRegistry
+    from shared.adapters.user_state_store import UserStateStore
+    from shared.services.erasure import EraseService
+
+    return EraseService(
+        UserStateStore(dynamodb(), settings.user_state_table),
+        Ledger(dynamodb(), settings.ledger_table),
+        IdempotencyRecords(dynamodb(), settings.idempotency_table),
+        PushCounters(dynamodb(), settings.push_counters_table),
+        ObjectArchive(client("s3"), settings.archive_bucket),
+        prefixes=settings.line_prefixes,
+        pseudonymize=pseudonymize,
+        endpoints=DeviceEndpointRegistry(client("sns")),
+    )
+
+
+@cache
+def erase_service() -> EraseService:
+    return build_erase_service(EraseSettings(), pseudonymizer())
+
+
+def reset() -> None:
+    """Forget every cached client and service (a fresh container, for tests)."""
+    for factory in (
+        _session,
+        client,
+        dynamodb,
+        ingest_service,
+        features_service,
+        decide_settings,
+        idempotency_config,
+        recommender,
+        decide_policy,
+        decide_service,
+        feedback_service,
+        pseudonymizer,
+        erase_service,
+        ingest_quarantine,
+        features_quarantine,
+        decide_quarantine,
+        feedback_quarantine,
+    ):
+        factory.cache_clear()
+    _boto_config.cache_clear()
+    _installed_policy.clear()

@@ -1,0 +1,116 @@
+"""One settings model per function, read from the environment template.yaml sets.
+
+Each model is validated once per container on first use (see shared/plumbing/bootstrap.py), so a
+misconfigured deployment fails its first invocation with a clear message instead of
+misbehaving later.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Settings(BaseSettings):
+    # defer_build: a function validates only its own model (and PseudonymSettings), so the others'
+    # validators are never built in its container: ~8 ms less import at every cold start.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True, defer_build=True)
+
+
+class PseudonymSettings(_Settings):
+    """Read by every function that decodes events or erases users (ingest, features, feedback, erase)."""
+
+    # Name of an SSM SecureString holding the HMAC key; empty keeps raw user ids.
+    pseudonym_key_parameter: str = Field(default="", pattern=r"^(|/[A-Za-z0-9_./-]+)$")
+
+
+class _StreamConsumerSettings(_Settings):
+    """What every consumer of the events stream needs: the event-id registry every one of them claims
+    in (shared/domain/admission.py) and the bucket where records it can never process are quarantined."""
+
+    event_ids_table: str = Field(min_length=3)
+    archive_bucket: str = Field(min_length=3)
+    quarantine_prefix: str = "quarantine/"
+
+
+class IngestSettings(_StreamConsumerSettings):
+    archive_prefix: str = "archive/"
+
+
+class FeaturesSettings(_StreamConsumerSettings):
+    user_state_table: str = Field(min_length=3)
+    catalog_table: str = Field(min_length=3)
+    # Conditional-write attempts per user before the user's records are reported failed.
+    max_write_attempts: int = Field(default=5, ge=1, le=20)
+    # A user's behaviour asks decide for a decision at most once per this many seconds of event time
+    # (high-intent events and profile changes always ask); 0 asks on every change.
+    decision_interval_seconds: int = Field(default=300, ge=0, le=86400)
+
+
+class DecideSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    catalog_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    push_counters_table: str = Field(min_length=3)
+    push_topic_arn: str = Field(min_length=20)
+    # "endpoint": SNS mobile push endpoints per device (the platform applications below); "topic": the
+    # push as JSON on PUSH_TOPIC_ARN for a team's own APNs/FCM bridge. See shared/domain/delivery.py.
+    delivery_mode: Literal["endpoint", "topic"] = "topic"
+    apns_platform_application_arn: str = ""
+    apns_sandbox_platform_application_arn: str = ""
+    fcm_platform_application_arn: str = ""
+    # Unsent pushes older than this are sent by the sweep (longer than decide's 60 s timeout).
+    outbox_grace_seconds: int = Field(default=180, ge=61, le=86400)
+    # Where a user-state change decide can never decide on is quarantined (quarantine/decide/).
+    archive_bucket: str = Field(min_length=3)
+    quarantine_prefix: str = "quarantine/"
+    model_dir: str = "/opt/model"
+    model_s3_uri: str = ""
+    daily_push_cap: int = Field(default=3, ge=0, le=100)
+    weekly_push_cap: int = Field(default=10, ge=0, le=500)
+    global_pushes_per_minute: int = Field(default=1000, ge=1)
+    score_threshold: float = 0.0
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    # Share of decisions given to exploration (read by the policy); 0 turns exploration off.
+    exploration_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    candidates: int = Field(default=50, ge=1, le=2000)
+    fatigue_base: float = Field(default=0.30, ge=0.0, le=1.0)
+    fatigue_per_recent_push: float = Field(default=0.01, ge=0.0, le=1.0)
+    fatigue_dismissal_weight: float = Field(default=0.05, ge=0.0, le=1.0)
+    fatigue_per_push_today: float = Field(default=0.0, ge=0.0, le=1.0)
+    push_ttl_days: int = Field(default=90, ge=1)
+    silence_ttl_days: int = Field(default=7, ge=1)
+    due_shards: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _model_source(self) -> DecideSettings:
+        if self.model_s3_uri and not self.model_s3_uri.startswith("s3://"):
+            raise ValueError("MODEL_S3_URI must look like s3://bucket/prefix/")
+        return self
+
+    @model_validator(mode="after")
+    def _platforms_for_endpoint_mode(self) -> DecideSettings:
+        apps = (self.apns_platform_application_arn, self.apns_sandbox_platform_application_arn)
+        if self.delivery_mode == "endpoint" and not any((*apps, self.fcm_platform_application_arn)):
+            raise ValueError("DELIVERY_MODE=endpoint needs at least one platform application ARN")
+        return self
+
+
+class EraseSettings(_Settings):
+    user_state_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    push_counters_table: str = Field(min_length=3)
+    archive_bucket: str = Field(min_length=3)
+    # Where ingest and feedback write JSON Lines holding user ids (models/ holds none).
+    line_prefixes: tuple[str, ...] = ("archive/", "quarantine/", "feedback/")
+
+
+class FeedbackSettings(_StreamConsumerSettings):
+    user_state_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    feedback_prefix: str = "feedback/"

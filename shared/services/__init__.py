@@ -1,0 +1,1 @@
+"""One service per function, written against the ports in shared.domain.ports (fakes in testkit/)."""
