@@ -146,14 +146,14 @@ def main() -> int:
     context = Context()
 
     ingest = load_handler("ingest", {"POWERTOOLS_SERVICE_NAME": "ingest", "ARCHIVE_BUCKET": "bench"})
-    ingest_service = IngestService(InMemoryArchive(), InMemoryEventIds(), "archive/", "quarantine/")  # type: ignore[arg-type]
+    ingest_service = IngestService(InMemoryArchive(), InMemoryEventIds(), "archive/", "quarantine/")
     bootstrap.ingest_service = lambda: ingest_service  # type: ignore[assignment]
     ingest_us = per_record_us(lambda: ingest.lambda_handler(event, context), BATCH, args.repeats)
 
     features = load_handler("features", {"POWERTOOLS_SERVICE_NAME": "features"})
 
     def fresh_features() -> None:
-        service = FeaturesService(InMemoryUserStates(), catalog, InMemoryEventIds())  # type: ignore[arg-type]
+        service = FeaturesService(InMemoryUserStates(), catalog, InMemoryEventIds())
         bootstrap.features_service = lambda: service  # type: ignore[assignment]
         features.lambda_handler(event, context)
 
@@ -161,7 +161,7 @@ def main() -> int:
 
     # Writes per event over the whole replay period, batched as a Kinesis mapping would.
     store = InMemoryUserStates()
-    service = FeaturesService(store, catalog, InMemoryEventIds())  # type: ignore[arg-type]
+    service = FeaturesService(store, catalog, InMemoryEventIds())
     by_shard: dict[int, list[Any]] = {s: [] for s in range(SHARDS)}
     for n, e in enumerate(events):
         by_shard[shard_of(e.user_id)].append(Delivered(e, StreamPosition(f"shard-{shard_of(e.user_id)}", str(n)), n))
@@ -177,7 +177,7 @@ def main() -> int:
     recommender = OnnxRecommender.from_dir(args.model_dir)
     decide = DecideService(
         store,  # type: ignore[arg-type]
-        catalog,  # type: ignore[arg-type]
+        catalog,
         InMemoryLedger(),  # type: ignore[arg-type]
         recommender,
         RecordingSender(),

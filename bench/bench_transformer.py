@@ -13,6 +13,7 @@ Also: artifact sizes, and the cold start of a fresh process (import + model load
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, session in sessions.items():
             wanted = {i.name for i in session.get_inputs()}
             feed = {key: value for key, value in feeds.items() if key in wanted}
-            median, p99 = stats(timings(lambda s=session, f=feed: s.run(["top_ids", "top_scores"], f), iterations))
+            median, p99 = stats(timings(functools.partial(session.run, ["top_ids", "top_scores"], feed), iterations))
             top_ids = session.run(["top_ids"], feed)[0]
             same = float(np.mean(top_ids[:, :10] == reference.indices.numpy()[:, :10]))  # type: ignore[attr-defined]
             results[f"{name} b{batch}"] = {

@@ -35,7 +35,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,7 +99,7 @@ class Call:
 # The function being invoked right now (set around each container invocation by replay()).
 CURRENT = {"function": ""}
 # Wall seconds each function spent inside AWS calls here (in-process moto plus this script's metering).
-IN_CALLS: Counter[str] = Counter()
+IN_CALLS: defaultdict[str, float] = defaultdict(float)
 # Assumed in-region latency of one call in Lambda (p50-ish, seconds): billed duration replaces the
 # time moto took with these. Assumptions, not measurements.
 LATENCY_S = {
@@ -192,54 +192,69 @@ class DynamoMeter:
 
     def measure(self, client: Any, operation: str, params: dict[str, Any], run: Any) -> tuple[Any, float, float]:
         """(response, WRU, RRU) of one request; `run()` makes it."""
-        table = params.get("TableName", "")
         if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-            key = params["Key"] if "Key" in params else self.key_of(client, table, params["Item"])
-            before = item_size(self.get(client, table, key))
-            try:
-                response = run()
-            finally:
-                after = item_size(self.get(client, table, key))
-                wru = max(1, math.ceil(max(before, after, item_size(typed(params.get("Item")))) / 1024))
-            return response, float(wru), 0.0
+            return self._single_write(client, params, run)
         if operation == "BatchWriteItem":
-            wru = 0
-            for name, requests in params.get("RequestItems", {}).items():
-                for request in requests:
-                    put = request.get("PutRequest", {}).get("Item")
-                    key = request["DeleteRequest"]["Key"] if put is None else self.key_of(client, name, put)
-                    wru += max(1, math.ceil(max(item_size(typed(put)), item_size(self.get(client, name, key))) / 1024))
+            wru = self._batch_write_units(client, params)
             return run(), float(wru), 0.0
         if operation == "TransactWriteItems":
             response = run()
             return response, 2.0 * len(params.get("TransactItems", [])), 0.0
         response = run()
+        return response, 0.0, self._read_units(client, operation, params, response)
+
+    def _single_write(self, client: Any, params: dict[str, Any], run: Any) -> tuple[Any, float, float]:
+        table = params.get("TableName", "")
+        key = params["Key"] if "Key" in params else self.key_of(client, table, params["Item"])
+        before = item_size(self.get(client, table, key))
+        try:
+            response = run()
+        finally:
+            after = item_size(self.get(client, table, key))
+            wru = max(1, math.ceil(max(before, after, item_size(typed(params.get("Item")))) / 1024))
+        return response, float(wru), 0.0
+
+    def _batch_write_units(self, client: Any, params: dict[str, Any]) -> int:
+        wru = 0
+        for name, requests in params.get("RequestItems", {}).items():
+            for request in requests:
+                put = request.get("PutRequest", {}).get("Item")
+                key = request["DeleteRequest"]["Key"] if put is None else self.key_of(client, name, put)
+                wru += max(1, math.ceil(max(item_size(typed(put)), item_size(self.get(client, name, key))) / 1024))
+        return wru
+
+    def _read_units(self, client: Any, operation: str, params: dict[str, Any], response: Any) -> float:
         factor = 1.0 if params.get("ConsistentRead") else 0.5
         if operation == "GetItem":
-            return response, 0.0, factor * max(1, math.ceil(item_size(typed(response.get("Item"))) / 4096))
+            return factor * max(1, math.ceil(item_size(typed(response.get("Item"))) / 4096))
         if operation == "BatchGetItem":
             rru = 0.0
             for name, items in response.get("Responses", {}).items():
                 consistent = params["RequestItems"].get(name, {}).get("ConsistentRead")
                 rru += sum((1.0 if consistent else 0.5) * max(1, math.ceil(item_size(typed(i)) / 4096)) for i in items)
-            return response, 0.0, rru
+            return rru
         if operation in ("Query", "Scan"):
-            # Read units count what the key condition reads, before any filter drops items.
-            unfiltered = {k: v for k, v in params.items() if k not in ("FilterExpression", "ProjectionExpression")}
-            names = unfiltered.get("ExpressionAttributeNames", {})
-            values = unfiltered.get("ExpressionAttributeValues", {})
-            expressions = " ".join(str(unfiltered.get(k, "")) for k in ("KeyConditionExpression",))
-            unfiltered["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in expressions}
-            unfiltered["ExpressionAttributeValues"] = {k: v for k, v in values.items() if k in expressions}
-            for empty in ("ExpressionAttributeNames", "ExpressionAttributeValues"):
-                if not unfiltered[empty]:
-                    del unfiltered[empty]
-            for k in ("ExpressionAttributeValues", "ExclusiveStartKey"):
-                if k in unfiltered:
-                    unfiltered[k] = typed(unfiltered[k])
-            read = self._call(self._client(client), operation, unfiltered).get("Items", [])
-            return response, 0.0, factor * max(1, math.ceil(sum(item_size(i) for i in read) / 4096))
-        return response, 0.0, 0.0
+            read = self._call(self._client(client), operation, unfiltered(params)).get("Items", [])
+            return factor * max(1, math.ceil(sum(item_size(i) for i in read) / 4096))
+        return 0.0
+
+
+def unfiltered(params: dict[str, Any]) -> dict[str, Any]:
+    """A Query or Scan without its filter: read units count what the key condition reads, before any
+    filter drops items."""
+    out = {k: v for k, v in params.items() if k not in ("FilterExpression", "ProjectionExpression")}
+    names = out.get("ExpressionAttributeNames", {})
+    values = out.get("ExpressionAttributeValues", {})
+    expressions = " ".join(str(out.get(k, "")) for k in ("KeyConditionExpression",))
+    out["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in expressions}
+    out["ExpressionAttributeValues"] = {k: v for k, v in values.items() if k in expressions}
+    for empty in ("ExpressionAttributeNames", "ExpressionAttributeValues"):
+        if not out[empty]:
+            del out[empty]
+    for k in ("ExpressionAttributeValues", "ExclusiveStartKey"):
+        if k in out:
+            out[k] = typed(out[k])
+    return out
 
 
 @contextmanager
@@ -265,11 +280,11 @@ def counting() -> Iterator[list[Call]]:
         finally:
             IN_CALLS[call.function] += time.perf_counter() - started
 
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    setattr(BaseClient, "_make_api_call", counted)  # noqa: B010 (mypy forbids assigning a method)
     try:
         yield calls
     finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
+        setattr(BaseClient, "_make_api_call", original)  # noqa: B010
 
 
 TIMEZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
@@ -425,13 +440,8 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
 def replay(
     users: int, days: int, per_day: int, pushing: bool = True, parameters: dict[str, str] | None = None
 ) -> Replay:
-    import boto3
-
     from runner.clock import SimulatedClock
     from runner.pipeline import LocalPipeline
-    from runner.server import create_outbox
-    from shared.adapters.catalog import Catalog
-    from shared.domain.catalog import CatalogItem
 
     manifest = json.loads((ROOT / "layers" / "model" / "manifest.json").read_text())
     items = [str(i) for i in manifest["item_vocab"] if not str(i).startswith("<")][:400]
@@ -462,59 +472,30 @@ def replay(
         result.tables = {v: k.removesuffix("TableName") for k, v in pipe.outputs.items() if k.endswith("TableName")}
         for fid, container in pipe.containers.items():
             container.invoke = _tagged(fid, container.invoke)  # type: ignore[method-assign]
-        dynamodb = boto3.resource("dynamodb", region_name=pipe.region)
-        Catalog(dynamodb, pipe.outputs["CatalogTableName"]).put_many(CatalogItem(item_id=i) for i in items)
-        outbox = str(create_outbox(pipe, "cost-outbox", [pipe.outputs["PushTopicArn"]])["queue_url"])
+        dynamodb, outbox = _stock(pipe, items)
         del calls[:]
-        billed: list[Call] = []
         decide = pipe.containers["DecideFunction"].stats
-        position = 0
-        hour = t0
-        end = t0 + timedelta(days=days, hours=12)
-        while hour < end:
-            hour += timedelta(hours=1)
-            due = []
-            while position < len(events) and datetime.fromisoformat(events[position]["timestamp"]) < hour:
-                due.append(events[position])
-                position += 1
-            pipe.clock.set(hour)  # type: ignore[attr-defined]
-            # Lambda's 1-second batching window rarely holds two events of one user (they are 20-90 s
-            # apart), so each user's events are put and drained one round at a time: every event is
-            # its own user-state change and decision, while a batch still carries many users.
-            for batch in rounds(due):
-                pipe.put_events(batch, partition_key="user_id")
-                pipe.pump()
-            billed += calls
-            del calls[:]
-            # The sweep is time-driven (every 5 minutes, traffic or not): priced under idle, except
-            # the decisions it makes, which are per-event work.
-            result.sweeps += pipe.tick(hour)
-            pipe.pump()
-            result.sweep_calls += [c for c in calls if c.params.get("IndexName") == "due-index"]
-            billed += [c for c in calls if c.params.get("IndexName") != "due-index"]
-            del calls[:]
-            pushes = pipe.receive_json(outbox)
-            result.pushes += len(pushes)
-            feedback = [f for p in pushes for f in feedback_for(p, hour, rng)]
-            if feedback:
-                pipe.clock.set(hour + timedelta(minutes=5))  # type: ignore[attr-defined]
-                for batch in rounds(feedback):
-                    pipe.put_events(batch, partition_key="user_id")
-                    pipe.pump()
-                result.feedback += len(feedback)
-            billed += calls
-            del calls[:]
-        # Calls made by this script to read results are not part of the pipeline's bill.
-        result.calls = [
-            c
-            for c in billed
-            if (c.service, c.operation) not in POLLING
-            and not (c.service == "SQS" and c.params.get("QueueUrl") == outbox)
-        ]
-        for output in ("UserStateTableName", "LedgerTableName", "IdempotencyTableName", "PushCountersTableName"):
-            scanned = dynamodb.Table(pipe.outputs[output]).scan()["Items"]
-            result.sizes[output] = round(sum(len(json.dumps(i, default=str)) for i in scanned) / max(1, len(scanned)))
+        billed: list[Call] = []
+        hours = _hours(events, t0, t0 + timedelta(days=days, hours=12))
+        for hour, due in hours:
+            billed += _one_hour(pipe, calls, due, hour, outbox, result, rng)
+        _settle(pipe, dynamodb, billed, outbox, result)
         stats = pipe.stats()
+    _bill(result, stats, decide, memory, sources, log_dir, billed)
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return result
+
+
+def _bill(
+    result: Replay,
+    stats: Any,
+    decide: Any,
+    memory: dict[str, int],
+    sources: dict[str, Any],
+    log_dir: Path,
+    billed: list[Call],
+) -> None:
+    """Invocations, log volume, the sweep's GB-seconds and each function's billed time."""
     result.invocations = sum(fs.invocations for fs in stats.functions.values()) - result.sweeps
     result.decide_records = sum(stats.functions["DecideFunction"].batch_sizes)
     result.log_gb = sum(f.stat().st_size for f in log_dir.rglob("*") if f.is_file()) / 1e9
@@ -526,32 +507,125 @@ def replay(
     )
     result.sweep_gb_s = sweep_own * memory["DecideFunction"] / 1024
     for fid, fs in stats.functions.items():
-        points = [(n, w) for n, w in zip(fs.batch_sizes, fs.wall_s, strict=True) if n > 0]
-        a, b = fit(points)
-        # Lambda bills wall time: the handler's own time plus the calls' real latency, not moto's time.
-        wall = sum(w for _, w in points)
-        own = max(0.0, wall - IN_CALLS[fid]) + sum(latency_of(c) for c in all_calls if c.function == fid)
-        a, b = (a * own / wall, b * own / wall) if wall else (a, b)
-        result.gb_s += own * memory[fid] / 1024
-        result.lambda_seconds[fid] = {
-            "wall": round(wall, 2),
-            "in_calls": round(IN_CALLS[fid], 2),
-            "billed": round(own, 2),
-        }
-        source = sources[fid]
-        logs = sum(f.stat().st_size for f in log_dir.rglob(f"{fid}*") if f.is_file())
-        result.functions[fid] = FunctionUse(
-            memory_mb=memory[fid],
-            batch_size=source.batch_size if source else 100,
-            window_s=source.batching_window_s if source else 0.0,
-            invocations=len(points),
-            records=sum(n for n, _ in points),
-            wall_per_invocation_s=a,
-            wall_per_record_s=b,
-            log_bytes_per_invocation=logs / max(1, len(fs.batch_sizes)),
-        )
-    shutil.rmtree(log_dir, ignore_errors=True)
-    return result
+        _bill_function(result, fid, fs, memory[fid], sources[fid], log_dir, all_calls)
+
+
+def _settle(pipe: Any, dynamodb: Any, billed: list[Call], outbox: str, result: Replay) -> None:
+    """The pipeline's billed calls (without this script's own reads) and the stored item sizes."""
+    # Calls made by this script to read results are not part of the pipeline's bill.
+    result.calls = [
+        c
+        for c in billed
+        if (c.service, c.operation) not in POLLING and not (c.service == "SQS" and c.params.get("QueueUrl") == outbox)
+    ]
+    for output in ("UserStateTableName", "LedgerTableName", "IdempotencyTableName", "PushCountersTableName"):
+        scanned = dynamodb.Table(pipe.outputs[output]).scan()["Items"]
+        result.sizes[output] = round(sum(len(json.dumps(i, default=str)) for i in scanned) / max(1, len(scanned)))
+
+
+def _stock(pipe: Any, items: list[str]) -> tuple[Any, str]:
+    """The catalogue loaded and an outbox queue on the push topic: (the DynamoDB resource, the queue URL)."""
+    import boto3
+
+    from runner.server import create_outbox
+    from shared.adapters.catalog import Catalog
+    from shared.domain.catalog import CatalogItem
+
+    dynamodb = boto3.resource("dynamodb", region_name=pipe.region)
+    Catalog(dynamodb, pipe.outputs["CatalogTableName"]).put_many(CatalogItem(item_id=i) for i in items)
+    outbox = str(create_outbox(pipe, "cost-outbox", [pipe.outputs["PushTopicArn"]])["queue_url"])
+    return dynamodb, outbox
+
+
+def _hours(
+    events: list[dict[str, Any]], t0: datetime, end: datetime
+) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
+    """Each simulated hour after ``t0`` up to ``end``, with the events before its end not yet given."""
+    position = 0
+    hour = t0
+    while hour < end:
+        hour += timedelta(hours=1)
+        due = []
+        while position < len(events) and datetime.fromisoformat(events[position]["timestamp"]) < hour:
+            due.append(events[position])
+            position += 1
+        yield hour, due
+
+
+def _one_hour(
+    pipe: Any,
+    calls: list[Call],
+    due: list[dict[str, Any]],
+    hour: datetime,
+    outbox: str,
+    result: Replay,
+    rng: random.Random,
+) -> list[Call]:
+    """One hour of traffic, the sweep and the feedback to its pushes; returns the calls billed as per-event work."""
+    billed: list[Call] = []
+    pipe.clock.set(hour)
+    # Lambda's 1-second batching window rarely holds two events of one user (they are 20-90 s
+    # apart), so each user's events are put and drained one round at a time: every event is
+    # its own user-state change and decision, while a batch still carries many users.
+    for batch in rounds(due):
+        pipe.put_events(batch, partition_key="user_id")
+        pipe.pump()
+    billed += calls
+    del calls[:]
+    # The sweep is time-driven (every 5 minutes, traffic or not): priced under idle, except
+    # the decisions it makes, which are per-event work.
+    result.sweeps += pipe.tick(hour)
+    pipe.pump()
+    result.sweep_calls += [c for c in calls if c.params.get("IndexName") == "due-index"]
+    billed += [c for c in calls if c.params.get("IndexName") != "due-index"]
+    del calls[:]
+    pushes = pipe.receive_json(outbox)
+    result.pushes += len(pushes)
+    feedback = [f for p in pushes for f in feedback_for(p, hour, rng)]
+    if feedback:
+        pipe.clock.set(hour + timedelta(minutes=5))
+        for batch in rounds(feedback):
+            pipe.put_events(batch, partition_key="user_id")
+            pipe.pump()
+        result.feedback += len(feedback)
+    billed += calls
+    del calls[:]
+    return billed
+
+
+def _bill_function(
+    result: Replay,
+    fid: str,
+    fs: Any,
+    memory_mb: int,
+    source: Any,
+    log_dir: Path,
+    all_calls: list[Call],
+) -> None:
+    """One function's billed seconds and its per-invocation / per-record cost line."""
+    points = [(n, w) for n, w in zip(fs.batch_sizes, fs.wall_s, strict=True) if n > 0]
+    a, b = fit(points)
+    # Lambda bills wall time: the handler's own time plus the calls' real latency, not moto's time.
+    wall = sum(w for _, w in points)
+    own = max(0.0, wall - IN_CALLS[fid]) + sum(latency_of(c) for c in all_calls if c.function == fid)
+    a, b = (a * own / wall, b * own / wall) if wall else (a, b)
+    result.gb_s += own * memory_mb / 1024
+    result.lambda_seconds[fid] = {
+        "wall": round(wall, 2),
+        "in_calls": round(IN_CALLS[fid], 2),
+        "billed": round(own, 2),
+    }
+    logs = sum(f.stat().st_size for f in log_dir.rglob(f"{fid}*") if f.is_file())
+    result.functions[fid] = FunctionUse(
+        memory_mb=memory_mb,
+        batch_size=source.batch_size if source else 100,
+        window_s=source.batching_window_s if source else 0.0,
+        invocations=len(points),
+        records=sum(n for n, _ in points),
+        wall_per_invocation_s=a,
+        wall_per_record_s=b,
+        log_bytes_per_invocation=logs / max(1, len(fs.batch_sizes)),
+    )
 
 
 def usage_of(r: Replay) -> dict[str, float]:
@@ -586,7 +660,7 @@ def priced(r: Replay) -> dict[str, Any]:
     per_million = 1e6 / n_events
     usage = usage_of(r)
     dollars = {k: v * RATES[k] * per_million for k, v in usage.items()}
-    wru_by_table: Counter[str] = Counter()
+    wru_by_table: defaultdict[str, float] = defaultdict(float)
     for c in r.calls:
         if c.service == "DynamoDB" and c.wru:
             wru_by_table[f"{c.function or 'runner'}:{_table_kind(c, r.tables)}"] += c.wru
@@ -600,7 +674,7 @@ def priced(r: Replay) -> dict[str, Any]:
             "sweeps_fired": r.sweeps,
         },
         "calls": {f"{s}.{o}": n for (s, o), n in sorted(Counter((c.service, c.operation) for c in r.calls).items())},
-        "wru_by_table": {k: round(v) for k, v in wru_by_table.most_common()},
+        "wru_by_table": {k: round(v) for k, v in sorted(wru_by_table.items(), key=lambda kv: -kv[1])},
         "average_item_bytes": r.sizes,
         "lambda_seconds": r.lambda_seconds,
         "usage_per_replay": usage,

@@ -27,7 +27,7 @@ from shared.model import INPUT_K, MASK_SCORE, OUTPUT_SCORES, OnnxRecommender
 from training.sequences import DECISION, PLUS_1H, TARGET_TIME, TimedSplit, UserSeq, request_time
 
 BATCH_SIZE = 256
-# What decide's user state keeps for the model (shared.user_state.MAX_RECENT_ITEMS; a test pins them
+# What decide's user state keeps for the model (shared.domain.user_state.MAX_RECENT_ITEMS; a test pins them
 # together): a graph with a longer window still only ever gets these.
 DECIDE_RECENT_ITEMS = 50
 CUTOFFS = (5, 10, 20)

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.model import PAD_INDEX, OnnxRecommender, Recommender
+from shared.model import PAD_INDEX, OnnxRecommender
 from training.cooccurrence import (
     CoocConfig,
     build_cooccurrence,
@@ -125,7 +125,7 @@ class RecommenderRanker:
     rest of the history is filtered here (decide does the same with the user's consumed list).
     """
 
-    def __init__(self, recommender: Recommender, name: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, recommender: OnnxRecommender, name: str | None = None, batch_size: int = 64) -> None:
         self.name = name or recommender.manifest.version
         self._recommender = recommender
         self._batch_size = batch_size

@@ -306,27 +306,34 @@ def pick_cooc_weight(model: Any, cooc: ModelArrays, split: TimedSplit, weights: 
     return {"weight": best, **{f"valid_NDCG@10_at_{k}": v for k, v in tried.items()}}
 
 
+@dataclass
+class _Training:
+    """What every seed of one ``run`` shares: the options, the data, the windows, the report."""
+
+    args: argparse.Namespace
+    prep: Prepared
+    windows: Windows
+    cooc: ModelArrays | None
+    budget: float
+    file: ReportFile
+    report: dict[str, Any]
+
+
+# The kept model: validation score, its weights, its training info (with its seed).
+Best = tuple[float, Any, dict[str, float]]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from training.build_model import build_time, code_version
-    from training.sasrec import config_dict, evaluate_model, rank_metrics, rank_targets, split_cases, to_weights, train
-    from training.sasrec_export import export_sasrec
+    from training.sasrec import config_dict
 
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     dataset = load_source(args.source, args.data)
     prep = prepare(dataset, args.split_quantile, args.cold_holdout)
     base, windows, shape = configure(args, prep)
-    _log(
-        f"{dataset.source}: {shape.items} items ({shape.warm_items} with training data), {shape.users} users, "
-        f"{shape.windows} windows of {base.max_len}, {shape.targets} targets"
-    )
-    _log(
-        f"recipe: batch {base.batch_size}, up to {base.epochs} epochs, check every {base.eval_every}, patience "
-        f"{base.patience}, {'full softmax' if not base.negatives else f'{base.negatives} sampled negatives'}, "
-        f"content {'on' if base.content else 'off'}, time context {'on' if base.context else 'off'}"
-    )
+    _log_recipe(dataset, shape, base)
     budget = args.time_budget if args.time_budget is not None else TIME_BUDGET_S
     cooc = cooc_for(prep, base.max_len) if args.cooc_weight != 0 else None
     report: dict[str, Any] = {
@@ -336,106 +343,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seeds": {},
         "ablation": {},
     }
-    file = ReportFile(args.report)
-    file.write(report)
+    training = _Training(args, prep, windows, cooc, budget, ReportFile(args.report), report)
+    training.file.write(report)
+    best = _train_variants(training, base)
+    report["train_wall_seconds"] = time.perf_counter() - began
+    training.file.write(report)
+    if args.out is None or best is None:
+        return report
+    _export_best(training, best)
+    report["total_wall_seconds"] = time.perf_counter() - began
+    training.file.write(report)
+    return report
+
+
+def _log_recipe(dataset: Dataset, shape: DataShape, base: Any) -> None:
+    _log(
+        f"{dataset.source}: {shape.items} items ({shape.warm_items} with training data), {shape.users} users, "
+        f"{shape.windows} windows of {base.max_len}, {shape.targets} targets"
+    )
+    _log(
+        f"recipe: batch {base.batch_size}, up to {base.epochs} epochs, check every {base.eval_every}, patience "
+        f"{base.patience}, {'full softmax' if not base.negatives else f'{base.negatives} sampled negatives'}, "
+        f"content {'on' if base.content else 'off'}, time context {'on' if base.context else 'off'}"
+    )
+
+
+def _train_variants(training: _Training, base: Any) -> Best | None:
+    """Every (variant, seed); returns the full variant's seed with the best validation score."""
+    from training.sasrec import to_weights
+
+    args, split = training.args, training.prep.split
     variants = tuple(ABLATION[i] for i in args.variants) if args.ablation else (ABLATION[-1],)
-    best: tuple[float, Any, dict[str, float]] | None = None
+    best: Best | None = None
     for label, content, context in variants:
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {"runs": rows}
-        report["ablation" if args.ablation else "seeds"][label] = summary
+        training.report["ablation" if args.ablation else "seeds"][label] = summary
         for seed in args.seeds:
             cfg = replace(base, content=content and base.content, context=context and base.context, seed=seed)
-            split = prep.split
-            validate = None if split is None else (lambda m, s=split: evaluate_model(m, s, "valid")["NDCG@10"])
             _log(f"--- {label}, seed {seed}")
             row: dict[str, Any] = {"seed": seed, "checks": []}
             rows.append(row)
-
-            def on_check(check: dict[str, float], row: dict[str, Any] = row) -> None:
-                row["checks"].append(check)
-                file.write(report)
-
-            remake = None
-            if cfg.shuffle_ties:
-                windows = windows_for(prep, cfg, shuffle_ties(prep.train, np.random.default_rng(seed)))
-
-                def remake(rng: np.random.Generator, cfg: Any = cfg) -> Windows:
-                    return windows_for(prep, cfg, shuffle_ties(prep.train, rng))
-
-            model, info = train(
-                cfg, windows, len(prep.vocab), prep.content, prep.has_id, validate, _log, on_check, budget, remake
-            )
-            row["train"] = info
-            _log(
-                f"    {info['epochs']:.0f} epochs ({info['seconds_per_epoch']:.1f} s each), "
-                f"best {info['best_epoch']:.0f}"
-                + (", stopped by the time budget" if info["stopped_by_time_budget"] else "")
-            )
-            if split is not None and args.cold_report and cold_targets(prep) >= MIN_COLD_TARGETS:
-                # Both ways of scoring items without training data, on the users whose target is one.
-                filled = copy.deepcopy(model)
-                filled.fill_cold_ids()
-                for name, candidate in (("content_only", model), ("id_fill", filled)):
-                    row[f"cold_{name}"] = cold_target_metrics(candidate, split, prep.has_id)
-                    _log(f"    cold, {name}: " + "  ".join(f"{t} {_short(m)}" for t, m in row[f"cold_{name}"].items()))
-            if cfg.cold_fill:
-                info["cold_filled"] = float(model.fill_cold_ids())
-            if cooc is not None:
-                if split is not None:
-                    # The transformer on its own, for the ablation (the fused model's numbers follow).
-                    row["transformer_only"] = {
-                        target: evaluate_model(model, split, target) for target in ("valid", "test")
-                    }
-                if split is not None and args.cooc_weight is None:
-                    row["cooc"] = pick_cooc_weight(model, cooc, split, COOC_WEIGHTS)
-                else:
-                    weight = DEFAULT_COOC_WEIGHT if args.cooc_weight is None else args.cooc_weight
-                    model.attach_cooc(cooc, weight)
-                    row["cooc"] = {"weight": weight}
-                _log(f"    fused with co-occurrence, weight {row['cooc']['weight']:g}")
-            if split is not None:
-                histories, now, targets = split_cases(split, "test")
-                cold = ~prep.has_id[np.asarray(targets)]
-                row["valid"] = evaluate_model(model, split, "valid")
-                ranks = rank_targets(model, histories, now, targets)
-                row["test"] = rank_metrics(ranks)
-                for mode in (PLUS_1H, TARGET_TIME):
-                    row[f"test_{mode}"] = evaluate_model(model, split, "test", mode)
-                row["test_cold"] = {**rank_metrics(ranks[cold]), "users": float(cold.sum())} if cold.any() else {}
-                _log(f"    valid NDCG@10 {row['valid']['NDCG@10']:.4f}  test (decision time) {_short(row['test'])}")
-                _log(
-                    f"    test + 1 h {_short(row['test_plus_1h'])}  at the target's time (upper bound) "
-                    f"{_short(row['test_target_time'])}"
-                )
-            if args.refit and split is not None:
-                # Same seed, same schedule, stopped at the validated best epoch; + every valid item.
-                refit_prep = with_valid_items(prep)
-                _log(f"    refit on the training part + validation items, {info['best_epoch']:.0f} epochs")
-                refit_model, refit_info = train(
-                    cfg,
-                    windows_for(refit_prep, cfg),
-                    len(prep.vocab),
-                    prep.content,
-                    refit_prep.has_id,
-                    None,
-                    _log,
-                    None,
-                    budget,
-                    None,
-                    int(info["best_epoch"]),
-                )
-                if cooc is not None:
-                    refit_model.attach_cooc(cooc_for(refit_prep, cfg.max_len), row["cooc"]["weight"])
-                row["validated"] = {key: row[key] for key in ("valid", "test", "test_plus_1h", "test_target_time")}
-                row["refit"] = refit_info
-                ranks = rank_targets(refit_model, histories, now, targets)
-                row["test"] = rank_metrics(ranks)
-                for mode in (PLUS_1H, TARGET_TIME):
-                    row[f"test_{mode}"] = evaluate_model(refit_model, split, "test", mode)
-                _log(f"    refit: test (decision time) {_short(row['test'])}, + 1 h {_short(row['test_plus_1h'])}")
-                model = refit_model
-            file.write(report)
+            model = _train_seed(training, cfg, row)
+            training.file.write(training.report)
             weights = to_weights(model)
             if args.save_weights is not None:
                 args.save_weights.mkdir(parents=True, exist_ok=True)
@@ -443,18 +393,147 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if (label, content, context) == ABLATION[-1]:
                 score = row["valid"]["NDCG@10"] if split is not None else -seed
                 if best is None or score > best[0]:
-                    best = (score, weights, {**info, "seed": float(seed)})
-        if prep.split is not None:
+                    best = (score, weights, {**row["train"], "seed": float(seed)})
+        if split is not None:
             for key in ("test", "valid", "test_plus_1h", "test_target_time"):
                 summary[key] = mean_std([r[key] for r in rows])
             _log(f"=== {label}: test (decision time) " + _mean_std_line(summary["test"]))
-        file.write(report)
-    report["train_wall_seconds"] = time.perf_counter() - began
-    file.write(report)
-    if args.out is None or best is None:
-        return report
-    _, weights, info = best
-    created = build_time()
+        training.file.write(training.report)
+    return best
+
+
+def _train_seed(training: _Training, cfg: Any, row: dict[str, Any]) -> Any:
+    """One seed: train, the cold diagnostics, the fused co-occurrence, evaluation and the optional refit."""
+    from training.sasrec import evaluate_model, train
+
+    prep, split = training.prep, training.prep.split
+    validate = None if split is None else (lambda m, s=split: evaluate_model(m, s, "valid")["NDCG@10"])
+
+    def on_check(check: dict[str, float], row: dict[str, Any] = row) -> None:
+        row["checks"].append(check)
+        training.file.write(training.report)
+
+    remake = None
+    if cfg.shuffle_ties:
+        training.windows = windows_for(prep, cfg, shuffle_ties(prep.train, np.random.default_rng(cfg.seed)))
+
+        def remake(rng: np.random.Generator, cfg: Any = cfg) -> Windows:
+            return windows_for(prep, cfg, shuffle_ties(prep.train, rng))
+
+    model, info = train(
+        cfg,
+        training.windows,
+        len(prep.vocab),
+        prep.content,
+        prep.has_id,
+        validate,
+        _log,
+        on_check,
+        training.budget,
+        remake,
+    )
+    row["train"] = info
+    _log(
+        f"    {info['epochs']:.0f} epochs ({info['seconds_per_epoch']:.1f} s each), "
+        f"best {info['best_epoch']:.0f}" + (", stopped by the time budget" if info["stopped_by_time_budget"] else "")
+    )
+    if split is not None and training.args.cold_report and cold_targets(prep) >= MIN_COLD_TARGETS:
+        _cold_diagnostics(model, split, prep, row)
+    if cfg.cold_fill:
+        info["cold_filled"] = float(model.fill_cold_ids())
+    if training.cooc is not None:
+        _fuse(training, model, training.cooc, row)
+    if split is not None:
+        cases = _evaluate(model, split, prep, row)
+        if training.args.refit:
+            model = _refit(training, cfg, row, cases)
+    return model
+
+
+def _cold_diagnostics(model: Any, split: TimedSplit, prep: Prepared, row: dict[str, Any]) -> None:
+    """Both ways of scoring items without training data, on the users whose target is one."""
+    filled = copy.deepcopy(model)
+    filled.fill_cold_ids()
+    for name, candidate in (("content_only", model), ("id_fill", filled)):
+        row[f"cold_{name}"] = cold_target_metrics(candidate, split, prep.has_id)
+        _log(f"    cold, {name}: " + "  ".join(f"{t} {_short(m)}" for t, m in row[f"cold_{name}"].items()))
+
+
+def _fuse(training: _Training, model: Any, cooc: ModelArrays, row: dict[str, Any]) -> None:
+    """Attach the co-occurrence term: its weight picked on validation unless one was given."""
+    from training.sasrec import evaluate_model
+
+    split, chosen = training.prep.split, training.args.cooc_weight
+    if split is not None:
+        # The transformer on its own, for the ablation (the fused model's numbers follow).
+        row["transformer_only"] = {target: evaluate_model(model, split, target) for target in ("valid", "test")}
+    if split is not None and chosen is None:
+        row["cooc"] = pick_cooc_weight(model, cooc, split, COOC_WEIGHTS)
+    else:
+        weight = DEFAULT_COOC_WEIGHT if chosen is None else chosen
+        model.attach_cooc(cooc, weight)
+        row["cooc"] = {"weight": weight}
+    _log(f"    fused with co-occurrence, weight {row['cooc']['weight']:g}")
+
+
+Cases = tuple[Any, Any, Any]  # histories, request times, targets of the test split
+
+
+def _evaluate(model: Any, split: TimedSplit, prep: Prepared, row: dict[str, Any]) -> Cases:
+    """Decision-time valid and test, test + 1 h and at the target's time (upper bound), cold test."""
+    from training.sasrec import evaluate_model, rank_metrics, rank_targets, split_cases
+
+    histories, now, targets = split_cases(split, "test")
+    cold = ~prep.has_id[np.asarray(targets)]
+    row["valid"] = evaluate_model(model, split, "valid")
+    ranks = rank_targets(model, histories, now, targets)
+    row["test"] = rank_metrics(ranks)
+    for mode in (PLUS_1H, TARGET_TIME):
+        row[f"test_{mode}"] = evaluate_model(model, split, "test", mode)
+    row["test_cold"] = {**rank_metrics(ranks[cold]), "users": float(cold.sum())} if cold.any() else {}
+    _log(f"    valid NDCG@10 {row['valid']['NDCG@10']:.4f}  test (decision time) {_short(row['test'])}")
+    _log(
+        f"    test + 1 h {_short(row['test_plus_1h'])}  at the target's time (upper bound) "
+        f"{_short(row['test_target_time'])}"
+    )
+    return histories, now, targets
+
+
+def _refit(training: _Training, cfg: Any, row: dict[str, Any], cases: Cases) -> Any:
+    """Same seed, same schedule, stopped at the validated best epoch; + every valid item."""
+    from training.sasrec import evaluate_model, rank_metrics, rank_targets, train
+
+    prep, info = training.prep, row["train"]
+    assert prep.split is not None
+    refit_prep = with_valid_items(prep)
+    _log(f"    refit on the training part + validation items, {info['best_epoch']:.0f} epochs")
+    refit_model, refit_info = train(
+        cfg,
+        windows_for(refit_prep, cfg),
+        len(prep.vocab),
+        prep.content,
+        refit_prep.has_id,
+        None,
+        _log,
+        None,
+        training.budget,
+        None,
+        int(info["best_epoch"]),
+    )
+    if training.cooc is not None:
+        refit_model.attach_cooc(cooc_for(refit_prep, cfg.max_len), row["cooc"]["weight"])
+    row["validated"] = {key: row[key] for key in ("valid", "test", "test_plus_1h", "test_target_time")}
+    row["refit"] = refit_info
+    ranks = rank_targets(refit_model, *cases)
+    row["test"] = rank_metrics(ranks)
+    for mode in (PLUS_1H, TARGET_TIME):
+        row[f"test_{mode}"] = evaluate_model(refit_model, prep.split, "test", mode)
+    _log(f"    refit: test (decision time) {_short(row['test'])}, + 1 h {_short(row['test_plus_1h'])}")
+    return refit_model
+
+
+def _manifest_metrics(training: _Training, weights: Any, info: dict[str, float]) -> dict[str, float]:
+    args, prep = training.args, training.prep
     metrics: dict[str, float] = {
         "train_seconds": float(info["train_seconds"]),
         "best_epoch": float(info["best_epoch"]),
@@ -468,14 +547,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.split_quantile is not None:
         metrics["split_quantile"] = args.split_quantile
-    full = report["seeds"].get(ABLATION[-1][0], {})
+    full = training.report["seeds"].get(ABLATION[-1][0], {})
     for key in ("HR@10", "NDCG@10"):
         if "test" in full:
             metrics[f"seeds_test_{key}_mean"] = full["test"][key]["mean"]
             metrics[f"seeds_test_{key}_std"] = full["test"][key]["std"]
+    return metrics
+
+
+def _export_best(training: _Training, best: Best) -> None:
+    """The kept model as fp32 (and int8) artifacts, each evaluated through ``OnnxRecommender``."""
+    from training.build_model import build_time, code_version
+    from training.sasrec_export import export_sasrec
+
+    args, prep, report = training.args, training.prep, training.report
+    _, weights, info = best
+    created = build_time()
+    metrics = _manifest_metrics(training, weights, info)
     common = {
         "item_vocab": prep.vocab,
-        "training_data_sha256": dataset.sha256,
+        "training_data_sha256": prep.dataset.sha256,
         "training_window": prep.window,
         "code_version": code_version(),
         "created_at": created,
@@ -500,10 +591,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         size = (out_dir / "model.onnx").stat().st_size
         report.setdefault("sizes_bytes", {})[str(out_dir)] = size
         _log(f"wrote {out_dir}/model.onnx ({size / 1e6:.2f} MB)")
-        file.write(report)
-    report["total_wall_seconds"] = time.perf_counter() - began
-    file.write(report)
-    return report
+        training.file.write(report)
 
 
 def _short(metrics: dict[str, float]) -> str:

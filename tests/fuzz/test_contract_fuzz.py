@@ -84,7 +84,7 @@ def test_nasty_corpus_is_quarantined_record_by_record_and_the_batch_goes_on() ->
     archive = InMemoryArchive()
     result = IngestService(archive, InMemoryEventIds(), "archive/", "quarantine/").commit(
         [check_record(r) for r in records]
-    )  # type: ignore[arg-type]
+    )
     assert result.archived == 2
     assert sum(result.quarantined.values()) == len(corpus)
     refused = archive.read_lines(result.quarantine_key or "")

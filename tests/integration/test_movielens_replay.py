@@ -57,14 +57,18 @@ def test_user_state_equals_a_reference_fold_of_the_input(movielens: MovieLens, r
     reference: dict[str, UserState] = {}
     for event in rating_events(train):
         if event.user_id in replayed.final_states:
-            apply_event(reference.setdefault(event.user_id, UserState(user_id=event.user_id)), event, genres.get)
+            apply_event(
+                reference.setdefault(event.user_id, UserState(user_id=event.user_id)),
+                event,
+                lambda item: genres.get(item, []),
+            )
     first = next(e for e in rating_events(replay) if e.user_id in replayed.final_states)
     for user_id in replayed.final_states:
         state = reference.setdefault(user_id, UserState(user_id=user_id))
-        apply_event(state, profile_event(users[user_id], first.timestamp), genres.get)
+        apply_event(state, profile_event(users[user_id], first.timestamp), lambda item: genres.get(item, []))
     for event in rating_events(replay):
         if event.user_id in reference:
-            apply_event(reference[event.user_id], event, genres.get)
+            apply_event(reference[event.user_id], event, lambda item: genres.get(item, []))
     for user_id, ref in reference.items():
         got = decode_user_state(replayed.final_states[user_id]).model_dump(exclude=set(NOT_FOLDED))
         want = ref.model_dump(exclude=set(NOT_FOLDED))

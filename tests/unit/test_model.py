@@ -300,9 +300,9 @@ class _RecordingSession:
     def __init__(self, inner: object, stop: bool) -> None:
         self._inner = inner
         self._stop = stop
-        self.feeds: list[dict[str, np.ndarray]] = []  # type: ignore[type-arg]
+        self.feeds: list[dict[str, np.ndarray]] = []
 
-    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> object:  # type: ignore[type-arg]
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> object:
         self.feeds.append({name: np.array(value) for name, value in feeds.items()})
         if self._stop:
             raise _Stop
@@ -312,13 +312,13 @@ class _RecordingSession:
         return getattr(self._inner, name)
 
 
-def _decide_feeds(model_dir: Path, history: list[tuple[str, int]], now: int) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+def _decide_feeds(model_dir: Path, history: list[tuple[str, int]], now: int) -> dict[str, np.ndarray]:
     """The feeds decide's ``decide_for`` hands the graph for a user whose state holds ``history``."""
     from typing import Any, cast
 
-    from shared.decide_service import DecideConfig, DecideService
-    from shared.policy import PolicyConfig
-    from shared.user_state import MAX_RECENT_ITEMS, RecentItem, UserState
+    from shared.domain.policy import PolicyConfig, RulesPolicy
+    from shared.domain.user_state import MAX_RECENT_ITEMS, RecentItem, UserState
+    from shared.services.decide import DecideConfig, DecideService
 
     served = OnnxRecommender.from_dir(model_dir)
     session = _RecordingSession(served._session, stop=True)
@@ -329,7 +329,13 @@ def _decide_feeds(model_dir: Path, history: list[tuple[str, int]], now: int) -> 
         recent_items=[RecentItem(item_id=i, ts=t, type="rate") for i, t in history[-MAX_RECENT_ITEMS:]],
     )
     service = DecideService(
-        cast(Any, None), cast(Any, None), cast(Any, None), recorder, lambda _: "", DecideConfig(policy=PolicyConfig())
+        cast(Any, None),
+        cast(Any, None),
+        cast(Any, None),
+        recorder,
+        cast(Any, None),
+        RulesPolicy(PolicyConfig()),
+        DecideConfig(),
     )
     with pytest.raises(_Stop):
         service.decide_for(state, now, "state:1")
@@ -384,7 +390,7 @@ def test_evaluation_ranks_as_the_wrapper_recommends(tmp_path: Path) -> None:
 
 
 def test_evaluation_feeds_what_decide_keeps() -> None:
-    from shared.user_state import MAX_RECENT_ITEMS
+    from shared.domain.user_state import MAX_RECENT_ITEMS
     from training.decision_eval import DECIDE_RECENT_ITEMS
 
     assert DECIDE_RECENT_ITEMS == MAX_RECENT_ITEMS

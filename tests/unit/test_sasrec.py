@@ -39,7 +39,7 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
 
 
-def _inputs(vocab: int, length: int, batch: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+def _inputs(vocab: int, length: int, batch: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     items = np.stack([rng.choice(np.arange(1, vocab), size=length, replace=False) for _ in range(batch)])
     fill = rng.integers(0, length, size=batch)
@@ -130,11 +130,24 @@ def test_context_inputs_must_come_together(tmp_path: Path) -> None:
         OnnxRecommender.from_dir(model_dir)
 
 
-@pytest.mark.parametrize("where", [SHIPPED, SHIPPED / "sasrec"], ids=["default", "sasrec"])
+def _committed_transformers() -> list[Path]:
+    """Every committed fp32 transformer under layers/model (the default artifact there is co-occurrence;
+    an ``int8`` twin is checked beside its fp32 graph, not on its own)."""
+    found = (manifest.parent for manifest in sorted(SHIPPED.rglob("manifest.json")))
+    return [where for where in found if where.name != "int8" and read_manifest(where).kind == "sasrec"]
+
+
+TRANSFORMERS = _committed_transformers()
+
+
+def test_the_served_transformer_is_committed() -> None:
+    assert SHIPPED / "sasrec" in TRANSFORMERS
+    assert read_manifest(SHIPPED / "sasrec" / "int8").kind == "sasrec"
+
+
+@pytest.mark.parametrize("where", TRANSFORMERS, ids=[str(where.relative_to(SHIPPED)) for where in TRANSFORMERS])
 def test_shipped_artifact_matches_its_reference(where: Path) -> None:
     """CI parity for the committed graph: ORT vs the numpy forward of the graph's own weights."""
-    if not (where / "manifest.json").is_file() or read_manifest(where).kind != "sasrec":
-        pytest.skip(f"no transformer artifact in {where}")
     manifest = read_manifest(where)
     model = onnx.load_model(where / "model.onnx")
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
@@ -256,7 +269,7 @@ def test_training_softmax_leaves_out_seen_and_cold_items(history: bool) -> None:
     model = SASRec(cfg, 10, None, has_id)
     batch = _tiny_batch()
     loss = model.loss(batch)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     grad = model.id_emb.weight.grad.clone()  # type: ignore[union-attr]
     model.zero_grad()
     # The same loss with the mask spelled out position by position.
@@ -273,7 +286,7 @@ def test_training_softmax_leaves_out_seen_and_cold_items(history: bool) -> None:
         mask[row, targets[b, t]] = False
     mask[:, [0, 7]] = True
     expected = F.cross_entropy(logits.masked_fill(mask, NEG), targets[keep])
-    expected.backward()
+    expected.backward()  # type: ignore[no-untyped-call]
     assert abs(loss.item() - expected.item()) < 1e-5
     assert_allclose(grad.numpy(), model.id_emb.weight.grad.numpy(), atol=1e-6)  # type: ignore[union-attr]
 
@@ -504,7 +517,7 @@ def test_multi_positive_and_sampled_losses() -> None:
     # Sampled softmax: the target against uniform draws from the warm catalogue.
     sampled = SASRec(replace_cfg(cfg, future=0, negatives=4), 10, None, np.ones(10, dtype=bool))
     value = sampled.loss(batch)
-    value.backward()
+    value.backward()  # type: ignore[no-untyped-call]
     assert torch.isfinite(value) and value.item() > 0
 
 
