@@ -15,7 +15,7 @@ from reliability.poison import ITEMS, POISON, IsolationResult, run_isolation
 from testkit.tiny_model import build_tiny_model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see the group below: built once, whatever runs in between
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IsolationResult]:
     model_dir: Path = build_tiny_model(tmp_path_factory.mktemp("model"), vocab=ITEMS)
     return {r.kind: r for r in run_isolation(sorted(POISON), model_dir, together=True)}
