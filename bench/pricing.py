@@ -177,6 +177,19 @@ def capacity_modes(
         "units_per_event": {t: {io: round(v, 4) for io, v in u.items()} for t, u in units.items()},
         "by_level": details,
         "at_scale": at_scale,
+        # Billed Lambda seconds (wall, with the calls' assumed in-region latency) = a + b x records, per
+        # stream invocation of each function: what docs/scale.md sizes concurrency and shards from.
+        "lambda_fit": {
+            fid: {
+                "per_invocation_s": round(use.wall_per_invocation_s, 4),
+                "per_record_s": round(use.wall_per_record_s, 5),
+                "records": use.records,
+                "invocations": use.invocations,
+                "memory_mb": use.memory_mb,
+            }
+            for fid, use in replay.functions.items()
+            if use.records
+        },
         "provisioned_idle_per_month": {
             "minimum_capacity": round(minimum_month, 2),
             "throttle_alarms": round(_throttle_alarms(template) * RATES["cloudwatch_alarm_month"], 2),
