@@ -58,7 +58,7 @@ $(TORCH_STAMP): $(STAMP) requirements/train.txt
 	touch $(TORCH_STAMP)
 
 test: $(STAMP) $(TORCH_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadgroup --cov=shared --cov=functions --cov-report=term:skip-covered \
+	$(BIN)/python -m pytest -n auto --dist loadfile --cov=shared --cov=functions --cov-report=term:skip-covered \
 		--cov-report=json:out/coverage.json
 
 demo: $(STAMP)

@@ -29,12 +29,8 @@ BAD_EVERY, DUPLICATE_EVERY = 53, 61
 MALFORMED_REASONS = {"not_json", "unsupported_schema_version", "invalid_fields", "unknown_event_type", "bad_encoding"}
 
 
-# One replay serves every test here: one worker runs them all (`--dist loadgroup` in make test), and the
-# fixtures live for that worker's session, so tests of other modules in between do not rebuild them.
-pytestmark = pytest.mark.xdist_group("movielens-replay")
-
-
-@pytest.fixture(scope="session")
+# One replay serves every test here: make test sends a file's tests to one worker (`--dist loadfile`).
+@pytest.fixture(scope="module")
 def movielens() -> MovieLens:
     try:
         return load_movielens(resolve_data_dir(None))
@@ -42,7 +38,7 @@ def movielens() -> MovieLens:
         pytest.skip(f"MovieLens-100k not available: {exc}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def replayed(movielens: MovieLens, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     train, replay = time_split(movielens.interactions, 0.8)
     users = USERS & {str(u) for u in replay.user.tolist()}
