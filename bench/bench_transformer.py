@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.bench_transformer [--model-dir layers/model/sasrec] [--int8-dir layers/model/sasrec/int8]
 
 Needs torch (``requirements/train.txt``; ``make train`` installs it). The eager model is rebuilt from
-the shipped graph's own weights (``weights_from_graph`` + ``from_weights``), so all three compute the
-same function on the same inputs in the same process. Eager gets its context tensors precomputed
+the shipped graph's own weights (``weights_from_graph`` + ``from_weights``, the co-occurrence term
+included when the graph fuses one), so all three compute the same function on the same inputs in the
+same process. Eager gets its context tensors precomputed
 outside the timed region (favouring eager); onnxruntime gets raw timestamps, as decide passes them.
 Also: artifact sizes, and the cold start of a fresh process (import + model load), median of 5.
 """
@@ -12,6 +13,7 @@ Also: artifact sizes, and the cold start of a fresh process (import + model load
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -98,7 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     length, vocab = weights.max_len, weights.vocab_size
     k = np.asarray([args.k], dtype=np.int64)
     results: dict[str, dict[str, float]] = {}
-    print(f"SASRec d={weights.dim}, {len(weights.blocks)} blocks, L={length}, V={vocab - 1}, k={args.k}, 1 thread\n")
+    fused = f", + co-occurrence (weight {weights.cooc_weight:g})" if weights.has_cooc else ""
+    print(
+        f"SASRec d={weights.dim}, {weights.heads} head(s), {len(weights.blocks)} blocks, L={length}, "
+        f"V={vocab - 1}{fused}, k={args.k}, 1 thread\n"
+    )
     print(f"{'':<22}{'batch':>6}{'median ms':>11}{'p99 ms':>9}{'vs eager':>10}")
     for batch in (1, 64):
         items = np.stack([rng.choice(np.arange(1, vocab), size=length, replace=False) for _ in range(batch)])
@@ -122,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, session in sessions.items():
             wanted = {i.name for i in session.get_inputs()}
             feed = {key: value for key, value in feeds.items() if key in wanted}
-            median, p99 = stats(timings(lambda s=session, f=feed: s.run(["top_ids", "top_scores"], f), iterations))
+            median, p99 = stats(timings(functools.partial(session.run, ["top_ids", "top_scores"], feed), iterations))
             top_ids = session.run(["top_ids"], feed)[0]
             same = float(np.mean(top_ids[:, :10] == reference.indices.numpy()[:, :10]))  # type: ignore[attr-defined]
             results[f"{name} b{batch}"] = {

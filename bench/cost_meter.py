@@ -53,6 +53,8 @@ HOURS_PER_MONTH = 730
 RATES_PER_S = (1.0, 11.574, 100.0, 1000.0)
 # Calls outside a function's invocation that are billed: the producer putting records.
 PRODUCER = {("Kinesis", "PutRecords"), ("Kinesis", "PutRecord")}
+# The due sweep's queries every 5 minutes, traffic or not (priced under idle): deferred pushes and the outbox.
+SWEEP_INDEXES = ("due-index", "outbox-index")
 
 
 @dataclass
@@ -275,15 +277,15 @@ class Meter:
 
     def billed(self) -> list[Call]:
         """What the user pays for: the functions' calls and the producer's puts (not the runner's
-        polling, the sweep's due-index queries or what this script reads)."""
+        polling, the sweep's due-index and outbox-index queries or what this script reads)."""
         return [
             c
             for c in self.calls
-            if (c.function or (c.service, c.operation) in PRODUCER) and c.params.get("IndexName") != "due-index"
+            if (c.function or (c.service, c.operation) in PRODUCER) and c.params.get("IndexName") not in SWEEP_INDEXES
         ]
 
     def sweep_calls(self) -> list[Call]:
-        return [c for c in self.calls if c.params.get("IndexName") == "due-index"]
+        return [c for c in self.calls if c.params.get("IndexName") in SWEEP_INDEXES]
 
 
 @dataclass

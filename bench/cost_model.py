@@ -42,6 +42,8 @@ from bench.cost_meter import (
     latency_of,
     priced,
 )
+from bench.personalize_pricing import personalize_summary
+from bench.pricing import capacity_modes, console_lines
 from runner.pipeline import LocalPipeline
 from shared.domain.catalog import CatalogItem
 from testkit import traffic
@@ -203,7 +205,10 @@ def run(
             "formula": "$ per million behaviour events = base + dollars_per_push x pushes per million behaviour events",
             "by_traffic": lines,
         }
-    alarms = sum(1 for r in template["Resources"].values() if r.get("Type") == "AWS::CloudWatch::Alarm")
+    # Alarms made in every mode (CapacityMode=provisioned's throttle alarms are in capacity_modes).
+    alarms = sum(
+        1 for r in template["Resources"].values() if r.get("Type") == "AWS::CloudWatch::Alarm" and "Condition" not in r
+    )
     sweep_usage_per_run = {
         "invocations": pushing.sweeps,
         "rru": sum(c.rru for c in pushing.sweep_calls),
@@ -226,28 +231,14 @@ def run(
     report["parameters"] = parameters or {}
     report["rates_date"] = RATES_DATE
     report["rates"] = RATES
-    report["personalize"] = personalize(
-        report["replay"]["events"] + report["replay"]["feedback_events"], report["replay"]["decide_records"]
+    # Both capacity modes and Amazon Personalize from this one replay (bench/pricing.py, personalize_pricing.py).
+    report["capacity_modes"] = capacity_modes(pushing, report["by_traffic"], template)
+    report["personalize"] = personalize_summary(pushing)
+    report["dollars_per_million_events"].update(
+        report["capacity_modes"]["dollars"],
+        personalize={k: v["total"] for k, v in report["personalize"]["by_level"].items()},
     )
     return report
-
-
-def personalize(n_events: int, decide_records: int) -> dict[str, Any]:
-    """Amazon Personalize for the same traffic: one real-time campaign (minProvisionedTPS >= 1,
-    billed every hour even when idle), PutEvents ingestion, a daily one-hour retrain."""
-    per_million = 1e6 / n_events
-    recommendations_per_million = decide_records * per_million
-    # Spread evenly over a day (1M events/day), the campaign needs this many TPS, minimum 1.
-    tps = max(1.0, recommendations_per_million / 86400)
-    campaign_day = tps * 24 * RATES["personalize_tps_hour"]
-    ingest = 1e6 * 500 / 1e9 * RATES["personalize_ingest_gb"]  # ~500 B per event
-    training_day = 1 * RATES["personalize_training_hour"]
-    return {
-        "assumption": "1M events/day, evenly spread; campaign minProvisionedTPS=1; one 1-hour retrain a day",
-        "recommendation_requests_per_million_events": round(recommendations_per_million),
-        "per_million_events": round(campaign_day + ingest + training_day, 2),
-        "idle_per_month": round(1 * HOURS_PER_MONTH * RATES["personalize_tps_hour"], 2),
-    }
 
 
 def report_console(report: dict[str, Any], out: Path) -> str:
@@ -292,6 +283,7 @@ def report_console(report: dict[str, Any], out: Path) -> str:
                 ],
             )
         )
+    lines += console_lines(report)
     idle = report["idle_per_month"]
     lines += [
         "",

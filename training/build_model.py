@@ -34,8 +34,8 @@ from training.movielens import REPO_ROOT, DatasetNotFoundError, load_movielens, 
 from training.onnx_export import ModelArrays, export_model
 
 KINDS = ("cooccurrence", "popularity", "sasrec")
-# The transformer trains with torch (requirements/train.txt) in its own module; see training.train_sasrec.
-SASREC_EPOCHS = 30
+# The transformer trains with torch (requirements/train.txt) in its own module (training.train_sasrec),
+# with the same data-sized recipe as make train; without validation data it runs its whole schedule.
 
 
 def code_version() -> str:
@@ -110,12 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kind", choices=KINDS, default="cooccurrence")
     parser.add_argument("--split-quantile", type=float, default=0.8, help="train on this earliest share of time")
     parser.add_argument("--out", type=Path, required=True, help="directory for model.onnx + manifest.json")
+    parser.add_argument("--epochs", type=int, default=None, help="sasrec only: epochs (default: the recipe's)")
     args = parser.parse_args(argv)
     if args.kind == "sasrec":
         from training import train_sasrec
 
         forwarded = ["--split-quantile", str(args.split_quantile), "--seeds", "0", "--out", str(args.out)]
-        forwarded += ["--epochs", str(SASREC_EPOCHS)] + (["--data", str(args.data)] if args.data else [])
+        forwarded += (["--epochs", str(args.epochs)] if args.epochs else []) + (
+            ["--data", str(args.data)] if args.data else []
+        )
         return train_sasrec.main(forwarded)
     began = time.perf_counter()
     try:

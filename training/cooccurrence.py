@@ -26,6 +26,9 @@ from shared.model import PAD_INDEX, PAD_TOKEN
 from training.movielens import Interactions
 from training.onnx_export import ModelArrays
 
+# Above this many V x V cells the pair counts are kept sparse (20,000 items would be 3.2 GB dense).
+DENSE_LIMIT = 1 << 25
+
 
 @dataclass(frozen=True)
 class CoocConfig:
@@ -99,6 +102,62 @@ def pair_counts(
     return matrix
 
 
+def sparse_pair_counts(
+    sequences: Mapping[int, NDArray[np.int64]],
+    vocab_size: int,
+    *,
+    window: int,
+    distance_decay: float = 1.0,
+    backward_weight: float = 1.0,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """``pair_counts`` as (rows, cols, values) of its non-zero entries, row-major: memory grows with the
+    pairs, not with V², so a 20,000-item catalogue costs megabytes instead of gigabytes."""
+    parts = [seq for seq in sequences.values() if seq.size]
+    keys: list[NDArray[np.int64]] = []
+    weights: list[NDArray[np.float64]] = []
+    if parts:
+        flat = np.concatenate(parts)
+        owner = np.repeat(np.arange(len(parts)), [seq.size for seq in parts])
+        for gap in range(1, window + 1):
+            if gap >= flat.size:
+                break
+            same_user = owner[:-gap] == owner[gap:]
+            earlier, later = flat[:-gap][same_user], flat[gap:][same_user]
+            weight = distance_decay ** (gap - 1)
+            keys.append(earlier * vocab_size + later)
+            weights.append(np.full(earlier.size, weight))
+            if backward_weight:
+                keys.append(later * vocab_size + earlier)
+                weights.append(np.full(earlier.size, weight * backward_weight))
+    if not keys:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    values = np.bincount(inverse, weights=np.concatenate(weights), minlength=unique.size)
+    rows, cols = unique // vocab_size, unique % vocab_size
+    keep = (rows != cols) & (rows != PAD_INDEX) & (cols != PAD_INDEX) & (values != 0)
+    return rows[keep], cols[keep], values[keep]
+
+
+def sparse_top_neighbours(
+    rows: NDArray[np.int64], cols: NDArray[np.int64], values: NDArray[np.float64], vocab_size: int, width: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """``top_neighbours`` of a sparse matrix: best ``width`` columns per row, ties to the lower column."""
+    width = max(1, min(width, vocab_size))
+    ids = np.zeros((vocab_size, width), dtype=np.int64)
+    out = np.zeros((vocab_size, width), dtype=np.float32)
+    positive = values > 0
+    rows, cols, values = rows[positive], cols[positive], values[positive]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.arange(rows.size) - starts
+    keep = rank < width
+    ids[rows[keep], rank[keep]] = cols[keep]
+    out[rows[keep], rank[keep]] = values[keep]
+    return ids, out
+
+
 def top_neighbours(scores: NDArray[np.float64], width: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Best ``width`` columns per row, best first; empty slots are (padding, 0.0)."""
     vocab = scores.shape[0]
@@ -136,20 +195,27 @@ def build_cooccurrence(
     sequences: Mapping[int, NDArray[np.int64]], vocab_size: int, config: CoocConfig = CoocConfig()
 ) -> ModelArrays:
     counts = item_counts(sequences, vocab_size)
-    pairs = pair_counts(
-        sequences,
-        vocab_size,
-        window=config.window,
-        distance_decay=config.distance_decay,
-        backward_weight=config.backward_weight,
-    )
     safe = np.maximum(counts, 1.0)
-    normalised = pairs / (safe[:, None] ** config.source_alpha) / (safe[None, :] ** config.target_alpha)
-    # Scale so the strongest neighbour score is 1: keeps popularity_weight meaningful across configs.
-    peak = normalised.max(initial=0.0)
-    if peak > 0:
-        normalised /= peak
-    ids, scores = top_neighbours(normalised, config.neighbours)
+    options = {
+        "window": config.window,
+        "distance_decay": config.distance_decay,
+        "backward_weight": config.backward_weight,
+    }
+    if vocab_size * vocab_size <= DENSE_LIMIT:
+        pairs = pair_counts(sequences, vocab_size, **options)  # type: ignore[arg-type]
+        normalised = pairs / (safe[:, None] ** config.source_alpha) / (safe[None, :] ** config.target_alpha)
+        # Scale so the strongest neighbour score is 1: keeps popularity_weight meaningful across configs.
+        peak = normalised.max(initial=0.0)
+        if peak > 0:
+            normalised /= peak
+        ids, scores = top_neighbours(normalised, config.neighbours)
+    else:
+        rows, cols, values = sparse_pair_counts(sequences, vocab_size, **options)  # type: ignore[arg-type]
+        values = values / (safe[rows] ** config.source_alpha) / (safe[cols] ** config.target_alpha)
+        peak = values.max(initial=0.0)
+        if peak > 0:
+            values /= peak
+        ids, scores = sparse_top_neighbours(rows, cols, values, vocab_size, config.neighbours)
     ids[PAD_INDEX] = PAD_INDEX
     scores[PAD_INDEX] = 0.0
     return ModelArrays(

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.model import PAD_INDEX, OnnxRecommender, Recommender
+from shared.model import PAD_INDEX, OnnxRecommender
 from training.cooccurrence import (
     CoocConfig,
     build_cooccurrence,
@@ -42,7 +42,7 @@ from training.cooccurrence import (
     encode_sequences,
     item_counts,
     pad_histories,
-    pair_counts,
+    sparse_pair_counts,
 )
 from training.movielens import Interactions, load_interactions, resolve_data_dir, time_split
 from training.onnx_export import ModelArrays, export_model
@@ -97,6 +97,26 @@ class DenseRanker:
                 out.append(list(self._vocab[kept]))
         return out
 
+    def target_ranks(self, histories: Sequence[Sequence[str]], targets: Sequence[str]) -> list[int | None]:
+        """1-based rank of each target in ``rank``'s order (None when masked or unknown), without sorting."""
+        out: list[int | None] = []
+        for start in range(0, len(histories), self._batch_size):
+            chunk = histories[start : start + self._batch_size]
+            encoded = [self.encode(history) for history in chunk]
+            scores = np.asarray(self._score_fn(encoded), dtype=np.float64)
+            scores[:, PAD_INDEX] = -np.inf
+            for row, indices in enumerate(encoded):
+                scores[row, indices] = -np.inf
+            for row, target in enumerate(targets[start : start + self._batch_size]):
+                index = self._index.get(target)
+                if index is None or not np.isfinite(scores[row, index]):
+                    out.append(None)
+                    continue
+                own = scores[row, index]
+                # rank's stable sort puts equal scores in index order.
+                out.append(int((scores[row] > own).sum()) + int((scores[row, :index] == own).sum()) + 1)
+        return out
+
 
 class RecommenderRanker:
     """A ``Recommender`` (e.g. the ONNX artifact) under the full-history mask of the protocol.
@@ -105,7 +125,7 @@ class RecommenderRanker:
     rest of the history is filtered here (decide does the same with the user's consumed list).
     """
 
-    def __init__(self, recommender: Recommender, name: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, recommender: OnnxRecommender, name: str | None = None, batch_size: int = 64) -> None:
         self.name = name or recommender.manifest.version
         self._recommender = recommender
         self._batch_size = batch_size
@@ -192,9 +212,12 @@ def evaluate_leave_last_out(ranker: Ranker, split: LeaveLastOut, target: str = "
         targets = [split.valid[u] for u in users]
     else:
         raise ValueError(f"target must be 'test' or 'valid', not {target!r}")
-    # Full ranking (k large enough for every item) so MRR is exact, not truncated.
-    ranked = ranker.rank(histories, k=1 << 30)
-    metrics = summarize([rank_of(r, t) for r, t in zip(ranked, targets, strict=True)])
+    if isinstance(ranker, DenseRanker):
+        metrics = summarize(ranker.target_ranks(histories, targets))
+    else:
+        # Full ranking (k large enough for every item) so MRR is exact, not truncated.
+        ranked = ranker.rank(histories, k=1 << 30)
+        metrics = summarize([rank_of(r, t) for r, t in zip(ranked, targets, strict=True)])
     metrics["users"] = float(len(users))
     return metrics
 
@@ -268,13 +291,18 @@ def most_pop_ranker(sequences: Mapping[int, NDArray[np.int64]], vocab: Sequence[
 
 def transition_ranker(sequences: Mapping[int, NDArray[np.int64]], vocab: Sequence[str]) -> DenseRanker:
     """Counts of (last item -> next item) over consecutive pairs; popularity breaks ties."""
-    transitions = pair_counts(sequences, len(vocab), window=1, backward_weight=0.0)
-    prior = item_counts(sequences, len(vocab))
+    vocab_size = len(vocab)
+    rows, cols, values = sparse_pair_counts(sequences, vocab_size, window=1, backward_weight=0.0)
+    starts = np.searchsorted(rows, np.arange(vocab_size + 1))  # rows come back sorted: a CSR index
+    prior = item_counts(sequences, vocab_size)
     prior = prior / max(prior.max(), 1.0) * _TIE_BREAK
 
     def score(batch: Sequence[NDArray[np.int64]]) -> NDArray[np.float64]:
         last = np.asarray([h[-1] if h.size else PAD_INDEX for h in batch], dtype=np.int64)
-        scores: NDArray[np.float64] = transitions[last] + prior[None, :]
+        scores: NDArray[np.float64] = np.tile(prior, (len(batch), 1))
+        for row, item in enumerate(last):
+            span = slice(starts[item], starts[item + 1])
+            scores[row, cols[span]] += values[span]
         return scores
 
     return DenseRanker("Transition(last item)", vocab, score)

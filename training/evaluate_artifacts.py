@@ -1,14 +1,23 @@
 """``make evaluate``: the shipped artifact(s) and the baselines, measured here and now -> metrics.json.
 
-    python -m training.evaluate_artifacts --data DIR --artifact layers/model --artifact layers/model/sasrec \
-        --artifact layers/model/sasrec/int8 \
-        --out out/eval/metrics.json
+    python -m training.evaluate_artifacts --data DIR --artifact layers/model/sasrec/int8 \
+        --artifact layers/model/sasrec --artifact layers/model --out out/eval/metrics.json
+    python -m training.evaluate_artifacts --source sequences --data ../shared/datasets/yelp/yelp.txt \
+        --artifact out/yelp/model --tune
 
-Leave-last-out protocol of ``training.evaluate`` (full ranking, whole input history masked), each
-artifact through ``OnnxRecommender.recommend`` with the items' timestamps and the request time
-(the target's timestamp), the call decide makes; graphs without context inputs simply ignore them.
-Baselines (MostPop, last-item transition, tuned co-occurrence) are rebuilt from the training part.
-Output: ``{"shipped": NAME, "artifacts": {NAME: {"test": {...}, "valid": {...}}}, "baselines": {...}}``.
+Any source the trainer reads (``--source``, ``training.sources``). Leave-last-out protocol (full
+ranking, the case's whole history masked), each artifact through ``OnnxRecommender`` exactly as
+decide calls it (``training.decision_eval``): ``test`` and ``valid`` at decision time (request time =
+the newest history event), ``test_plus_1h`` (a deferred push) and ``test_target_time`` (the held-out
+item's own time: an upper bound, decide never knows it). Graphs without context inputs ignore the
+time, so their four rows differ only in what they rank. Quantised graphs run one case per call, as
+decide does, because their activation scales depend on the batch.
+
+Baselines (MostPop, last-item transition, co-occurrence) are rebuilt from the training part;
+co-occurrence uses ``CoocConfig`` defaults, or with ``--tune`` the configuration coordinate ascent
+picks on the validation targets of this source.
+Output: ``{"shipped": NAME, "artifacts": {NAME: {"test", "valid", "test_plus_1h", "test_target_time",
+...}}, "baselines": {NAME: {"test", "valid"}}}``.
 """
 
 from __future__ import annotations
@@ -22,19 +31,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
-from shared.model import OnnxRecommender
+from shared.model import MODEL_FILE, OnnxRecommender
 from training.cooccurrence import CoocConfig, build_cooccurrence, build_vocab, encode_sequences
+from training.decision_eval import BATCH_SIZE, evaluate_recommender
 from training.evaluate import (
     arrays_ranker,
     evaluate_leave_last_out,
     leave_last_out,
     most_pop_ranker,
     transition_ranker,
+    tune_cooccurrence,
 )
-from training.movielens import resolve_data_dir
-from training.sequences import UserSeq, timed_leave_last_out, user_sequences, vocab_for
-from training.sources import load_movielens_dataset
+from training.sequences import TimedSplit, timed_leave_last_out, user_sequences, vocab_for
+from training.sources import SOURCES, Dataset, load_source
 
 _UPPER = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR"}
 
@@ -49,55 +60,47 @@ def _upper(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _ranks_metrics(ranks: np.ndarray) -> dict[str, float]:  # type: ignore[type-arg]
-    out: dict[str, float] = {}
-    for k in (5, 10, 20):
-        hit = ranks <= k
-        out[f"HR@{k}"] = float(hit.mean())
-        out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 1)).mean())
-    out["MRR"] = float((1.0 / ranks).mean())
-    return out
-
-
-def evaluate_artifact(model_dir: Path, data_dir: Path) -> dict[str, dict[str, float]]:
-    dataset = load_movielens_dataset(data_dir)
+def split_of(dataset: Dataset) -> tuple[list[str], TimedSplit]:
+    """The whole catalogue as vocabulary, and the timed leave-last-out split the trainer uses."""
     vocab, lookup = vocab_for(dataset.item_ids, np.arange(1, len(dataset.item_ids)))
-    split = timed_leave_last_out(user_sequences(dataset.interactions, lookup))
+    return vocab, timed_leave_last_out(user_sequences(dataset.interactions, lookup))
+
+
+def is_quantised(model_dir: Path) -> bool:
+    """Dynamically quantised graphs scale activations per batch, so only batch 1 reproduces decide."""
+    graph = onnx.load_model(str(model_dir / MODEL_FILE), load_external_data=False).graph
+    return any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
+
+
+def evaluate_artifact(
+    model_dir: Path, dataset: Dataset, prepared: tuple[list[str], TimedSplit] | None = None
+) -> dict[str, Any]:
+    vocab, timed = prepared or split_of(dataset)
     rec = OnnxRecommender.from_dir(model_dir)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, Any] = {}
     # A time-split build (manifest metric split_quantile) trained on events up to its cutoff, which
     # include many users' held-out targets: its numbers here are not comparable, so say how many.
     if "split_quantile" in rec.manifest.metrics:
         end = rec.manifest.training_window["end"].timestamp()
-        seen = np.mean([split.test[u][1] <= end for u in split.users])
+        seen = np.mean([timed.test[u][1] <= end for u in timed.users])
         out["leakage"] = {"test_targets_inside_training_window": float(seen)}
-    for target in ("test", "valid"):
-        ranks = []
-        for user in split.users:
-            seq = split.train[user]
-            item, now = split.valid[user] if target == "valid" else split.test[user]
-            if target == "test":
-                v_item, v_ts = split.valid[user]
-                seq = UserSeq(np.r_[seq.items, v_item], np.r_[seq.times, v_ts])
-            history = [vocab[i] for i in seq.items]
-            (recs,) = rec.recommend([history], rec.manifest.vocab_size, timestamps=[seq.times.tolist()], now=int(now))
-            seen = set(history)
-            ranked = [r.item_id for r in recs if r.item_id not in seen]
-            ranks.append(ranked.index(vocab[item]) + 1 if vocab[item] in ranked else len(vocab) + 1)
-        out[target] = {**_ranks_metrics(np.asarray(ranks)), "users": float(len(ranks))}
+    batch = 1 if is_quantised(model_dir) else BATCH_SIZE
+    out.update(evaluate_recommender(rec, timed, vocab, batch_size=batch))
+    out["batch_size"] = batch
     return out
 
 
-def evaluate_baselines(data_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
-    from training.movielens import load_interactions
-
-    split = leave_last_out(load_interactions(data_dir))
+def evaluate_baselines(dataset: Dataset, tune: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    split = leave_last_out(dataset.interactions)
     vocab = build_vocab(split.train)
     sequences = encode_sequences(split.train, vocab)
+    config = CoocConfig()
+    if tune:
+        config, _ = tune_cooccurrence(split, start=config, log=lambda line: print(line, flush=True))
     rankers = [
         ("MostPop", most_pop_ranker(sequences, vocab)),
         ("Transition(last item)", transition_ranker(sequences, vocab)),
-        ("Co-occurrence(tuned)", arrays_ranker("cooc", build_cooccurrence(sequences, len(vocab), CoocConfig()), vocab)),
+        ("Co-occurrence(tuned)", arrays_ranker("cooc", build_cooccurrence(sequences, len(vocab), config), vocab)),
     ]
     return {
         name: {target: _upper(evaluate_leave_last_out(ranker, split, target)) for target in ("test", "valid")}
@@ -105,33 +108,60 @@ def evaluate_baselines(data_dir: Path) -> dict[str, dict[str, dict[str, float]]]
     }
 
 
-def run(data_dir: Path, artifacts: Sequence[Path]) -> dict[str, Any]:
-    report: dict[str, Any] = {"shipped": None, "artifacts": {}, "baselines": {}, "data_dir": str(data_dir)}
+def _line(name: str, metrics: dict[str, float]) -> str:
+    return f"HR@10 {metrics['HR@10']:.4f}  NDCG@10 {metrics['NDCG@10']:.4f}"
+
+
+def run(dataset: Dataset, artifacts: Sequence[Path], tune: bool = False, baselines: bool = True) -> dict[str, Any]:
+    report: dict[str, Any] = {"shipped": None, "artifacts": {}, "baselines": {}, "source": dataset.source}
+    vocab, split = split_of(dataset)
     for index, model_dir in enumerate(artifacts):
         began = time.perf_counter()
         name = OnnxRecommender.from_dir(model_dir).manifest.version
-        report["artifacts"][name] = {**evaluate_artifact(model_dir, data_dir), "path": str(model_dir)}
-        report["artifacts"][name]["seconds"] = time.perf_counter() - began
+        entry = {**evaluate_artifact(model_dir, dataset, (vocab, split)), "path": str(model_dir)}
+        entry["seconds"] = time.perf_counter() - began
+        report["artifacts"][name] = entry
         if index == 0:
             report["shipped"] = name
-        test = report["artifacts"][name]["test"]
-        leak = report["artifacts"][name].get("leakage", {}).get("test_targets_inside_training_window")
+        leak = entry.get("leakage", {}).get("test_targets_inside_training_window")
         note = f"  NOT COMPARABLE: trained on {leak:.0%} of the test targets' period" if leak else ""
-        print(f"{name:<34} test HR@10 {test['HR@10']:.4f}  NDCG@10 {test['NDCG@10']:.4f}  ({model_dir}){note}")
-    report["baselines"] = evaluate_baselines(data_dir)
-    for name, metrics in report["baselines"].items():
-        print(f"{name:<34} test HR@10 {metrics['test']['HR@10']:.4f}  NDCG@10 {metrics['test']['NDCG@10']:.4f}")
+        print(f"{name}  ({model_dir}, {entry['seconds']:.1f}s){note}")
+        for key, label in (
+            ("test", "test, decision time"),
+            ("valid", "valid, decision time"),
+            ("test_plus_1h", "test, decision + 1 h"),
+            ("test_target_time", "test, target's own time (upper bound)"),
+        ):
+            print(f"    {label:<40} {_line(key, entry[key])}")
+    if baselines:
+        report["baselines"] = evaluate_baselines(dataset, tune)
+        for name, metrics in report["baselines"].items():
+            print(f"{name:<34} test {_line(name, metrics['test'])}")
     return report
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate_artifacts", description=__doc__.splitlines()[0])
+    p.add_argument("--source", choices=SOURCES, default="movielens")
+    p.add_argument("--data", default=None, help="what the source reads (as training.train_sasrec --data)")
+    p.add_argument("--artifact", type=Path, action="append", required=True, help="model dir; the first ships")
+    p.add_argument("--tune", action="store_true", help="tune the co-occurrence baseline on validation first")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false")
+    p.add_argument("--out", type=Path, default=Path("out/eval/metrics.json"))
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate_artifacts", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--artifact", type=Path, action="append", required=True, help="model dir; the first ships")
-    parser.add_argument("--out", type=Path, default=Path("out/eval/metrics.json"))
-    args = parser.parse_args(argv)
-    artifacts = [a for i, a in enumerate(args.artifact) if i == 0 or (a / "model.onnx").is_file()]
-    report = run(resolve_data_dir(args.data), artifacts)
+    args = parser().parse_args(argv)
+    if args.data is None:
+        if args.source != "movielens":
+            raise SystemExit(f"--data is required for --source {args.source}")
+        from training.movielens import resolve_data_dir
+
+        args.data = resolve_data_dir(None)
+    artifacts = [a for i, a in enumerate(args.artifact) if i == 0 or (a / MODEL_FILE).is_file()]
+    report = run(load_source(args.source, args.data), artifacts, args.tune, args.baselines)
+    report["data"] = str(args.data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.out}")

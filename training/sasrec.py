@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -27,8 +28,18 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from training.context import DAYS, GAP_BUCKETS, HOURS
-from training.sasrec_graph import BlockWeights, SasrecWeights
-from training.sequences import TimedSplit, UserSeq, Windows, query_batch
+from training.onnx_export import ModelArrays
+from training.sasrec_graph import COOC_EPS, BlockWeights, SasrecWeights
+from training.sequences import (
+    DECISION,
+    TimedSplit,
+    UserSeq,
+    Windows,
+    length_batches,
+    query_batch,
+    request_time,
+    sample_requests,
+)
 
 NEG = -1.0e9
 
@@ -43,6 +54,7 @@ class SasrecConfig:
     dropout: float = 0.3
     content: bool = True
     context: bool = True
+    query_context: bool = True  # with context: the request time's hour, weekday and gap to the newest event
     id_dropout: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 0.0  # decoupled (AdamW)
@@ -55,6 +67,14 @@ class SasrecConfig:
     eval_every: int = 5
     patience: int = 4  # evaluations without a validation gain before stopping
     cold_fill: bool = False  # after training, give items without training data a content-predicted id vector
+    future: int = 0  # > 0: the next this many items within ``future_horizon_s`` are positives too
+    future_horizon_s: int = 3600
+    future_weight: float = 0.0  # weight of their own loss terms (0: only left out of the negatives)
+    negatives: int = 0  # > 0: sampled softmax over this many uniform negatives per batch (0 = full softmax)
+    bucket: bool = True  # batches of similar window length (fast on short sequences); else random batches
+    shuffle_ties: bool = False  # reorder same-second events at random every epoch
+    stride: int = 0  # training windows overlap by max_len - stride (0 = max_len: no overlap)
+    request: str = "sampled"  # training request time: "target", "decision" or "sampled" (sequences.TRAIN_REQUESTS)
     seed: int = 0
 
 
@@ -79,10 +99,60 @@ class Block(nn.Module):
         q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.p if self.training else 0.0)
         x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
-        return x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
+        out: Tensor = x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
+        return out
+
+
+class ContentEncoder(nn.Module):
+    """MLP over the fixed [V, F] content matrix -> [V, d]; a sparse matrix (attribute ids, hashed
+    titles) is multiplied as sparse, which on a 20,000-item catalogue is ten times cheaper per step."""
+
+    SPARSE_BELOW = 0.05  # density under which the first layer runs as a sparse x dense product
+    rows_cols: Tensor
+    values: Tensor
+    content: Tensor
+
+    def __init__(self, content: NDArray[np.float32], dim: int) -> None:
+        super().__init__()
+        self.first = nn.Linear(content.shape[1], dim)
+        self.second = nn.Linear(dim, dim)
+        self.sparse = bool(np.count_nonzero(content) < self.SPARSE_BELOW * content.size)
+        if self.sparse:
+            rows, cols = np.nonzero(content)
+            self.register_buffer("rows_cols", torch.as_tensor(np.stack([rows, cols]), dtype=torch.int64))
+            self.register_buffer("values", torch.as_tensor(content[rows, cols]))
+            self.shape = content.shape
+        else:
+            self.register_buffer("content", torch.as_tensor(content))
+
+    def matrix(self) -> Tensor:
+        if self.sparse:
+            return torch.sparse_coo_tensor(
+                self.rows_cols, self.values, self.shape, is_coalesced=True, check_invariants=False
+            )
+        return self.content
+
+    def forward(self) -> Tensor:
+        if self.sparse:
+            x = torch.sparse.mm(self.matrix(), self.first.weight.T) + self.first.bias
+        else:
+            x = self.first(self.content)
+        out: Tensor = self.second(F.gelu(x))
+        return out
 
 
 class SASRec(nn.Module):
+    has_id: Tensor
+    nonpad: Tensor
+    warm: Tensor
+    causal: Tensor
+    cooc_ids: Tensor
+    cooc_scores: Tensor
+    cooc_prior: Tensor
+    cooc_positions: Tensor
+    cooc_weight: float = 0.0
+    cooc_arrays: ModelArrays | None = None
+
     def __init__(
         self, cfg: SasrecConfig, vocab_size: int, content: NDArray[np.float32] | None, has_id: NDArray[np.bool_]
     ) -> None:
@@ -95,10 +165,11 @@ class SASRec(nn.Module):
         nonpad = torch.ones(vocab_size, 1)
         nonpad[0] = 0.0
         self.register_buffer("nonpad", nonpad)
-        self.content_mlp: nn.Module | None = None
-        if cfg.content and content is not None:
-            self.register_buffer("content", torch.as_tensor(content))
-            self.content_mlp = nn.Sequential(nn.Linear(content.shape[1], d), nn.GELU(), nn.Linear(d, d))
+        warm = np.flatnonzero(has_id)
+        self.register_buffer("warm", torch.as_tensor(warm[warm != 0], dtype=torch.int64))
+        self.content_mlp: ContentEncoder | None = None
+        if cfg.content and content is not None and content.shape[1] > 0:
+            self.content_mlp = ContentEncoder(content, d)
         self.pos = nn.Parameter(torch.randn(cfg.max_len, d) * 0.02)
         self.ctx: nn.ModuleDict | None = None
         if cfg.context:
@@ -115,7 +186,7 @@ class SASRec(nn.Module):
                     )
                 }
             )
-            for emb in self.ctx.values():
+            for emb in self.ctx_tables().values():
                 nn.init.normal_(emb.weight, std=0.02)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.blocks))
         self.ln_f = nn.LayerNorm(d)
@@ -123,12 +194,18 @@ class SASRec(nn.Module):
         causal = torch.triu(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal", causal)
 
+    def block_list(self) -> list[Block]:
+        return [cast(Block, block) for block in self.blocks]
+
+    def ctx_tables(self) -> dict[str, nn.Embedding]:
+        return {} if self.ctx is None else {name: cast(nn.Embedding, emb) for name, emb in self.ctx.items()}
+
     def item_table(self) -> Tensor:
         ids = self.id_emb.weight * self.has_id
         if self.training and self.cfg.id_dropout > 0 and self.content_mlp is not None:
             keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).float()
             ids = ids * keep
-        table = ids if self.content_mlp is None else ids + self.content_mlp(self.content)
+        table = ids if self.content_mlp is None else ids + self.content_mlp()
         return table * self.nonpad
 
     def hidden(self, table: Tensor, items: Tensor, ctx: dict[str, Tensor]) -> Tensor:
@@ -147,7 +224,7 @@ class SASRec(nn.Module):
         return out
 
     def query(self, h: Tensor, ctx: dict[str, Tensor]) -> Tensor:
-        if self.ctx is None:
+        if self.ctx is None or not self.cfg.query_context:
             return h
         out: Tensor = (
             h + self.ctx["q_hour"](ctx["q_hour"]) + self.ctx["q_dow"](ctx["q_dow"]) + self.ctx["q_gap"](ctx["q_gap"])
@@ -161,6 +238,8 @@ class SASRec(nn.Module):
         targets = batch["targets"]
         keep = targets != 0
         h, tgt = h[keep], targets[keep]
+        if 0 < self.cfg.negatives < int(self.warm.numel()):
+            return self._sampled_loss(h, tgt, table)
         logits = h @ table.T
         # Items without training data are never targets: left in the softmax, every step would only push
         # their (content-only) vectors down, which is what buried cold items. So they sit out, with padding.
@@ -181,7 +260,36 @@ class SASRec(nn.Module):
             own_logit = (h * table[tgt]).sum(dim=1, keepdim=True)  # not from ``logits``: it is overwritten
             logits.scatter_(1, seen, NEG)
             logits.scatter_(1, tgt[:, None], own_logit)
+        if self.cfg.future > 0 and "future" in batch:
+            return self._multi_positive_loss(logits, tgt, batch["future"][keep])
         return F.cross_entropy(logits, tgt)
+
+    def _multi_positive_loss(self, logits: Tensor, tgt: Tensor, future: Tensor) -> Tensor:
+        """Next item plus the user's next few items (``Windows.future``) as positives against one shared
+        set of negatives: every other item, none of the positives. In a burst of ratings the order is
+        close to arbitrary, so an item the user rates a minute later is not evidence against the next
+        one; with ``future_weight`` > 0 each of them is also a target of its own."""
+        own = logits.gather(1, tgt[:, None])[:, 0]
+        extra = logits.gather(1, future)  # [N, K]
+        # Padding, the next item itself and items already masked (seen, cold) are not extra positives.
+        valid = (future != 0) & (future != tgt[:, None]) & (extra > NEG / 2)
+        negatives = logits.scatter(1, tgt[:, None], NEG).scatter(1, torch.where(valid, future, 0), NEG)
+        rest = torch.logsumexp(negatives, dim=1)
+        loss = F.softplus(rest - own).mean()
+        if self.cfg.future_weight > 0 and bool(valid.any()):
+            extra_loss = F.softplus(rest[:, None] - extra)[valid]
+            loss = loss + self.cfg.future_weight * extra_loss.mean()
+        return loss
+
+    def _sampled_loss(self, h: Tensor, tgt: Tensor, table: Tensor) -> Tensor:
+        """Softmax over the target and ``negatives`` items drawn uniformly from the warm catalogue, shared
+        by every step of the batch. A draw that is the step's own target is masked; the user's history
+        is not (on a catalogue large enough to sample, a uniform draw almost never falls in it)."""
+        draw = self.warm[torch.randint(int(self.warm.numel()), (self.cfg.negatives,), device=h.device)]
+        own = (h * table[tgt]).sum(dim=1, keepdim=True)
+        others = (h @ table[draw].T).masked_fill_(draw[None, :] == tgt[:, None], NEG)
+        logits = torch.cat([own, others], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.int64, device=h.device))
 
     @torch.no_grad()
     def fill_cold_ids(self, ridge: float = 1.0) -> int:
@@ -197,7 +305,8 @@ class SASRec(nn.Module):
         cold = (self.has_id[:, 0] == 0) & (self.nonpad[:, 0] > 0)
         if not bool(cold.any()) or int(warm.sum()) < 2:
             return 0
-        x = torch.cat([self.content, torch.ones(self.content.shape[0], 1)], dim=1).double()
+        content = self.content_mlp.matrix().to_dense()
+        x = torch.cat([content, torch.ones(content.shape[0], 1)], dim=1).double()
         y = self.id_emb.weight.double()
         xw = x[warm]
         solve = torch.linalg.solve(xw.T @ xw + ridge * torch.eye(x.shape[1], dtype=x.dtype), xw.T @ y[warm])
@@ -205,12 +314,36 @@ class SASRec(nn.Module):
         self.has_id[cold] = 1.0
         return int(cold.sum())
 
+    def attach_cooc(self, cooc: ModelArrays, weight: float) -> None:
+        """Fuse neighbour tables into ``scores``: + weight * log(eps + co-occurrence score), as the graph."""
+        self.register_buffer("cooc_ids", torch.as_tensor(cooc.neighbour_ids, dtype=torch.int64))
+        self.register_buffer("cooc_scores", torch.tensor(np.array(cooc.neighbour_scores)))
+        self.register_buffer("cooc_prior", torch.tensor(np.array(cooc.popularity_prior)))
+        self.register_buffer("cooc_positions", torch.tensor(np.array(cooc.position_weights))[None, :, None])
+        self.cooc_weight = float(weight)
+        self.cooc_arrays: ModelArrays | None = cooc
+
+    def cooc_term(self, items: Tensor) -> Tensor | None:
+        if not getattr(self, "cooc_weight", 0.0):
+            return None
+        batch = items.shape[0]
+        base = self.cooc_prior.expand(batch, -1).clone()
+        flat_ids = self.cooc_ids[items].reshape(batch, -1)
+        positions = self.cooc_positions[:, -items.shape[1] :]  # right-aligned, as the window
+        flat_scores = (self.cooc_scores[items] * positions).reshape(batch, -1)
+        summed = base.scatter_add_(1, flat_ids, flat_scores)
+        out: Tensor = self.cooc_weight * torch.log(summed + COOC_EPS)
+        return out
+
     @torch.inference_mode()
     def scores(self, items: Tensor, ctx: dict[str, Tensor]) -> Tensor:
         """[B, V] scores of the next item after the last position (padding scored NEG)."""
         table = self.item_table()
         h = self.query(self.hidden(table, items, ctx)[:, -1], ctx)
         out = h @ table.T
+        fused = self.cooc_term(items)
+        if fused is not None:
+            out = out + fused
         out[:, 0] = NEG
         return out
 
@@ -235,15 +368,19 @@ def rank_targets(
     """1-based rank of each target among all items, every history item masked (the protocol)."""
     model.eval()
     ranks = np.zeros(len(targets), dtype=np.int64)
+    # Similar lengths together, each batch cut to its longest window (the same scores, less padding).
+    order = np.argsort([min(h.items.size, model.cfg.max_len) for h in histories], kind="stable")
     for start in range(0, len(targets), batch_size):
-        stop = start + batch_size
-        items, times, stamps = query_batch(histories[start:stop], now[start:stop], model.cfg.max_len)
+        rows = order[start : start + batch_size]
+        chosen = [histories[r] for r in rows]
+        length = max(1, max(min(h.items.size, model.cfg.max_len) for h in chosen))
+        items, times, stamps = query_batch(chosen, [now[r] for r in rows], length)
         scores = model.scores(torch.as_tensor(items), context_inputs(items, times, stamps)).numpy()
-        for row, history in enumerate(histories[start:stop]):
+        for row, history in enumerate(chosen):
             scores[row, history.items] = NEG
-        tgt = np.asarray(targets[start:stop])
+        tgt = np.asarray([targets[r] for r in rows])
         own = scores[np.arange(len(tgt)), tgt]
-        ranks[start:stop] = (scores > own[:, None]).sum(axis=1) + 1
+        ranks[rows] = (scores > own[:, None]).sum(axis=1) + 1
     return ranks
 
 
@@ -257,26 +394,28 @@ def rank_metrics(ranks: NDArray[np.int64]) -> dict[str, float]:
     return out
 
 
-def split_cases(split: TimedSplit, target: str) -> tuple[list[UserSeq], list[int], list[int]]:
-    """(histories, request times, targets): valid ranks from train; test from train + the valid item."""
+def split_cases(split: TimedSplit, target: str, request: str = DECISION) -> tuple[list[UserSeq], list[int], list[int]]:
+    """(histories, request times, targets): valid ranks from train; test from train + the valid item.
+
+    The request time is ``sequences.request_time``: by default the newest history event's (decision time).
+    """
     histories, now, targets = [], [], []
     for user in split.users:
         seq = split.train[user]
         v_item, v_ts = split.valid[user]
         if target == "valid":
-            histories.append(seq)
-            now.append(v_ts)
-            targets.append(v_item)
+            item, ts = v_item, v_ts
         else:
-            t_item, t_ts = split.test[user]
-            histories.append(UserSeq(np.r_[seq.items, v_item], np.r_[seq.times, v_ts]))
-            now.append(t_ts)
-            targets.append(t_item)
+            item, ts = split.test[user]
+            seq = UserSeq(np.r_[seq.items, v_item], np.r_[seq.times, v_ts])
+        histories.append(seq)
+        now.append(request_time(seq.times, ts, request))
+        targets.append(item)
     return histories, now, targets
 
 
-def evaluate_model(model: SASRec, split: TimedSplit, target: str) -> dict[str, float]:
-    return rank_metrics(rank_targets(model, *split_cases(split, target)))
+def evaluate_model(model: SASRec, split: TimedSplit, target: str, request: str = DECISION) -> dict[str, float]:
+    return rank_metrics(rank_targets(model, *split_cases(split, target, request)))
 
 
 def train(
@@ -287,8 +426,19 @@ def train(
     has_id: NDArray[np.bool_],
     validate: Callable[[SASRec], float] | None = None,
     log: Callable[[str], None] = print,
+    on_check: Callable[[dict[str, float]], None] | None = None,
+    time_budget_s: float | None = None,
+    remake: Callable[[np.random.Generator], Windows] | None = None,
+    stop_after: int | None = None,
 ) -> tuple[SASRec, dict[str, float]]:
-    """Adam on full-softmax cross-entropy; keeps the epoch with the best ``validate`` score."""
+    """AdamW on softmax cross-entropy; keeps the check with the best ``validate`` score.
+
+    ``on_check`` gets every validation check as it happens (the trainer writes its report there).
+    ``time_budget_s`` stops training when the next epoch would not fit in it (the best check is kept).
+    ``remake`` (if given) cuts fresh windows for every epoch after the first (e.g. with ties reshuffled).
+    ``stop_after`` ends training after that many epochs, the schedule still spanning ``cfg.epochs`` (a
+    refit repeats a validated run's first epochs, learning rates included).
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = SASRec(cfg, vocab_size, content, has_id)
@@ -306,33 +456,75 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), -math.inf, 0, 0
     began = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    train_seconds = 0.0
+    epoch, stop = 0, ""
+    for epoch in range(1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
         model.train()
-        order = rng.permutation(len(windows))
+        if remake is not None and epoch > 1:
+            windows = remake(rng)
+        lengths = (windows.items != 0).sum(axis=1)
+        if not cfg.bucket:
+            lengths = np.zeros_like(lengths)  # one "length": plain random batches (still trimmed)
         total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            loss = model.loss(window_batch(windows.take(order[start : start + cfg.batch_size])))
+        epoch_began = time.perf_counter()
+        for batch in length_batches(lengths, cfg.batch_size, rng):
+            part = windows.take(batch).trimmed()
+            if cfg.request == "sampled":
+                part = part.with_request(sample_requests(part, rng))
+            loss = model.loss(window_batch(part))
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * min(cfg.batch_size, len(order) - start)
-        if validate is None or (epoch % cfg.eval_every and epoch != cfg.epochs):
+            total += float(loss.detach()) * len(batch)
+        train_seconds += time.perf_counter() - epoch_began
+        elapsed = time.perf_counter() - began
+        out_of_time = time_budget_s is not None and elapsed + elapsed / epoch > time_budget_s
+        last = epoch == min(cfg.epochs, stop_after or cfg.epochs) or out_of_time
+        if validate is None or (epoch % cfg.eval_every and not last):
+            if out_of_time:
+                stop = "time budget"
+                break
             continue
         value = validate(model)
-        log(f"epoch {epoch:>3} loss {total / len(order):.4f} valid {value:.4f} ({time.perf_counter() - began:.0f}s)")
         if value > best:
             best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), value, epoch, 0
         else:
             stale += 1
-            if stale >= cfg.patience:
-                break
+        elapsed = time.perf_counter() - began
+        log(f"epoch {epoch:>3} loss {total / len(windows):.4f} valid {value:.4f} ({elapsed:.0f}s)")
+        if on_check is not None:
+            on_check(
+                {
+                    "epoch": float(epoch),
+                    "loss": total / len(windows),
+                    "valid": value,
+                    "best_epoch": float(best_epoch),
+                    "best_valid": best,
+                    "seconds": elapsed,
+                    "train_seconds": train_seconds,
+                }
+            )
+        if out_of_time:
+            stop = "time budget"
+            break
+        if stale >= cfg.patience:
+            stop = "patience"
+            break
     if validate is not None:
         model.load_state_dict(best_state)
     else:
-        best_epoch = cfg.epochs
+        best_epoch = epoch
     model.eval()
-    return model, {"best_epoch": float(best_epoch), "best_valid": best, "train_seconds": time.perf_counter() - began}
+    info = {
+        "best_epoch": float(best_epoch),
+        "best_valid": best,
+        "epochs": float(epoch),
+        "train_seconds": time.perf_counter() - began,
+        "seconds_per_epoch": train_seconds / max(epoch, 1),
+        "stopped_by_time_budget": float(stop == "time budget"),
+    }
+    return model, info
 
 
 def to_weights(model: SASRec) -> SasrecWeights:
@@ -358,10 +550,12 @@ def to_weights(model: SASRec) -> SasrecWeights:
                 w_2=a(b.ff2.weight.T),
                 b_2=a(b.ff2.bias),
             )
-            for b in model.blocks  # type: ignore[union-attr]
+            for b in model.block_list()
         ]
-        ctx = {name: a(emb.weight) for name, emb in model.ctx.items()} if model.ctx is not None else {}
-        return SasrecWeights(
+        ctx = {name: a(emb.weight) for name, emb in model.ctx_tables().items()}
+        if not model.cfg.query_context:  # the graph still adds them: as zeros, the request time changes nothing
+            ctx = {name: np.zeros_like(table) if name.startswith("q_") else table for name, table in ctx.items()}
+        plain = SasrecWeights(
             item_table=a(model.item_table()),
             positions=a(model.pos),
             context=ctx,
@@ -370,10 +564,12 @@ def to_weights(model: SASRec) -> SasrecWeights:
             ln_f_b=a(model.ln_f.bias),
             heads=model.cfg.heads,
         )
+        # The fused co-occurrence term (``attach_cooc``) is part of the model: it ships with it.
+        return plain.with_cooc(model.cooc_arrays, model.cooc_weight)
 
 
-def config_dict(cfg: SasrecConfig) -> dict[str, float]:
-    return {f"cfg_{k}": float(v) for k, v in asdict(cfg).items()}
+def config_dict(cfg: SasrecConfig) -> dict[str, float | str]:
+    return {f"cfg_{k}": v if isinstance(v, str) else float(v) for k, v in asdict(cfg).items()}
 
 
 def from_weights(w: SasrecWeights, dropout: float = 0.0) -> SASRec:
@@ -397,20 +593,23 @@ def from_weights(w: SasrecWeights, dropout: float = 0.0) -> SASRec:
     with torch.no_grad():
         model.id_emb.weight.copy_(t(w.item_table))
         model.pos.copy_(t(w.positions))
-        if model.ctx is not None:
-            for name, emb in model.ctx.items():
-                emb.weight.copy_(t(w.context[name]))
-        for block, bw in zip(model.blocks, w.blocks, strict=True):
-            for mod, weight, bias in (
+        for name, emb in model.ctx_tables().items():
+            emb.weight.copy_(t(w.context[name]))
+        for block, bw in zip(model.block_list(), w.blocks, strict=True):
+            layers: tuple[tuple[nn.Linear | nn.LayerNorm, NDArray[np.float32], NDArray[np.float32]], ...] = (
                 (block.ln1, bw.ln1_g, bw.ln1_b),
                 (block.ln2, bw.ln2_g, bw.ln2_b),
                 (block.qkv, bw.w_qkv.T, bw.b_qkv),
                 (block.out, bw.w_o.T, bw.b_o),
                 (block.ff1, bw.w_1.T, bw.b_1),
                 (block.ff2, bw.w_2.T, bw.b_2),
-            ):
-                mod.weight.copy_(t(weight))  # type: ignore[operator]
-                mod.bias.copy_(t(bias))  # type: ignore[operator]
+            )
+            for mod, weight, bias in layers:
+                mod.weight.copy_(t(weight))
+                mod.bias.copy_(t(bias))
         model.ln_f.weight.copy_(t(w.ln_f_g))
         model.ln_f.bias.copy_(t(w.ln_f_b))
+    if w.has_cooc:
+        assert w.cooc is not None
+        model.attach_cooc(w.cooc, w.cooc_weight)
     return model.eval()

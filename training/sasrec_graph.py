@@ -12,15 +12,19 @@ The graph computes only what a decision needs (opset 18, one self-contained file
 * every block but the last runs all L positions; the last block computes the query, attention and
   feed-forward of the newest position only (the only output a decision reads), with the keys and
   values of all positions;
-* scores = Gemm(query, item_table, transB) [B, V], the history window and padding pushed to
-  ``MASK_SCORE`` (ScatterElements min, as the co-occurrence graph), then TopK.
+* scores = Gemm(query, item_table, transB) [B, V]; with a co-occurrence component (``cooc``), plus
+  ``cooc_weight * log(eps + co-occurrence score)``, the score the neighbour-table graph of
+  ``training.onnx_export`` computes for the same window (a product of the two experts);
+* the history window and padding pushed to ``MASK_SCORE`` (ScatterElements min, as the co-occurrence
+  graph), then TopK.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,11 +45,15 @@ from shared.model import (
     TensorSpec,
 )
 from training.context import DAYS, GAP_BUCKETS, HOURS, event_context, request_context
+from training.onnx_export import ModelArrays
 
 OPSET = 18
 LN_EPS = 1e-5
 ATT_NEG = -1.0e9
 CONTEXT_TABLES = ("hour", "dow", "gap", "q_hour", "q_dow", "q_gap")
+# Floor under the co-occurrence score before its log: an item with no neighbour score and no
+# popularity (never seen in training) gets log(COOC_EPS) instead of minus infinity.
+COOC_EPS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ class SasrecWeights:
     ln_f_b: NDArray[np.float32]
     heads: int = 1
     context: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # CONTEXT_TABLES, or empty
+    cooc: ModelArrays | None = None  # neighbour tables over the same vocabulary (and max_len), or None
+    cooc_weight: float = 0.0
 
     @property
     def vocab_size(self) -> int:
@@ -90,12 +100,25 @@ class SasrecWeights:
     def has_context(self) -> bool:
         return bool(self.context)
 
-    def arrays(self) -> list[tuple[str, NDArray[np.float32]]]:
-        out = [("item_table", self.item_table), ("positions", self.positions)]
+    @property
+    def has_cooc(self) -> bool:
+        return self.cooc is not None and self.cooc_weight != 0.0
+
+    def arrays(self) -> list[tuple[str, NDArray[np.generic]]]:
+        out: list[tuple[str, NDArray[np.generic]]] = [("item_table", self.item_table), ("positions", self.positions)]
         out += [(f"ctx_{name}", self.context[name]) for name in sorted(self.context)]
         for i, block in enumerate(self.blocks):
             out += [(f"b{i}_{name}", getattr(block, name)) for name in block.__dataclass_fields__]
-        return [*out, ("ln_f_g", self.ln_f_g), ("ln_f_b", self.ln_f_b)]
+        out += [("ln_f_g", self.ln_f_g), ("ln_f_b", self.ln_f_b)]
+        if self.cooc is not None:
+            out += [
+                ("cooc_ids", self.cooc.neighbour_ids),
+                ("cooc_scores", self.cooc.neighbour_scores),
+                ("cooc_prior", self.cooc.popularity_prior),
+                ("cooc_positions", self.cooc.position_weights),
+                ("cooc_weight", np.asarray([self.cooc_weight], dtype=np.float32)),
+            ]
+        return out
 
     def digest(self) -> str:
         hasher = hashlib.sha256(str(self.heads).encode())
@@ -104,7 +127,7 @@ class SasrecWeights:
         return hasher.hexdigest()
 
     def save(self, path: str) -> None:
-        np.savez_compressed(path, heads=np.asarray(self.heads), **dict(self.arrays()))
+        np.savez_compressed(path, heads=np.asarray(self.heads), **dict(self.arrays()))  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str) -> SasrecWeights:
@@ -120,7 +143,39 @@ class SasrecWeights:
             ln_f_b=arrays["ln_f_b"],
             heads=int(arrays["heads"]),
             context={n: arrays[f"ctx_{n}"] for n in CONTEXT_TABLES if f"ctx_{n}" in arrays},
+            cooc=_cooc_arrays(arrays),
+            cooc_weight=float(arrays["cooc_weight"][0]) if "cooc_weight" in arrays else 0.0,
         )
+
+    def with_cooc(self, cooc: ModelArrays | None, weight: float) -> SasrecWeights:
+        """The same transformer fused with neighbour tables (``weight`` 0 or ``cooc`` None: without)."""
+        if cooc is not None and weight and (cooc.vocab_size != self.vocab_size or cooc.max_history != self.max_len):
+            raise ValueError("the co-occurrence tables must share the vocabulary and the window length")
+        keep = cooc is not None and weight != 0.0
+        return replace(self, cooc=cooc if keep else None, cooc_weight=float(weight) if keep else 0.0)
+
+
+def _cooc_arrays(arrays: dict[str, NDArray[np.generic]]) -> ModelArrays | None:
+    if "cooc_ids" not in arrays:
+        return None
+    return ModelArrays(
+        neighbour_ids=np.asarray(arrays["cooc_ids"], dtype=np.int64),
+        neighbour_scores=np.asarray(arrays["cooc_scores"], dtype=np.float32),
+        popularity_prior=np.asarray(arrays["cooc_prior"], dtype=np.float32),
+        position_weights=np.asarray(arrays["cooc_positions"], dtype=np.float32).reshape(-1),
+    )
+
+
+def cooc_scores(cooc: ModelArrays, items: NDArray[np.int64]) -> NDArray[np.float64]:
+    """[B, V] neighbour-table scores of the windows (``cooccurrence.dense_scores``, in float64)."""
+    weights = cooc.neighbour_scores[items].astype(np.float64) * cooc.position_weights[None, :, None]
+    batch, vocab = items.shape[0], cooc.vocab_size
+    rows = np.repeat(np.arange(batch), weights.shape[1] * weights.shape[2])
+    flat = rows * vocab + cooc.neighbour_ids[items].ravel()
+    summed = np.bincount(flat, weights=weights.ravel(), minlength=batch * vocab).astype(np.float64)
+    summed = summed.reshape(batch, vocab)
+    total: NDArray[np.float64] = summed + cooc.popularity_prior[None, :].astype(np.float64)
+    return total
 
 
 # ---------------------------------------------------------------- numpy reference
@@ -161,6 +216,9 @@ def reference_scores(
         q_hour, q_dow, q_gap = request_context(times[:, -1], now)
         h = h + w.context["q_hour"][q_hour] + w.context["q_dow"][q_dow] + w.context["q_gap"][q_gap]
     out: NDArray[np.float64] = h @ w.item_table.T.astype(np.float64)
+    if w.has_cooc:
+        assert w.cooc is not None
+        out = out + w.cooc_weight * np.log(COOC_EPS + cooc_scores(w.cooc, items))
     return out
 
 
@@ -183,17 +241,17 @@ class _Graph:
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
 
-    def const(self, name: str, value: NDArray[np.generic] | Sequence[int] | Sequence[float], dtype: type) -> str:
+    def const(self, name: str, value: object, dtype: type) -> str:
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name=name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], out: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], out: str | None = None, **attrs: Any) -> str:
         self._n += 1
         name = out or f"{op_type.lower()}_{self._n}"
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"n{self._n}_{op_type}", **attrs))
         return name
 
-    def op2(self, op_type: str, inputs: Sequence[str], outs: Sequence[str], **attrs: object) -> list[str]:
+    def op2(self, op_type: str, inputs: Sequence[str], outs: Sequence[str], **attrs: Any) -> list[str]:
         self._n += 1
         self.nodes.append(helper.make_node(op_type, list(inputs), list(outs), name=f"n{self._n}_{op_type}", **attrs))
         return list(outs)
@@ -315,6 +373,8 @@ def build_sasrec_graph(w: SasrecWeights, version: str, *, with_scores: bool = Tr
         for table, index in (("ctx_q_hour", q_hour), ("ctx_q_dow", q_dow), ("ctx_q_gap", q_gap)):
             h = g.op("Add", [h, g.op("Gather", [table, index], axis=0)])
     raw = g.op("Gemm", [h, "item_table"], transB=1)  # [B, V]
+    if w.has_cooc:
+        raw = g.op("Add", [raw, _cooc_term(g, w)])
     # Padding and the history window can never be recommended.
     g.const("pad_col", [[PAD_INDEX]], np.int64)
     batch = g.op("Shape", [INPUT_ITEM_IDS], start=0, end=1)
@@ -348,6 +408,27 @@ def build_sasrec_graph(w: SasrecWeights, version: str, *, with_scores: bool = Tr
     helper.set_model_props(model, {VERSION_METADATA_KEY: version, "nudge.kind": "sasrec"})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _cooc_term(g: _Graph, w: SasrecWeights) -> str:
+    """cooc_weight * log(eps + neighbour-table score) [B, V], as ``training.onnx_export``'s graph sums it."""
+    assert w.cooc is not None
+    cooc = w.cooc
+    g.const("cooc_ids", cooc.neighbour_ids.astype(np.int32), np.int32)
+    g.const("cooc_scores", cooc.neighbour_scores, np.float32)
+    g.const("cooc_prior", cooc.popularity_prior, np.float32)
+    g.const("cooc_positions", cooc.position_weights.reshape(1, -1, 1), np.float32)
+    g.const("cooc_weight", [w.cooc_weight], np.float32)
+    g.const("cooc_eps", [COOC_EPS], np.float32)
+    g.const("cooc_flat", [0, -1], np.int64)
+    g.const("cooc_vocab", [w.vocab_size], np.int64)
+    ids = g.op("Reshape", [g.op("Gather", ["cooc_ids", INPUT_ITEM_IDS], axis=0), "cooc_flat"])
+    weighted = g.op("Mul", [g.op("Gather", ["cooc_scores", INPUT_ITEM_IDS], axis=0), "cooc_positions"])
+    flat_scores = g.op("Reshape", [weighted, "cooc_flat"])
+    shape = g.op("Concat", [g.op("Shape", [INPUT_ITEM_IDS], start=0, end=1), "cooc_vocab"], axis=0)
+    base = g.op("Expand", ["cooc_prior", shape])
+    summed = g.op("ScatterElements", [base, ids, flat_scores], axis=1, reduction="add")
+    return g.op("Mul", [g.op("Log", [g.op("Add", [summed, "cooc_eps"])]), "cooc_weight"])
 
 
 def sasrec_io_specs(
@@ -400,4 +481,6 @@ def weights_from_graph(model: onnx.ModelProto) -> SasrecWeights:
         ln_f_b=inits["ln_f_b"],
         heads=heads,
         context={n: inits[f"ctx_{n}"] for n in CONTEXT_TABLES if f"ctx_{n}" in inits},
+        cooc=_cooc_arrays(inits),
+        cooc_weight=float(inits["cooc_weight"][0]) if "cooc_weight" in inits else 0.0,
     )

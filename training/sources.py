@@ -1,4 +1,4 @@
-"""One loader interface, three sources: MovieLens-100k, the pipeline's S3 archive, a generic CSV.
+"""One loader interface, four sources: MovieLens-100k, the pipeline's S3 archive, a generic CSV, sequences.
 
 Every source yields a ``Dataset``: interactions as integer codes (the arrays every trainer and the
 evaluation harness already use), the code -> external item id table, and whatever content the
@@ -8,6 +8,12 @@ source has. The archive source reads exactly what ingest writes (gzipped JSON Li
     load_source("movielens", "/data/ml-100k")
     load_source("csv", "interactions.csv")          # user_id,item_id,timestamp[,title,genres,year]
     load_source("archive", "s3://bucket/archive/")  # or a local folder holding the *.jsonl.gz files
+    load_source("sequences", "data/yelp.txt")       # lines "user item item ..." (+ yelp_item2attributes.json)
+
+The ``sequences`` format (the one S3-Rec published its Yelp, Beauty, ... sets in) has no times: each
+user's items are in order, and the loader stamps them one day apart from a fixed epoch, so time
+order is sequence order. ``Dataset.timed`` is False for such a source, and the trainer's recipe
+leaves the time context out (hour, weekday and gaps of invented stamps carry nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,10 @@ import numpy as np
 from training.content import CatalogItem
 from training.movielens import Interactions, load_movielens
 
-SOURCES = ("movielens", "archive", "csv")
+SOURCES = ("movielens", "archive", "csv", "sequences")
+# Invented stamps of an untimed source: one day apart per user, from 2011-03-13 (as the Yelp CSV's).
+UNTIMED_EPOCH = 1_300_000_000
+UNTIMED_STEP_S = 86_400
 # What counts as a positive interaction in the archive; feedback and profile events are not items.
 BEHAVIOUR_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "rate"})
 
@@ -39,6 +48,7 @@ class Dataset:
     item_ids: list[str]  # code -> external item id; code 0 is unused
     catalog: dict[str, CatalogItem]  # every known item (with or without interactions)
     sha256: str  # digest of the raw input, for the manifest
+    timed: bool = True  # False when the source has no real times (stamps only keep the order)
 
     def item_id(self, code: int) -> str:
         return self.item_ids[code]
@@ -154,6 +164,47 @@ def _archive_objects(location: str, s3_client: Any) -> Iterator[tuple[str, bytes
         yield key, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+def attributes_file(sequences_file: Path) -> Path | None:
+    """``<stem>_item2attributes.json`` beside ``<stem>.txt``, or the folder's only ``*item2attributes.json``."""
+    named = sequences_file.with_name(f"{sequences_file.stem}_item2attributes.json")
+    if named.is_file():
+        return named
+    found = sorted(sequences_file.parent.glob("*item2attributes.json"))
+    return found[0] if len(found) == 1 else None
+
+
+def load_sequences(location: Path, attributes: Path | None = None) -> Dataset:
+    """``user item item ...`` per line (items oldest first), plus item -> attribute ids as content.
+
+    ``location`` is the text file, or a folder holding exactly one ``*.txt``. Attributes come from
+    ``attributes`` or the file ``attributes_file`` finds; each attribute id becomes a content "genre".
+    """
+    if location.is_dir():
+        texts = sorted(location.glob("*.txt"))
+        if len(texts) != 1:
+            raise ValueError(f"{location}: expected one *.txt sequences file, found {[p.name for p in texts]}")
+        location = texts[0]
+    raw = location.read_bytes()
+    digest = hashlib.sha256(raw)
+    rows: list[tuple[str, str, int]] = []
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise ValueError(f"{location}:{number}: a user with no items")
+        user = fields[0]
+        rows.extend((user, item, UNTIMED_EPOCH + step * UNTIMED_STEP_S) for step, item in enumerate(fields[1:]))
+    catalog: dict[str, CatalogItem] = {}
+    attributes = attributes or attributes_file(location)
+    if attributes is not None:
+        blob = attributes.read_bytes()
+        digest.update(b"\0" + blob)
+        for item, values in json.loads(blob).items():
+            catalog[str(item)] = CatalogItem(str(item), genres=tuple(f"attr{v}" for v in values))
+    return replace(from_rows("sequences", rows, catalog, digest.hexdigest()), timed=False)
+
+
 def load_source(kind: str, location: str | Path, s3_client: Any = None) -> Dataset:
     if kind == "movielens":
         return load_movielens_dataset(Path(location))
@@ -161,4 +212,6 @@ def load_source(kind: str, location: str | Path, s3_client: Any = None) -> Datas
         return load_csv(Path(location))
     if kind == "archive":
         return load_archive(str(location), s3_client)
+    if kind == "sequences":
+        return load_sequences(Path(location))
     raise ValueError(f"source must be one of {SOURCES}, not {kind!r}")

@@ -29,6 +29,7 @@ BAD_EVERY, DUPLICATE_EVERY = 53, 61
 MALFORMED_REASONS = {"not_json", "unsupported_schema_version", "invalid_fields", "unknown_event_type", "bad_encoding"}
 
 
+# One replay serves every test here: make test sends a file's tests to one worker (`--dist loadfile`).
 @pytest.fixture(scope="module")
 def movielens() -> MovieLens:
     try:

@@ -190,7 +190,7 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     feedback = pipeline.invoke("FeedbackFunction", load_event("kinesis-feedback.json"))
     assert feedback.ok and feedback.response == {"batchItemFailures": []}
     sweep = pipeline.invoke("DecideFunction", load_event("schedule-due-sweep.json"))
-    assert sweep.ok and sweep.response == {"decided": 0, "reconciled": 0}
+    assert sweep.ok and sweep.response == {"decided": 0, "reconciled": 0, "deferred": 0}
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
     assert change.ok and change.response == {"batchItemFailures": []}
     assert any(row["user_id"] == "u-196" for row in scan(pipeline, "LedgerTableName"))

@@ -15,14 +15,13 @@ from reliability.poison import ITEMS, POISON, IsolationResult, run_isolation
 from testkit.tiny_model import build_tiny_model
 
 
+# One drain serves every class: make test sends a file's tests to one worker (`--dist loadfile`).
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IsolationResult]:
     model_dir: Path = build_tiny_model(tmp_path_factory.mktemp("model"), vocab=ITEMS)
     return {r.kind: r for r in run_isolation(sorted(POISON), model_dir, together=True)}
 
 
-# One worker runs all of them: the stack and its drain are shared (`--dist loadgroup` in make test).
-@pytest.mark.xdist_group("poison-isolation")
 @pytest.mark.parametrize("kind", sorted(POISON))
 def test_a_poison_record_is_quarantined_once_and_its_neighbours_applied_once(
     kind: str, results: dict[str, IsolationResult]

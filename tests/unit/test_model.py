@@ -285,3 +285,112 @@ def test_download_model_missing_object(tmp_path: Path) -> None:
 def test_download_model_rejects_bad_uris(uri: str, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError):
         download_model(uri, tmp_path, s3_client=None)
+
+
+# ---------------------------------------------------------------- evaluation builds decide's feeds
+
+
+class _Stop(Exception):
+    """Raised by the recording session once decide has asked the model (nothing after it matters here)."""
+
+
+class _RecordingSession:
+    """Wraps an onnxruntime session: keeps every feed dict; optionally stops the caller after one run."""
+
+    def __init__(self, inner: object, stop: bool) -> None:
+        self._inner = inner
+        self._stop = stop
+        self.feeds: list[dict[str, np.ndarray]] = []
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> object:
+        self.feeds.append({name: np.array(value) for name, value in feeds.items()})
+        if self._stop:
+            raise _Stop
+        return self._inner.run(outputs, feeds)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def _decide_feeds(model_dir: Path, history: list[tuple[str, int]], now: int) -> dict[str, np.ndarray]:
+    """The feeds decide's ``decide_for`` hands the graph for a user whose state holds ``history``."""
+    from typing import Any, cast
+
+    from shared.domain.policy import PolicyConfig, RulesPolicy
+    from shared.domain.user_state import MAX_RECENT_ITEMS, RecentItem, UserState
+    from shared.services.decide import DecideConfig, DecideService
+
+    served = OnnxRecommender.from_dir(model_dir)
+    session = _RecordingSession(served._session, stop=True)
+    recorder = OnnxRecommender(served.manifest, cast(Any, session))
+    state = UserState(
+        user_id="u1",
+        # What features keeps: the newest MAX_RECENT_ITEMS events, oldest first.
+        recent_items=[RecentItem(item_id=i, ts=t, type="rate") for i, t in history[-MAX_RECENT_ITEMS:]],
+    )
+    service = DecideService(
+        cast(Any, None),
+        cast(Any, None),
+        cast(Any, None),
+        recorder,
+        cast(Any, None),
+        RulesPolicy(PolicyConfig()),
+        DecideConfig(),
+    )
+    with pytest.raises(_Stop):
+        service.decide_for(state, now, "state:1")
+    (feeds,) = session.feeds
+    return {name: value for name, value in feeds.items() if name != "k"}
+
+
+def test_evaluation_builds_the_feeds_decide_builds(tmp_path: Path) -> None:
+    """Same user state, same clock: the evaluator's rows are exactly decide's inputs, at every request time."""
+    from testkit.tiny_model import build_tiny_sasrec
+    from training.decision_eval import Case, case_feeds
+    from training.sequences import DECISION, PLUS_1H, TARGET_TIME
+
+    model_dir = build_tiny_sasrec(tmp_path / "sasrec", vocab=VOCAB)
+    rec = OnnxRecommender.from_dir(model_dir)
+    t0 = 880_000_000
+    # Longer than decide's 50 recent items (it keeps the newest), with an unknown id and a repeat.
+    long = [(VOCAB[n % 6] if n != 57 else "unknown", t0 + 97 * n) for n in range(60)]
+    users = [long, [("i2", t0), ("i5", t0 + 40)], [("i3", t0 + 5)]]
+    cases = [Case([i for i, _ in h], [t for _, t in h], "i4", h[-1][1] + 600) for h in users]
+    for mode in (DECISION, PLUS_1H, TARGET_TIME):
+        batch = case_feeds(rec, cases, mode)
+        for row, (history, case) in enumerate(zip(users, cases, strict=True)):
+            now = case.now(mode)
+            assert now == {DECISION: history[-1][1], PLUS_1H: history[-1][1] + 3600, TARGET_TIME: case.target_ts}[mode]
+            decided = _decide_feeds(model_dir, history, now)
+            assert set(decided) == set(batch) == {"item_ids", "timestamps", "now"}
+            for name, value in decided.items():
+                np.testing.assert_array_equal(batch[name][row : row + 1], value, err_msg=f"{mode} {name}")
+
+
+def test_evaluation_ranks_as_the_wrapper_recommends(tmp_path: Path) -> None:
+    """Batched full-catalogue ranks equal the order ``recommend_in_context`` returns, one call per case."""
+    from shared.model import recommend_in_context
+    from testkit.tiny_model import build_tiny_sasrec
+    from training.decision_eval import Case, artifact_ranks
+
+    vocab = [f"m{i}" for i in range(1, 30)]
+    rec = OnnxRecommender.from_dir(build_tiny_sasrec(tmp_path / "sasrec", vocab=vocab))
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(12):
+        items = [str(x) for x in rng.choice(vocab, size=int(rng.integers(1, 9)))]
+        stamps = sorted(int(x) for x in rng.integers(880_000_000, 880_100_000, size=len(items)))
+        cases.append(Case(items, stamps, str(rng.choice(vocab)), stamps[-1] + 60))
+    ranks = artifact_ranks(rec, cases, batch_size=5)
+    for case, rank in zip(cases, ranks, strict=True):
+        (recs,) = recommend_in_context(rec, [case.history], len(vocab) + 1, [case.stamps], case.now())
+        order = [r.item_id for r in recs if r.item_id not in set(case.history)]
+        expected = order.index(case.target) + 1 if case.target in order else len(vocab) + 2
+        assert rank == expected
+
+
+def test_evaluation_feeds_what_decide_keeps() -> None:
+    from shared.domain.user_state import MAX_RECENT_ITEMS
+    from training.decision_eval import DECIDE_RECENT_ITEMS
+
+    assert DECIDE_RECENT_ITEMS == MAX_RECENT_ITEMS
