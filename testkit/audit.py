@@ -358,7 +358,7 @@ class PushAudit:
     ledger_pushes: int = 0
     # Recorded as pushes but never reached a device, and not settled as undeliverable either.
     pushes_recorded_not_sent: int = 0
-    # Of those, the ones the ledger itself still holds on the outbox (status "decided").
+    # Pushes the ledger still holds on the outbox (status "decided"), whether or not a device got them.
     ledger_unsent: int = 0
     pushes_undeliverable: int = 0
     pushes_to_users_without_consent: int = 0
