@@ -21,6 +21,10 @@ from testkit.audit import NOT_FOLDED
 from testkit.traffic import profile_event, rating_events
 from training.movielens import DatasetNotFoundError, MovieLens, load_movielens, resolve_data_dir, time_split
 
+# Whole scenarios under moto: run without the coverage tracer (they would double make test's time);
+# the lines they reach are covered by the unit and service tests, and `make test` prints the total.
+pytestmark = pytest.mark.no_cover
+
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {str(u) for u in range(1, 16)}
 # Denser than the demo's (one in 997 and 1,009), so a 15-user slice carries malformed records of every

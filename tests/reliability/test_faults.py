@@ -14,6 +14,10 @@ import pytest
 from reliability.fault_scenario import DeliveryMode, ScenarioResult, run_scenario
 from testkit.faults import FaultKind, uniform_rates
 
+# Whole scenarios under moto: run without the coverage tracer (they would double make test's time);
+# the lines they reach are covered by the unit and service tests, and `make test` prints the total.
+pytestmark = pytest.mark.no_cover
+
 
 def assert_nothing_lost_or_doubled(result: ScenarioResult) -> None:
     assert result.quiescent
