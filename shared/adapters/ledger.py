@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
+from shared.adapters.dynamo_query import query_items
 from shared.domain.decision import Action, Decision, Reason, decision_prefix_at
 from shared.domain.errors import VersionConflict
 
@@ -90,20 +91,15 @@ class Ledger:
             )
 
     def unsent_pushes(self, outbox_shard: str, decided_before: int, limit: int = 500) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": "outbox-index",
-            "KeyConditionExpression": "outbox_shard = :s AND outbox_at < :before",
-            "ExpressionAttributeValues": {":s": outbox_shard, ":before": decided_before},
-        }
-        while len(out) < limit:
-            with translated("ledger.unsent_pushes"):
-                page = self._table.query(**kwargs)
-            out.extend((str(i["user_id"]), str(i["decision_id"])) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return out[:limit]
+        items = query_items(
+            self._table,
+            "ledger.unsent_pushes",
+            limit=limit,
+            IndexName="outbox-index",
+            KeyConditionExpression="outbox_shard = :s AND outbox_at < :before",
+            ExpressionAttributeValues={":s": outbox_shard, ":before": decided_before},
+        )
+        return [(str(i["user_id"]), str(i["decision_id"])) for i in items]
 
     def record_outcome(self, user_id: str, decision_id: str, outcome: str, at: int) -> dict[str, Any] | None:
         """Annotate a decision with an outcome (first time wins, so repeating it is harmless).
@@ -133,20 +129,15 @@ class Ledger:
 
     def decision_ids_of(self, user_id: str) -> list[str]:
         """Every decision id the ledger holds for a user (for erasure)."""
-        out: list[str] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "user_id = :u",
-            "ProjectionExpression": "decision_id",
-            "ExpressionAttributeValues": {":u": user_id},
-            "ConsistentRead": True,
-        }
-        while True:
-            with translated("ledger.decision_ids_of"):
-                page = self._table.query(**kwargs)
-            out.extend(str(i["decision_id"]) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = query_items(
+            self._table,
+            "ledger.decision_ids_of",
+            KeyConditionExpression="user_id = :u",
+            ProjectionExpression="decision_id",
+            ExpressionAttributeValues={":u": user_id},
+            ConsistentRead=True,
+        )
+        return [str(i["decision_id"]) for i in items]
 
     def forget(self, user_id: str, decision_ids: list[str]) -> int:
         """Delete the given decisions of a user (erasure); deleting an absent one is a no-op."""
@@ -157,18 +148,13 @@ class Ledger:
 
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
         """The user's push decisions from ``since`` on (oldest first), for caps and repeats."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "user_id = :u AND decision_id >= :from",
-            "FilterExpression": "#a = :push",
-            "ExpressionAttributeNames": {"#a": "action"},
-            "ExpressionAttributeValues": {":u": user_id, ":from": decision_prefix_at(since), ":push": "push"},
-            "ConsistentRead": True,
-        }
-        while True:
-            with translated("ledger.pushes_since"):
-                page = self._table.query(**kwargs)
-            items.extend(from_dynamo(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = query_items(
+            self._table,
+            "ledger.pushes_since",
+            KeyConditionExpression="user_id = :u AND decision_id >= :from",
+            FilterExpression="#a = :push",
+            ExpressionAttributeNames={"#a": "action"},
+            ExpressionAttributeValues={":u": user_id, ":from": decision_prefix_at(since), ":push": "push"},
+            ConsistentRead=True,
+        )
+        return [from_dynamo(i) for i in items]

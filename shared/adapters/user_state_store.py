@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
+from shared.adapters.dynamo_query import query_items
 from shared.adapters.user_state_codec import decode_user_state, encode_user_state, pack_list
 from shared.domain.errors import PoisonRecord, VersionConflict
 from shared.domain.user_state import MAX_FEEDBACK_SEEN, UserState
@@ -129,17 +130,12 @@ class UserStateStore:
 
     def due_users(self, due_shard: str, now: int, limit: int = 500) -> list[tuple[str, int]]:
         """(user_id, due_at) of deferred decisions due by ``now`` in one due-index shard."""
-        out: list[tuple[str, int]] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": "due-index",
-            "KeyConditionExpression": "due_shard = :s AND due_at <= :now",
-            "ExpressionAttributeValues": {":s": due_shard, ":now": now},
-        }
-        while len(out) < limit:
-            with translated("user_state.due_users"):
-                page = self._table.query(**kwargs)
-            out.extend((str(i["user_id"]), int(i["due_at"])) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return out[:limit]
+        items = query_items(
+            self._table,
+            "user_state.due_users",
+            limit=limit,
+            IndexName="due-index",
+            KeyConditionExpression="due_shard = :s AND due_at <= :now",
+            ExpressionAttributeValues={":s": due_shard, ":now": now},
+        )
+        return [(str(i["user_id"]), int(i["due_at"])) for i in items]

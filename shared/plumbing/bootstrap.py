@@ -216,7 +216,6 @@ def send_once(deliverer: Deliverer, idempotency_table: str, dynamodb_client: Any
 
         from shared.domain.errors import TransientStorageError
 
-        delivered.pop(push.decision_id, None)
         try:
             return DeliveryResult.from_record(send(push=dataclasses.asdict(push)))
         except IdempotencyPersistenceLayerError as exc:
