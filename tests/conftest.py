@@ -43,6 +43,22 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """pytest-cov's `no_cover` pauses the tracer for a test's call only; the whole-scenario tests do most
+    of their work in module fixtures, so their set-up runs untraced too (they are covered elsewhere)."""
+    plugin = item.config.pluginmanager.get_plugin("_cov")
+    controller = getattr(plugin, "cov_controller", None)
+    if controller is None or not controller.started or item.get_closest_marker("no_cover") is None:
+        yield
+        return
+    controller.pause()
+    try:
+        yield
+    finally:
+        controller.resume()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_container() -> Iterator[None]:
     """Every test starts like a cold Lambda container: no cached clients or services."""

@@ -13,19 +13,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.domain.admission import Delivered
 from shared.plumbing import bootstrap
 from shared.plumbing.observability import handler_tools
-from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
-from shared.services.ingest import check_record
+from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, valid_event_reader
 
 logger, metrics, tracer = handler_tools()
 
 Item = Delivered[KinesisStreamRecord] | None
-
-
-def parse(record: KinesisStreamRecord) -> Item:
-    """None for records that break the contract: ingest quarantines them."""
-    stream_record = stream_record_of(record)
-    event = check_record(stream_record, bootstrap.pseudonymizer()).event
-    return None if event is None else Delivered(event, stream_record.position, record)
 
 
 def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFailure[KinesisStreamRecord]]:
@@ -41,7 +33,14 @@ def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFa
     return [CommitFailure(ref, error) for ref, error in [*result.failed, *result.poisoned]]
 
 
-consume = StreamConsumer(EventType.KinesisDataStreams, parse, commit, logger, metrics, bootstrap.features_quarantine)
+consume = StreamConsumer(
+    EventType.KinesisDataStreams,
+    valid_event_reader(bootstrap.pseudonymizer),
+    commit,
+    logger,
+    metrics,
+    bootstrap.features_quarantine,
+)
 
 
 @logger.inject_lambda_context

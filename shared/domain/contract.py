@@ -238,8 +238,11 @@ def parse_json_strictly(text: str) -> Any:
     """json.loads, refusing what a store would refuse later: duplicate keys, lone surrogates and NULs,
     NaN/Infinity, and numbers outside DynamoDB's range and precision (raises ContractViolation)."""
     try:
-        return json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_object, parse_int=_int, parse_float=_float
+        # Objects check their own keys and values; a bare string or array at the top is checked here.
+        return _checked_value(
+            json.loads(
+                text, parse_constant=_reject_constant, object_pairs_hook=_object, parse_int=_int, parse_float=_float
+            )
         )
     except _Refused as refused:
         raise ContractViolation(refused.reason, refused.detail) from None
@@ -260,8 +263,6 @@ def decode_event(raw: bytes, received_at: datetime) -> BehaviourEvent | ProfileE
     except UnicodeDecodeError as exc:
         raise ContractViolation(QuarantineReason.BAD_ENCODING, "not UTF-8") from exc
     payload = parse_json_strictly(text)
-    if isinstance(payload, str):
-        _checked_value(payload)
     if not isinstance(payload, dict):
         raise ContractViolation(QuarantineReason.NOT_AN_OBJECT, type(payload).__name__)
     version = payload.get("schema_version")

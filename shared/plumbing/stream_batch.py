@@ -31,10 +31,11 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.user_state_codec import decode_user_state
+from shared.domain.admission import Delivered
 from shared.domain.errors import NudgeError, PoisonRecord, as_poison
 from shared.domain.ports import LineWriter
 from shared.domain.user_state import StateChange
-from shared.services.ingest import Pseudonymize, StreamRecord
+from shared.services.ingest import Pseudonymize, StreamRecord, check_record
 
 T = TypeVar("T")
 R = TypeVar("R", KinesisStreamRecord, DynamoDBRecord)
@@ -233,6 +234,20 @@ def stream_record_of(record: KinesisStreamRecord) -> StreamRecord:
         data_b64=payload.data,
         arrived_at=datetime.fromtimestamp(payload.approximate_arrival_timestamp, UTC),
     )
+
+
+def valid_event_reader(
+    pseudonymizer: Callable[[], Pseudonymize | None],
+) -> Callable[[KinesisStreamRecord], Delivered[KinesisStreamRecord] | None]:
+    """The record handler of a stage downstream of ingest: the record's event as ingest admitted it, or
+    None when it breaks the contract (ingest quarantined it already, so this stage just passes it by)."""
+
+    def read(record: KinesisStreamRecord) -> Delivered[KinesisStreamRecord] | None:
+        stream_record = stream_record_of(record)
+        event = check_record(stream_record, pseudonymizer()).event
+        return None if event is None else Delivered(event, stream_record.position, record)
+
+    return read
 
 
 def correlate(logger: Logger, event: dict[str, Any]) -> None:

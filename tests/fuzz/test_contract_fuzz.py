@@ -49,6 +49,12 @@ def test_arbitrary_json_never_crashes(value: Any) -> None:
     assert verdict(json.dumps(value).encode()) != "valid" or isinstance(value, dict)
 
 
+def test_a_bad_string_at_the_top_level_is_refused_not_raised() -> None:
+    # Hypothesis found these: a NUL or a lone surrogate as the whole document once escaped decoding.
+    for document in ('"\\u0000"', '["\\ud800"]', '[["\\u0000"]]'):
+        assert verdict(document.encode()) == QuarantineReason.BAD_STRING
+
+
 @FUZZ
 @given(
     st.sampled_from(sorted(VALID)),
