@@ -36,7 +36,11 @@ from testkit import traffic
 from testkit.queues import receive_json, receive_messages
 from tests.deploy.packaging import package
 
-pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
+pytestmark = [
+    pytest.mark.deploy,
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+    pytest.mark.xdist_group("test_deploy"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
