@@ -28,7 +28,7 @@ def user_state_image() -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     from shared.adapters.user_state_codec import encode_user_state
-    from shared.domain.user_state import RecentItem, UserState, event_fingerprint
+    from shared.domain.user_state import RecentItem, UserState
 
     state = UserState(
         user_id="u-196",
@@ -44,7 +44,6 @@ def user_state_image() -> dict[str, Any]:
         ],
         consumed=["1", "2"],
         counters={"rate": 2, "profile": 1},
-        recent_event_ids=[event_fingerprint(e) for e in ("p-196", "e-1", "e-2")],
         asks_decision=True,
         decision_asked_at=int(ARRIVAL) - 300,
     )

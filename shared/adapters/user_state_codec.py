@@ -1,8 +1,7 @@
 """User state <-> its DynamoDB item.
 
 The long lists (consumed items, recent items, feedback keys, the hour histogram) are stored as
-single space-separated strings (recent items with time deltas in base 36), and the recent event
-ids as one base64 string of 8-byte fingerprints. A list attribute costs a type tag
+single space-separated strings (recent items with time deltas in base 36). A list attribute costs a type tag
 and framing per element; packed, a user with 1,000 consumed items is one attribute, which
 keeps the item (and every stream record of it) small: fewer write units per update and
 much less to (de)serialise on every read. Identifiers cannot contain spaces or "|"
@@ -11,18 +10,16 @@ much less to (de)serialise on every read. Identifiers cannot contain spaces or "
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
 from shared.domain.errors import PoisonRecord
-from shared.domain.user_state import RecentItem, UserState, event_fingerprint
+from shared.domain.user_state import RecentItem, UserState
 
 _PACKED_LISTS = ("consumed", "feedback_seen")
-# The event-id fingerprints, concatenated as bytes and base64-encoded into one string attribute
-# (a string, not Binary: stream records and the resource layer would hand back different types).
-_MARKS = "recent_event_marks"
-_FINGERPRINT_BYTES = 8
+# What items written before the event-id registry kept of the user's last event ids (fingerprints, or
+# before those the ids themselves): read past, never written (see UserState.shard_watermarks).
+_RETIRED = ("recent_event_marks", "recent_event_ids")
 # The model's history as "item|dt|k": dt the seconds since the previous entry in base 36 (the first
 # since the epoch), k one letter for the behaviour. About 9 bytes an entry instead of 21, which
 # takes a typical user from 3 write units per event to 2.
@@ -40,15 +37,6 @@ def unpack_list(packed: Any) -> list[str]:
     if isinstance(packed, list):  # items written before packing, or by hand
         return [str(v) for v in packed]
     return str(packed or "").split()
-
-
-def pack_marks(fingerprints: list[str]) -> str:
-    return base64.b64encode(b"".join(bytes.fromhex(f) for f in fingerprints)).decode()
-
-
-def unpack_marks(packed: Any) -> list[str]:
-    raw = base64.b64decode(str(packed or ""))
-    return [raw[i : i + _FINGERPRINT_BYTES].hex() for i in range(0, len(raw), _FINGERPRINT_BYTES)]
 
 
 def _base36(n: int) -> str:
@@ -84,7 +72,6 @@ def encode_user_state(state: UserState) -> dict[str, Any]:
     item = state.model_dump(exclude_none=True)
     for name in _PACKED_LISTS:
         item[name] = pack_list(item[name])
-    item[_MARKS] = pack_marks(item.pop("recent_event_ids"))
     del item["recent_items"]
     item[_RECENT] = pack_recent(state.recent_items)
     item["active_hours"] = " ".join(str(n) for n in state.active_hours)
@@ -108,10 +95,8 @@ def _decode(item: dict[str, Any]) -> UserState:
     data = from_dynamo(item)
     for name in _PACKED_LISTS:
         data[name] = unpack_list(data.get(name))
-    if _MARKS in data:
-        data["recent_event_ids"] = unpack_marks(data.pop(_MARKS))
-    else:  # an item written before fingerprints held the ids themselves
-        data["recent_event_ids"] = [event_fingerprint(i) for i in unpack_list(data.get("recent_event_ids"))]
+    for name in _RETIRED:
+        data.pop(name, None)
     recent = data.get("recent_items")
     if _RECENT in data:
         data["recent_items"] = unpack_recent(str(data.pop(_RECENT)))

@@ -14,11 +14,9 @@ from shared.domain.admission import StreamPosition
 from shared.domain.contract import MAX_ATTRIBUTES, BehaviourEvent, ProfileEvent
 from shared.domain.user_state import (
     MAX_CONSUMED_ITEMS,
-    MAX_RECENT_EVENT_IDS,
     MAX_RECENT_ITEMS,
     RecentItem,
     UserState,
-    event_fingerprint,
 )
 
 GENRE_HALF_LIFE_SECONDS = 30 * 24 * 3600
@@ -38,19 +36,16 @@ def behaviour_weight(event: BehaviourEvent) -> float:
     return BEHAVIOUR_WEIGHTS[event.type]
 
 
-def already_applied(state: UserState, event_id: str, position: StreamPosition | None) -> bool:
-    """True when a retry, an overlapping batch or a producer duplicate brings an event again."""
-    if event_fingerprint(event_id) in state.recent_event_ids:
-        return True
+def already_applied(state: UserState, position: StreamPosition | None) -> bool:
+    """True when a retried or overlapping batch brings a record again. Another record of the same
+    event id (a producer's retry) is stopped before the fold, by admission (shared/domain/admission.py)."""
     if position is None:
         return False
     mark = state.shard_watermarks.get(position.shard_id)
     return mark is not None and int(position.sequence_number) <= int(mark)
 
 
-def _remember(state: UserState, event_id: str, position: StreamPosition | None) -> None:
-    state.recent_event_ids.append(event_fingerprint(event_id))
-    del state.recent_event_ids[:-MAX_RECENT_EVENT_IDS]
+def _remember(state: UserState, position: StreamPosition | None) -> None:
     if position is not None:
         mark = state.shard_watermarks.get(position.shard_id)
         if mark is None or int(position.sequence_number) > int(mark):
@@ -114,8 +109,9 @@ def apply_event(
     genres_of: GenreLookup,
     position: StreamPosition | None = None,
 ) -> bool:
-    """Apply one event in place; False (and no change) when it was applied before."""
-    if already_applied(state, event.event_id, position):
+    """Apply one event in place; False (and no change) when its stream position was applied before.
+    Without a position (a reference fold) every event is applied: the caller passes each id once."""
+    if already_applied(state, position):
         return False
     if isinstance(event, BehaviourEvent):
         _apply_behaviour(state, event, genres_of)
@@ -123,7 +119,7 @@ def apply_event(
         _apply_profile(state, event)
     state.counters[event.type] = state.counters.get(event.type, 0) + 1
     state.last_seen = max(state.last_seen, event.epoch_seconds)
-    _remember(state, event.event_id, position)
+    _remember(state, position)
     return True
 
 

@@ -6,7 +6,6 @@ DynamoDB's 400 KB limit however long a user lives.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -14,9 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 MAX_RECENT_ITEMS = 50
 MAX_CONSUMED_ITEMS = 1000
-# Duplicates from a producer's retry arrive within seconds; 64 of the user's own events is ample,
-# and at 8 bytes a fingerprint the window costs 684 bytes of item whatever the ids look like.
-MAX_RECENT_EVENT_IDS = 64
 MAX_FEEDBACK_SEEN = 256
 HOURS_PER_DAY = 24
 
@@ -56,9 +52,10 @@ class UserState(BaseModel):
     push_token_disabled: str | None = None
     # Strict members: a stored boolean stays a boolean (lax validation turned true into 1).
     attributes: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] = Field(default_factory=dict)
-    # Fingerprints (event_fingerprint) of the user's last MAX_RECENT_EVENT_IDS event ids, oldest first.
-    recent_event_ids: list[str] = Field(default_factory=list)
-    # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly.
+    # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly. This is the
+    # fold's only duplicate guard: another record of an applied event id (a producer's retry, a reused
+    # id) never reaches the fold, because the event-id registry admits one record per id
+    # (shared/domain/admission.py), so the item keeps no event ids of its own.
     shard_watermarks: dict[str, str] = Field(default_factory=dict)
     pushes_delivered: int = 0
     pushes_opened: int = 0
@@ -76,12 +73,6 @@ class UserState(BaseModel):
     def history(self) -> list[str]:
         """Item ids oldest to newest, as the model reads them."""
         return [item.item_id for item in self.recent_items]
-
-
-def event_fingerprint(event_id: str) -> str:
-    """64 bits of BLAKE2b, in hex: ids up to 128 characters stored in 8 bytes (a collision between
-    two of one user's last 64 events has odds of about 1 in 10^17)."""
-    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 Ref = TypeVar("Ref")

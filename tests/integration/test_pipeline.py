@@ -41,7 +41,6 @@ BOOKKEEPING = {
     "shard_watermarks",
     "due_at",
     "due_shard",
-    "recent_event_ids",
     "asks_decision",
     "decision_asked_at",
 }
