@@ -19,9 +19,8 @@ from typing import Any
 from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_codec import decode_user_state
+from shared.adapters.user_state_codec import states_of
 from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.domain.errors import PoisonRecord
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from testkit.queues import receive_json
@@ -35,6 +34,9 @@ NOT_FOLDED = frozenset(
         "due_at",
         "asks_decision",
         "decision_asked_at",
+        # Where the state is stored (its profile item's version, how many consumed items are there).
+        "profile_version",
+        "consumed_flushed",
         "pushes_delivered",
         "pushes_opened",
         "pushes_dismissed",
@@ -170,20 +172,14 @@ def scan_table(pipe: LocalPipeline, output: str) -> list[dict[str, Any]]:
 
 
 def user_states(pipe: LocalPipeline) -> dict[str, UserState]:
-    """Every readable user-state item (an item no reader can decode is left out: the audit compares it
-    with nothing, and the pipeline quarantines the records that need it)."""
+    """Every readable user state, each user's two items together (a user whose items no reader can
+    decode is left out: the audit compares it with nothing, and the pipeline quarantines the records
+    that need it)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
-    states = {}
-    for raw in scan_table(pipe, "UserStateTableName"):
-        item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-        try:
-            state = decode_user_state(item)
-        except PoisonRecord:
-            continue
-        states[state.user_id] = state
-    return states
+    items = ({k: deserializer.deserialize(v) for k, v in raw.items()} for raw in scan_table(pipe, "UserStateTableName"))
+    return {user_id: state for user_id, state in states_of(items).items() if isinstance(state, UserState)}
 
 
 def ledger(pipe: LocalPipeline) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""The per-user state item the features function keeps and decide reads.
+"""The per-user state the features function keeps and decide reads.
 
-One DynamoDB item per user. Every list is bounded so the item stays far below
-DynamoDB's 400 KB limit however long a user lives.
+Stored as two DynamoDB items per user (shared/adapters/user_state_codec.py): a small hot item that
+every behaviour event rewrites, and a profile item that changes rarely. Every list is bounded so
+both stay far below DynamoDB's 400 KB limit however long a user lives.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class UserState(BaseModel):
     # "decision_id:outcome" keys already counted, so a redelivered outcome is counted once.
     feedback_seen: list[str] = Field(default_factory=list)
     due_at: int | None = None
+    # Where the state is stored (shared/adapters/user_state_codec.py): the version of the user's
+    # profile item (0: there is none yet), and how many of ``consumed``, oldest first, it holds (the
+    # newer ones ride in the hot item until enough gather to be worth rewriting the profile item).
+    profile_version: int = 0
+    consumed_flushed: int = 0
     # Whether this write asks decide for a decision (decide's stream filter passes only those), and
     # the event time of the last one that did: features asks at most once per decision interval.
     asks_decision: bool = False

@@ -101,7 +101,7 @@ def test_histories_are_bounded_and_time_ordered() -> None:
 
 
 def test_user_state_survives_the_packed_item_format() -> None:
-    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+    from shared.adapters.user_state_codec import decode_user_state, encode_items
 
     state = UserState(user_id="u1", consent=True, push_token="t", timezone="Asia/Tokyo")
     for i in range(60):
@@ -109,20 +109,22 @@ def test_user_state_survives_the_packed_item_format() -> None:
             state, rate(f"e{i}", f"item:{i}", 4.5, T0 + timedelta(hours=i)), genres_of, StreamPosition("s", str(i))
         )
     state.feedback_seen = ["d1:opened"]
-    item = encode_user_state(state)
-    assert isinstance(item["consumed"], str) and isinstance(item["recent"], str)
-    assert decode_user_state(item) == state
-    assert decode_user_state(encode_user_state(UserState(user_id="new"))) == UserState(user_id="new")
+    hot, profile = encode_items(state, "features")
+    assert isinstance(profile["consumed"], str) and isinstance(hot["recent"], str)
+    stored = state.model_copy(update={"profile_version": 1, "consumed_flushed": 60})
+    assert decode_user_state(hot, profile) == stored
+    new = UserState(user_id="new")
+    assert decode_user_state(*encode_items(new, "features")) == new.model_copy(update={"profile_version": 1})
 
 
 def test_recent_items_are_stored_as_time_deltas_and_read_back_exactly() -> None:
-    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+    from shared.adapters.user_state_codec import decode_user_state, encode_hot
 
     state = UserState(user_id="u1")
     for i, kind in enumerate(("view", "click", "add_to_cart", "purchase", "rate")):
         event = rate(f"e{i}", f"item-{i}", 4.0, T0 + timedelta(seconds=37 * i))
         apply_event(state, event.model_copy(update={"type": kind, "value": 4.0 if kind == "rate" else None}), genres_of)
-    item = encode_user_state(state)
+    item = encode_hot(state)
     first = int(T0.timestamp())
     assert item["recent"].split()[:2] == [f"item-0|{base36(first)}|v", "item-1|11|c"]  # 37 s = "11"
     assert len(item["recent"]) <= 0.5 * len(" ".join(f"{r.item_id}|{r.ts}|{r.type}" for r in state.recent_items))
@@ -144,11 +146,11 @@ def base36(n: int) -> str:
 
 
 def test_an_item_written_with_event_ids_reads_without_them() -> None:
-    from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+    from shared.adapters.user_state_codec import decode_user_state, encode_hot
 
     state = UserState(user_id="u1")
     apply_event(state, rate("e1", "1", 3.0), genres_of, StreamPosition("s", "7"))
-    item = encode_user_state(state)
+    item = encode_hot(state)
     assert "recent_event_marks" not in item and "recent_event_ids" not in item
     for retired in ({"recent_event_marks": "AAAAAAAAAAA="}, {"recent_event_ids": "e0 e1"}):
         assert decode_user_state(item | retired) == state
