@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.adapters.user_state_codec import is_profile_key
+
 # us-east-1 list prices as published (last known to the author: 2025); check them before use.
 RATES_DATE = "2025-01 (us-east-1 list prices; verify at aws.amazon.com/<service>/pricing)"
 RATES = {
@@ -433,4 +435,9 @@ def at_rate(r: Replay, events_per_s: float, shards: int) -> dict[str, Any]:
 
 def _table_kind(c: Call, tables: dict[str, str]) -> str:
     names = list(c.params.get("RequestItems", {})) or [c.params.get("TableName", "")]
-    return ",".join(sorted({tables.get(n, n) for n in names}))
+    kind = ",".join(sorted({tables.get(n, n) for n in names}))
+    # A user's profile item shares the user-state table with the hot item; its writes are told apart.
+    key = c.params.get("Key") or c.params.get("Item") or {}
+    user_id = key.get("user_id") if isinstance(key, dict) else None
+    user_id = user_id.get("S") if isinstance(user_id, dict) else user_id
+    return f"{kind}#profile" if isinstance(user_id, str) and is_profile_key(user_id) else kind

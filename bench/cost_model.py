@@ -39,12 +39,14 @@ from bench.cost_meter import (
     Replay,
     at_rate,
     fit,
+    item_size,
     latency_of,
     priced,
 )
 from bench.personalize_pricing import personalize_summary
 from bench.pricing import capacity_modes, console_lines
 from runner.pipeline import LocalPipeline
+from shared.adapters.user_state_codec import is_profile_key
 from shared.domain.catalog import CatalogItem
 from testkit import traffic
 from testkit.feedback import SimulatedUsers, engaging_share
@@ -79,10 +81,17 @@ class _Metering:
         del self.meter.calls[:]  # setting up (catalog, outbox) is not the pipeline's bill
 
     def finish(self, pipe: LocalPipeline) -> None:
+        """Average item size by DynamoDB's rules (what a write is billed by), the user-state table's hot
+        and profile items apart (shared/adapters/user_state_codec.py)."""
         dynamodb = pipe.client("dynamodb")
         for output in ("UserStateTableName", "LedgerTableName", "IdempotencyTableName", "PushCountersTableName"):
             items = dynamodb.scan(TableName=pipe.outputs[output])["Items"]
-            self.sizes[output] = round(sum(len(json.dumps(i, default=str)) for i in items) / max(1, len(items)))
+            groups: dict[str, list[int]] = {}
+            for item in items:
+                profile = output == "UserStateTableName" and is_profile_key(item["user_id"]["S"])
+                groups.setdefault(f"{output}#profile" if profile else output, []).append(item_size(item))
+            for name, sizes in groups.items():
+                self.sizes[name] = round(sum(sizes) / len(sizes))
 
 
 def replay(

@@ -199,7 +199,8 @@ def _dead_letters(sqs: Any, outputs: dict[str, str]) -> int:
 
 
 def _events_held(dynamodb: Any, table: str, user: str) -> int | None:
-    """How many events the user's state counts (None when there is no readable state)."""
+    """How many events the user's state counts (None when there is no readable state); the counters
+    are in the hot item (the one keyed by the user id), so the profile item is not read."""
     raw = dynamodb.get_item(TableName=table, Key={"user_id": {"S": user}}, ConsistentRead=True).get("Item")
     try:
         state = decode_user_state(_plain(raw)) if raw else None

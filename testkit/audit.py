@@ -19,11 +19,10 @@ from typing import Any
 from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_codec import decode_user_state
+from shared.adapters.user_state_codec import states_of
 from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
-from shared.domain.errors import PoisonRecord
 from shared.domain.fold import apply_event
-from shared.domain.user_state import MAX_RECENT_EVENT_IDS, UserState, event_fingerprint
+from shared.domain.user_state import UserState
 from testkit.queues import receive_json
 
 # Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
@@ -35,7 +34,9 @@ NOT_FOLDED = frozenset(
         "due_at",
         "asks_decision",
         "decision_asked_at",
-        "recent_event_ids",
+        # Where the state is stored (its profile item's version, how many consumed items are there).
+        "profile_version",
+        "consumed_flushed",
         "pushes_delivered",
         "pushes_opened",
         "pushes_dismissed",
@@ -171,20 +172,14 @@ def scan_table(pipe: LocalPipeline, output: str) -> list[dict[str, Any]]:
 
 
 def user_states(pipe: LocalPipeline) -> dict[str, UserState]:
-    """Every readable user-state item (an item no reader can decode is left out: the audit compares it
-    with nothing, and the pipeline quarantines the records that need it)."""
+    """Every readable user state, each user's two items together (a user whose items no reader can
+    decode is left out: the audit compares it with nothing, and the pipeline quarantines the records
+    that need it)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
-    states = {}
-    for raw in scan_table(pipe, "UserStateTableName"):
-        item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-        try:
-            state = decode_user_state(item)
-        except PoisonRecord:
-            continue
-        states[state.user_id] = state
-    return states
+    items = ({k: deserializer.deserialize(v) for k, v in raw.items()} for raw in scan_table(pipe, "UserStateTableName"))
+    return {user_id: state for user_id, state in states_of(items).items() if isinstance(state, UserState)}
 
 
 def ledger(pipe: LocalPipeline) -> list[dict[str, Any]]:
@@ -281,18 +276,6 @@ def _features_events_per_user(events: Sequence[AnyEvent]) -> dict[str, list[Beha
     return per_user
 
 
-def _applied(
-    user_events: list[BehaviourEvent | ProfileEvent], state: UserState | None, in_dlq: set[str]
-) -> tuple[list[BehaviourEvent | ProfileEvent], int]:
-    """(the events the state holds, how many it holds twice) by its event-id window when they all fit
-    in it; otherwise everything not dead-lettered, to be checked against the counters."""
-    if state is not None and len(user_events) <= MAX_RECENT_EVENT_IDS:
-        window = state.recent_event_ids
-        marks = set(window)
-        return [e for e in user_events if event_fingerprint(e.event_id) in marks], len(window) - len(marks)
-    return [e for e in user_events if e.event_id not in in_dlq], 0
-
-
 def _audit_user(
     audit: StateAudit,
     user_events: list[BehaviourEvent | ProfileEvent],
@@ -301,22 +284,33 @@ def _audit_user(
     in_dlq: set[str],
     genres_of: Callable[[str], list[str]],
 ) -> bool:
-    """Count one user's events into ``audit``; True when the state equals the fold of what it applied."""
+    """Count one user's events into ``audit``; True when the state equals the fold of what it applied.
+
+    The state keeps no event ids (admission stops a second record of an id before the fold), so which
+    events it holds is checked twice: the per-type counters must count exactly that many (more: applied
+    twice; fewer: lost), and the state must equal the reference fold of exactly those events (a loss
+    and a double that cancel in the counters still differ there). The events held are every event not
+    dead-lettered, or every event when a dead-lettered record's write had landed before its invocation
+    failed for good (the counters and the fold then both say so)."""
     base_count = sum(base.counters.values()) if base else 0
     stored_count = (sum(state.counters.values()) if state else 0) - base_count
-    applied, twice = _applied(user_events, state, in_dlq)
-    twice += max(0, stored_count - len(applied))
-    applied_ids = {e.event_id for e in applied}
-    missing = [e for e in user_events if e.event_id not in applied_ids]
-    audit.events_lost += sum(1 for e in missing if e.event_id not in in_dlq)
-    if len(user_events) > MAX_RECENT_EVENT_IDS:  # assumed applied (counters mode) but not counted: lost too
-        audit.events_lost += max(0, len(applied) - stored_count)
+
+    def reference_of(events: list[BehaviourEvent | ProfileEvent]) -> UserState:
+        reference = base.model_copy(deep=True) if base else UserState(user_id=user_events[0].user_id)
+        for event in events:
+            apply_event(reference, event, genres_of)
+        return reference
+
+    applied = [e for e in user_events if e.event_id not in in_dlq]
+    reference = reference_of(applied)
+    if state is not None and len(applied) < len(user_events) == stored_count:
+        everything = reference_of(user_events)
+        if same_fold(state, everything):
+            applied, reference = user_events, everything
+    audit.events_lost += max(0, len(applied) - stored_count)
     audit.events_applied += min(len(applied), max(stored_count, 0))
-    audit.events_applied_twice += twice
-    audit.events_dead_lettered += sum(1 for e in missing if e.event_id in in_dlq)
-    reference = base.model_copy(deep=True) if base else UserState(user_id=user_events[0].user_id)
-    for event in applied:
-        apply_event(reference, event, genres_of)
+    audit.events_applied_twice += max(0, stored_count - len(applied))
+    audit.events_dead_lettered += len(user_events) - len(applied)
     return state is not None and same_fold(state, reference)
 
 
@@ -331,8 +325,8 @@ def audit_user_state(
 
     ``events`` are the valid events in the order the stream delivers them per user (duplicates
     by event id are folded once, as the contract says). Which events a user's state holds is read
-    from its applied-event ids when they all fit in the remembered window, otherwise from the
-    per-type counters; the state must then equal the fold of exactly those events.
+    from its per-type counters (see _audit_user); the state must then equal the fold of exactly those
+    events.
     """
     per_user = _features_events_per_user(events)
     audit = StateAudit(events_in=sum(len(v) for v in per_user.values()), users=len(per_user))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.object_archive import jsonl_gz, read_jsonl_gz
-from shared.adapters.user_state_codec import decode_user_state, encode_user_state
+from shared.adapters.user_state_codec import encode_items, profile_key, states_of, with_profile
 from shared.domain.admission import Claim, EventIdRegistry
 from shared.domain.catalog import CatalogItem
 from shared.domain.decision import Action, Decision, Reason
@@ -101,8 +101,10 @@ class InMemoryArchive:
 
 
 class InMemoryUserStates:
-    """UserStateStore semantics over a dict (FoldedStates and DecidingStates), counting requests:
-    versioned conditional saves, the due index as a scan."""
+    """UserStateStore semantics over a dict of items keyed as the table is (each user's hot and profile
+    items, through the real codec), counting requests: versioned conditional saves (which write both
+    items every time: the store's choice of when to write the profile item is its own business), the
+    due index as a scan."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
@@ -111,23 +113,29 @@ class InMemoryUserStates:
 
     def get(self, user_id: str) -> UserState | None:
         self.reads += 1
-        item = self.items.get(user_id)
-        return None if item is None else decode_user_state(item)
+        found = self._states([user_id]).get(user_id)
+        if isinstance(found, PoisonRecord):
+            raise found
+        return found
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
         self.reads += 1
-        out: dict[str, UserState | PoisonRecord] = {}
-        for user_id in set(user_ids) & set(self.items):
-            try:
-                out[user_id] = decode_user_state(self.items[user_id])
-            except PoisonRecord as poison:
-                out[user_id] = poison
-        return out
+        return self._states(user_ids)
 
-    def save(self, state: UserState, expected_version: int) -> None:
+    def _states(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
+        keys = {k for user_id in user_ids for k in (user_id, profile_key(user_id))}
+        return states_of(item for key, item in self.items.items() if key in keys)
+
+    def with_profile(self, state: UserState) -> UserState:
+        self.reads += 1
+        return with_profile(state, self.items.get(profile_key(state.user_id)))
+
+    def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
         self.writes += 1
         self._check_version(state.user_id, expected_version)
-        self.items[state.user_id] = encode_user_state(state)
+        self._check_version(profile_key(state.user_id), state.profile_version)
+        hot, profile = encode_items(state.model_copy(update={"profile_version": state.profile_version + 1}), "fake")
+        self.items[state.user_id], self.items[profile_key(state.user_id)] = hot, profile
 
     def schedule(self, user_id: str, expected_version: int, due_at: int, due_shard: str, writer: str) -> None:
         self.writes += 1
@@ -161,17 +169,17 @@ class InMemoryUserStates:
 
     def _set_if_token(self, user_id: str, token: str, writer: str, **fields: Any) -> None:
         self.writes += 1
-        item = self.items.get(user_id)
+        item = self.items.get(profile_key(user_id))
         if item is None or item.get("push_token") != token:
             return  # the user's token changed meanwhile: this record is about a device they left
         item.update(fields, last_writer=writer, version=int(item["version"]) + 1)
 
-    def _check_version(self, user_id: str, expected_version: int) -> None:
-        current = self.items.get(user_id)
+    def _check_version(self, key: str, expected_version: int) -> None:
+        current = self.items.get(key)
         if (current is None and expected_version != 0) or (
             current is not None and int(current["version"]) != expected_version
         ):
-            raise VersionConflict(user_id)
+            raise VersionConflict(key)
 
 
 class InMemoryCatalog:

@@ -24,19 +24,16 @@ SHARD = "shardId-000000000000"
 
 
 def user_state_image() -> dict[str, Any]:
-    """The NewImage of a write features makes: the packed item format, asking for a decision."""
+    """The NewImage of a write features makes: the hot item, asking for a decision."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from shared.adapters.user_state_codec import encode_user_state
-    from shared.domain.user_state import RecentItem, UserState, event_fingerprint
+    from shared.adapters.user_state_codec import encode_hot
+    from shared.domain.user_state import RecentItem, UserState
 
     state = UserState(
         user_id="u-196",
         version=3,
         last_writer="features",
-        consent=True,
-        push_token="fcm:dGVzdC10b2tlbi0xOTY",
-        timezone="UTC",
         last_seen=int(ARRIVAL) - 120,
         recent_items=[
             RecentItem(item_id="1", ts=int(ARRIVAL) - 300, type="rate"),
@@ -44,12 +41,11 @@ def user_state_image() -> dict[str, Any]:
         ],
         consumed=["1", "2"],
         counters={"rate": 2, "profile": 1},
-        recent_event_ids=[event_fingerprint(e) for e in ("p-196", "e-1", "e-2")],
         asks_decision=True,
         decision_asked_at=int(ARRIVAL) - 300,
     )
     serializer = TypeSerializer()
-    return {k: serializer.serialize(v) for k, v in encode_user_state(state).items()}
+    return {k: serializer.serialize(v) for k, v in encode_hot(state).items()}
 
 
 def _iso(offset_seconds: float) -> str:

@@ -32,7 +32,7 @@ from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline, PipelineHook, PipelineStats
 from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
-from shared.adapters.user_state_codec import encode_user_state
+from shared.adapters.user_state_codec import encode_items
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import FeedbackEvent
 from shared.domain.user_state import UserState
@@ -196,7 +196,8 @@ def _set_up(pipe: LocalPipeline, scenario: Scenario) -> str | None:
     if spec.initial_states:
         with dynamodb.Table(outputs["UserStateTableName"]).batch_writer() as batch:
             for state in spec.initial_states:
-                batch.put_item(Item=encode_user_state(state.model_copy(update={"last_writer": BACKFILL_WRITER})))
+                for item in encode_items(state.model_copy(update={"last_writer": BACKFILL_WRITER}), BACKFILL_WRITER):
+                    batch.put_item(Item=item)
     if spec.policy is not None:
         pipe.run_inside("DecideFunction", spec.policy)
     if scenario.timeline.catch_up is not None:

@@ -1,71 +1,112 @@
-"""The user-state table: batch reads and version-conditional writes."""
+"""The user-state table: each user's hot and profile items, batch reads and version-conditional writes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.dynamo_query import query_items
-from shared.adapters.user_state_codec import decode_user_state, encode_user_state, pack_list
+from shared.adapters.user_state_codec import (
+    encode_hot,
+    encode_profile,
+    pack_list,
+    profile_key,
+    states_of,
+    tail_is_full,
+    with_profile,
+)
 from shared.domain.errors import PoisonRecord, VersionConflict
 from shared.domain.user_state import MAX_FEEDBACK_SEEN, UserState
 
 
 class UserStateStore:
+    """Each user's state as its two items (shared/adapters/user_state_codec.py): reads take both in one
+    request; a fold's save writes the hot item, and the profile item only when its part changed."""
+
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._dynamodb = dynamodb
         self._table_name = table_name
         self._table = dynamodb.Table(table_name)
 
     def get(self, user_id: str) -> UserState | None:
-        with translated("user_state.get"):
-            item = self._table.get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
-        return None if item is None else decode_user_state(item)
-
-    def delete(self, user_id: str) -> bool:
-        """Remove the user's item (erasure); True when there was one."""
-        with translated("user_state.delete"):
-            response = self._table.delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
-        return bool(response.get("Attributes"))
+        found = self._read([user_id]).get(user_id)
+        if isinstance(found, PoisonRecord):
+            raise found
+        return found
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
         """Strongly consistent batch read; users never seen before are simply absent, and a user whose
-        item cannot be read maps to the PoisonRecord saying so (the others are read all the same)."""
-        items = batch_get(self._dynamodb, self._table_name, "user_id", list(user_ids), consistent=True)
-        out: dict[str, UserState | PoisonRecord] = {}
-        for item in items:
-            try:
-                out[str(item["user_id"])] = decode_user_state(item)
-            except PoisonRecord as poison:
-                out[str(item["user_id"])] = poison
-        return out
+        items cannot be read maps to the PoisonRecord saying so (the others are read all the same)."""
+        return self._read(user_ids)
 
-    def save(self, state: UserState, expected_version: int) -> None:
-        """Write the whole item if nobody wrote since we read ``expected_version``.
+    def _read(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
+        keys = [k for user_id in user_ids for k in (user_id, profile_key(user_id))]
+        return states_of(batch_get(self._dynamodb, self._table_name, "user_id", keys, consistent=True))
 
+    def with_profile(self, state: UserState) -> UserState:
+        """A state decoded from a hot item's stream image, completed with the user's profile item."""
+        with translated("user_state.get_profile"):
+            profile = self._table.get_item(Key={"user_id": profile_key(state.user_id)}, ConsistentRead=True)
+        return with_profile(state, profile.get("Item"))
+
+    def delete(self, user_id: str) -> bool:
+        """Remove the user's items (erasure); True when there was one."""
+        removed = False
+        for key in (user_id, profile_key(user_id)):
+            with translated("user_state.delete"):
+                response = self._table.delete_item(Key={"user_id": key}, ReturnValues="ALL_OLD")
+            removed |= bool(response.get("Attributes"))
+        return removed
+
+    def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
+        """Write the fold if nobody wrote since we read ``expected_version`` (of the hot item) and, when
+        the profile item must be written too, ``state.profile_version`` (of the profile item).
+
+        The profile item is written when ``profile_changed`` (a profile event was folded), when the user
+        has none yet (a new user, or an item written before the split: write new), and when the
+        consumed items riding in the hot item are due to move. It goes first: if the hot put then fails,
+        the retry re-reads both and folds again onto the new profile item, which holds nothing the
+        fold would apply twice (profile fields are set, not added; consumed items are counted once).
         Raises VersionConflict otherwise; the caller re-reads and re-applies.
         """
-        item = encode_user_state(state)
+        if profile_changed or state.profile_version == 0 or tail_is_full(state):
+            version = state.profile_version + 1
+            self._put(
+                encode_profile(state, version, state.last_writer), state.profile_version, "user_state.save_profile"
+            )
+            state = state.model_copy(update={"profile_version": version, "consumed_flushed": len(state.consumed)})
+        self._put(encode_hot(state), expected_version, "user_state.save")
+
+    def _put(self, item: dict[str, Any], expected_version: int, operation: str) -> None:
+        kwargs: dict[str, Any] = {"Item": item}
         if expected_version == 0:
-            condition = "attribute_not_exists(user_id)"
-            values: dict[str, Any] = {}
+            kwargs["ConditionExpression"] = "attribute_not_exists(user_id)"
         else:
-            condition = "version = :expected"
-            values = {":expected": expected_version}
-        with translated("user_state.save"):
-            kwargs: dict[str, Any] = {"Item": item, "ConditionExpression": condition}
-            if values:
-                kwargs["ExpressionAttributeValues"] = values
+            kwargs["ConditionExpression"] = "version = :expected"
+            kwargs["ExpressionAttributeValues"] = {":expected": expected_version}
+        with translated(operation):
             self._table.put_item(**kwargs)
 
     def record_feedback(self, state: UserState, seen_key: str, outcome: str, at: int, writer: str) -> None:
-        """Count one push outcome, conditional on the version read (VersionConflict otherwise)."""
-        seen = pack_list([*state.feedback_seen, seen_key][-MAX_FEEDBACK_SEEN:])
+        """Count one push outcome in the profile item, conditional on its version as read
+        (VersionConflict otherwise). The hot item is not written, so decide is not triggered."""
+        seen = [*state.feedback_seen, seen_key][-MAX_FEEDBACK_SEEN:]
+        if state.profile_version == 0:  # an item written before the split: the count writes the new shape
+            counted = state.model_copy(
+                update={
+                    f"pushes_{outcome}": getattr(state, f"pushes_{outcome}") + 1,
+                    "last_feedback_at": at,
+                    "feedback_seen": seen,
+                }
+            )
+            self._put(encode_profile(counted, 1, writer), 0, "user_state.record_feedback")
+            return
         with translated("user_state.record_feedback"):
             self._table.update_item(
-                Key={"user_id": state.user_id},
+                Key={"user_id": profile_key(state.user_id)},
                 UpdateExpression="ADD #c :one, version :one "
                 "SET last_feedback_at = :at, last_writer = :w, feedback_seen = :seen",
                 ConditionExpression="version = :expected",
@@ -74,8 +115,8 @@ class UserStateStore:
                     ":one": 1,
                     ":at": at,
                     ":w": writer,
-                    ":seen": seen,
-                    ":expected": state.version,
+                    ":seen": pack_list(seen),
+                    ":expected": state.profile_version,
                 },
             )
 
@@ -102,18 +143,33 @@ class UserStateStore:
         self._set_if_token(user_id, token, writer, "push_token_disabled = :t", {})
 
     def _set_if_token(self, user_id: str, token: str, writer: str, assignments: str, values: dict[str, Any]) -> None:
-        """SET ``assignments`` (``:t`` is the token) unless the user's token changed meanwhile; bumps the
-        version so a concurrent fold re-reads rather than writing its older copy over this."""
-        try:
-            with translated("user_state.delivery_record"):
-                self._table.update_item(
-                    Key={"user_id": user_id},
-                    UpdateExpression=f"SET {assignments}, last_writer = :w ADD version :one",
-                    ConditionExpression="push_token = :t",
-                    ExpressionAttributeValues={":t": token, ":w": writer, ":one": 1, **values},
-                )
-        except VersionConflict:
-            return  # a newer token arrived: this record is about one the user no longer has
+        """SET ``assignments`` (``:t`` is the token) in the profile item unless the user's token changed
+        meanwhile; bumps its version so a concurrent profile write re-reads rather than writing its
+        older copy over this. A user whose items predate the split gets a profile item first."""
+        for _ in range(2):
+            try:
+                with translated("user_state.delivery_record"):
+                    self._table.update_item(
+                        Key={"user_id": profile_key(user_id)},
+                        UpdateExpression=f"SET {assignments}, last_writer = :w ADD version :one",
+                        ConditionExpression="push_token = :t",
+                        ExpressionAttributeValues={":t": token, ":w": writer, ":one": 1, **values},
+                    )
+                return
+            except VersionConflict:
+                if not self._split(user_id, writer):
+                    return  # a newer token arrived: this record is about one the user no longer has
+
+    def _split(self, user_id: str, writer: str) -> bool:
+        """Write the profile item of a user whose only item predates the split; False when there is
+        nothing to split (the profile item exists, or the user has no state)."""
+        state = self.get(user_id)
+        if state is None or state.profile_version:
+            return False
+        # Another writer may split it first (VersionConflict): the caller's update then goes to theirs.
+        with contextlib.suppress(VersionConflict):
+            self._put(encode_profile(state, 1, writer), 0, "user_state.split")
+        return True
 
     def clear_due(self, user_id: str, due_at: int, writer: str) -> None:
         """Take the user off the due-index, unless a newer deferral replaced this one."""

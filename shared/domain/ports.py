@@ -41,13 +41,18 @@ class FoldedStates(UserStateReader, Protocol):
 
     def get_many(self, user_ids: Iterable[str]) -> Mapping[str, UserState | PoisonRecord]: ...
 
-    def save(self, state: UserState, expected_version: int) -> None:
-        """Raises VersionConflict when the stored version is not ``expected_version``."""
+    def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
+        """Raises VersionConflict when the stored version is not ``expected_version`` (or the rarely
+        changing part, written too when ``profile_changed``, is not at ``state.profile_version``)."""
         ...
 
 
 class DecidingStates(UserStateReader, Protocol):
     """What decide needs: deferrals on the due index, and delivery's records of the user's device."""
+
+    def with_profile(self, state: UserState) -> UserState:
+        """A state read from a change record (which carries only the often-changing part) made whole."""
+        ...
 
     def record_endpoint(self, user_id: str, token: str, endpoint: str, writer: str) -> None:
         """Remember the endpoint a push to ``token`` went through (if the user still has that token)."""

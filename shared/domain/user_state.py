@@ -1,12 +1,12 @@
-"""The per-user state item the features function keeps and decide reads.
+"""The per-user state the features function keeps and decide reads.
 
-One DynamoDB item per user. Every list is bounded so the item stays far below
-DynamoDB's 400 KB limit however long a user lives.
+Stored as two DynamoDB items per user (shared/adapters/user_state_codec.py): a small hot item that
+every behaviour event rewrites, and a profile item that changes rarely. Every list is bounded so
+both stay far below DynamoDB's 400 KB limit however long a user lives.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -14,9 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 MAX_RECENT_ITEMS = 50
 MAX_CONSUMED_ITEMS = 1000
-# Duplicates from a producer's retry arrive within seconds; 64 of the user's own events is ample,
-# and at 8 bytes a fingerprint the window costs 684 bytes of item whatever the ids look like.
-MAX_RECENT_EVENT_IDS = 64
 MAX_FEEDBACK_SEEN = 256
 HOURS_PER_DAY = 24
 
@@ -56,9 +53,10 @@ class UserState(BaseModel):
     push_token_disabled: str | None = None
     # Strict members: a stored boolean stays a boolean (lax validation turned true into 1).
     attributes: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] = Field(default_factory=dict)
-    # Fingerprints (event_fingerprint) of the user's last MAX_RECENT_EVENT_IDS event ids, oldest first.
-    recent_event_ids: list[str] = Field(default_factory=list)
-    # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly.
+    # Highest Kinesis sequence number applied per shard: a retried batch is skipped exactly. This is the
+    # fold's only duplicate guard: another record of an applied event id (a producer's retry, a reused
+    # id) never reaches the fold, because the event-id registry admits one record per id
+    # (shared/domain/admission.py), so the item keeps no event ids of its own.
     shard_watermarks: dict[str, str] = Field(default_factory=dict)
     pushes_delivered: int = 0
     pushes_opened: int = 0
@@ -68,6 +66,11 @@ class UserState(BaseModel):
     # "decision_id:outcome" keys already counted, so a redelivered outcome is counted once.
     feedback_seen: list[str] = Field(default_factory=list)
     due_at: int | None = None
+    # Where the state is stored (shared/adapters/user_state_codec.py): the version of the user's
+    # profile item (0: there is none yet), and how many of ``consumed``, oldest first, it holds (the
+    # newer ones ride in the hot item until enough gather to be worth rewriting the profile item).
+    profile_version: int = 0
+    consumed_flushed: int = 0
     # Whether this write asks decide for a decision (decide's stream filter passes only those), and
     # the event time of the last one that did: features asks at most once per decision interval.
     asks_decision: bool = False
@@ -76,12 +79,6 @@ class UserState(BaseModel):
     def history(self) -> list[str]:
         """Item ids oldest to newest, as the model reads them."""
         return [item.item_id for item in self.recent_items]
-
-
-def event_fingerprint(event_id: str) -> str:
-    """64 bits of BLAKE2b, in hex: ids up to 128 characters stored in 8 bytes (a collision between
-    two of one user's last 64 events has odds of about 1 in 10^17)."""
-    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 Ref = TypeVar("Ref")

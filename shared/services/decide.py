@@ -216,9 +216,9 @@ class DecideService:
         for user_changes in by_user.values():
             newest = max(user_changes, key=lambda c: c.state.version)
             try:
-                decision, handover = self.decide_and_hand_over(
-                    newest.state, newest.changed_at, f"state:{newest.state.version}"
-                )
+                # The change carries the hot part of the state; consent, token and the rest are read.
+                state = self._states.with_profile(newest.state)
+                decision, handover = self.decide_and_hand_over(state, newest.changed_at, f"state:{state.version}")
             except Exception as error:  # poison is quarantined, the rest retried
                 poison = as_poison(error)
                 if poison is not None:

@@ -140,7 +140,11 @@ class FeaturesService:
                 state.decision_asked_at = asked_at
             try:
                 result.write_requests += 1
-                self._states.save(state, expected_version=expected)
+                self._states.save(
+                    state,
+                    expected_version=expected,
+                    profile_changed=any(isinstance(event, ProfileEvent) for event in applied),
+                )
             except VersionConflict:
                 result.version_conflicts += 1
                 continue

@@ -195,7 +195,8 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     archived = [line for key in archive.keys("archive/") for line in archive.read_lines(key)]
     assert len(archived) == len(records)
     states = dynamodb.Table(outputs["UserStateTableName"]).scan()["Items"]
-    assert {s["user_id"] for s in states} == set(users)
+    # Each user's hot item and profile item (shared/adapters/user_state_codec.py).
+    assert {s["user_id"] for s in states} == {k for u in users for k in (u, f"{u}#profile")}
     ledger = [from_dynamo(i) for i in dynamodb.Table(outputs["LedgerTableName"]).scan()["Items"]]
     assert ledger, "decide ran on the deployed user-state stream"
     pushes = receive_json(pipeline, outbox)
@@ -209,7 +210,8 @@ def test_pipeline_runs_on_the_deployed_stack(pipeline: LocalPipeline) -> None:
     erased = pipeline.invoke("EraseFunction", {"user_ids": ["u0"]})
     assert erased.ok and erased.response["users"] == 1 and erased.response["lines_removed"] == 5
     states = dynamodb.Table(outputs["UserStateTableName"]).scan()["Items"]
-    assert {s["user_id"] for s in states} == set(users) - {"u0"}
+    # Both of the erased user's items are gone.
+    assert {s["user_id"] for s in states} == {k for u in users for k in (u, f"{u}#profile")} - {"u0", "u0#profile"}
     archived = [line for key in archive.keys("archive/") for line in archive.read_lines(key)]
     assert len(archived) == len(records) - 5 and all(line["event"]["user_id"] != "u0" for line in archived)
 

@@ -263,4 +263,5 @@ def test_pseudonymous_ids_never_store_the_raw_id_and_erase_by_raw_id(tmp_path: P
         assert result.ok, result.error_payload()
         assert_erased(pipe, {TARGET, target_pseudonym, *decisions})
         others = {Pseudonymizer(KEY.encode())(u) for u in OTHERS}
-        assert {json.loads(i)["user_id"]["S"] for i in table_items(pipe)["UserStateTable"]} == others
+        keys = {json.loads(i)["user_id"]["S"] for i in table_items(pipe)["UserStateTable"]}
+        assert keys == {k for u in others for k in (u, f"{u}#profile")}  # hot and profile items

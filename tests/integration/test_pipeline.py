@@ -19,7 +19,7 @@ from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_codec import decode_user_state
+from shared.adapters.user_state_codec import states_of
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
@@ -41,9 +41,10 @@ BOOKKEEPING = {
     "shard_watermarks",
     "due_at",
     "due_shard",
-    "recent_event_ids",
     "asks_decision",
     "decision_asked_at",
+    "profile_version",
+    "consumed_flushed",
 }
 
 
@@ -135,10 +136,12 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
     for event in good:
         state = reference.setdefault(event.user_id, UserState(user_id=event.user_id))
         apply_event(state, event, lambda item: GENRES.get(item, []))
-    stored = {s["user_id"]: decode_user_state(s) for s in scan(pipeline, "UserStateTableName")}
+    stored = states_of(scan(pipeline, "UserStateTableName"))
     assert set(stored) == set(reference)
     for user, ref in reference.items():
-        got = stored[user].model_dump(exclude=BOOKKEEPING)
+        held = stored[user]
+        assert isinstance(held, UserState)
+        got = held.model_dump(exclude=BOOKKEEPING)
         want = ref.model_dump(exclude=BOOKKEEPING)
         assert got.pop("genre_affinity") == pytest.approx(want.pop("genre_affinity"))
         assert got == want, user
@@ -176,8 +179,8 @@ def test_events_flow_through_every_function_and_nothing_is_lost(pipeline: LocalP
     assert pipeline.pump().quiescent
     row = next(r for r in scan(pipeline, "LedgerTableName") if r["decision_id"] == push["decision_id"])
     assert set(row["outcomes"]) == {"opened"}
-    user_state = next(s for s in scan(pipeline, "UserStateTableName") if s["user_id"] == push["user_id"])
-    assert decode_user_state(user_state).pushes_opened == 1
+    user_state = states_of(scan(pipeline, "UserStateTableName"))[push["user_id"]]
+    assert isinstance(user_state, UserState) and user_state.pushes_opened == 1
     assert [line["status"] for line in read_lines(pipeline, "feedback/")].count("joined") == 1
 
 

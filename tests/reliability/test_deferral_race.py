@@ -56,7 +56,7 @@ def test_a_deferral_is_kept_unless_the_racing_events_asked_for_a_decision(
         assert current is not None
         newer = current.model_copy(update={"version": current.version + 1, "last_writer": "features"})
         newer.asks_decision = asks_decision
-        store.save(newer, expected_version=current.version)
+        store.save(newer, expected_version=current.version, profile_changed=False)
         service._states.schedule = schedule  # type: ignore[method-assign]
         schedule(*args, **kwargs)
 

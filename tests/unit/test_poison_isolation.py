@@ -32,12 +32,12 @@ class RefusingStates(InMemoryUserStates):
         super().__init__()
         self.throttled = throttled
 
-    def save(self, state: UserState, expected_version: int) -> None:
+    def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
         if state.user_id in self.throttled:
             raise TransientStorageError("user_state.save: ProvisionedThroughputExceededException")
         if "refused" in state.attributes:
             raise PoisonRecord("store_refused", "user_state.save: ValidationException")
-        super().save(state, expected_version)
+        super().save(state, expected_version, profile_changed=profile_changed)
 
 
 def view(user: str, n: int) -> BehaviourEvent:
