@@ -158,6 +158,7 @@ class HotSwap(ModelSource):
         self._served = default
         self._lock = threading.Lock()
         self._checked_at: float | None = None
+        self._first_check_done = False
         # A version that failed to load is not tried again until the pointer names another one or a
         # TTL has passed (each check retries it once: a transient S3 error heals, a bad folder keeps failing).
         self._pointer: ModelPointer | None = None
@@ -168,18 +169,25 @@ class HotSwap(ModelSource):
         return self._pointer
 
     def current(self) -> ServedModel:
-        if self._due():
-            self._check()
+        # One check at a time, and once the first is done nobody waits for one: while a caller re-reads
+        # the pointer (and maybe loads a version), the others go on with the model in use. Checks never
+        # overlap, so a slow load cannot land after a newer pointer's. Before the first check everyone
+        # waits for it: the bootstrap default must not serve while the pointer's champion is loading.
+        if self._lock.acquire(blocking=not self._first_check_done):
+            try:
+                if self._due():
+                    self._check()
+                self._first_check_done = True
+            finally:
+                self._lock.release()
         return self._served
 
     def _due(self) -> bool:
-        # Only the first caller after the TTL checks; the others go on with the model in use.
         now = self._clock()
-        with self._lock:
-            if self._checked_at is not None and now - self._checked_at < self._ttl:
-                return False
-            self._checked_at = now
-            return True
+        if self._checked_at is not None and now - self._checked_at < self._ttl:
+            return False
+        self._checked_at = now
+        return True
 
     def _check(self) -> None:
         try:
