@@ -111,11 +111,24 @@ class ModelPointer(BaseModel):
         return cls(champion=version)
 
 
+def challenger_draw(user_id: str) -> float:
+    """A uniform number in [0, 1) fixed by the user id: the user is in the challenger's share when it is
+    below ``challenger_share``. Not salted with a version, so raising the share only adds users, and a
+    user never flips between two models from one decision to the next."""
+    digest = hashlib.sha256(f"challenger\x1f{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8]) / 2**64
+
+
 class ModelSource:
-    """Decide's view of what it serves: ``current()`` returns one consistent (model, calibration, version)."""
+    """Decide's view of what it serves: one consistent (model, calibration, version) per decision."""
 
     def current(self) -> ServedModel:
+        """The champion."""
         raise NotImplementedError
+
+    def for_user(self, user_id: str) -> ServedModel:
+        """What serves this user: the champion, unless a challenger has the user's share."""
+        return self.current()
 
 
 @dataclass(frozen=True)
@@ -128,14 +141,29 @@ class FixedModel(ModelSource):
         return self.served
 
 
-class HotSwap(ModelSource):
-    """Serves the pointer's champion, re-reading the pointer at most every ``ttl_seconds``.
+@dataclass(frozen=True)
+class Serving:
+    """Everything a container serves at one moment, swapped as one reference."""
 
-    A changed champion is loaded beside the one in use, then swapped in by replacing one reference, so
-    a decision that already took ``current()`` finishes on the model it started with, and no caller
-    ever waits for a load except the one that noticed the change. Nothing here ever raises: a pointer
-    that cannot be read, or a version that cannot be loaded (missing, corrupt, calibration for another
-    graph), is logged as an error and the model in use goes on serving until the next check.
+    champion: ServedModel
+    challenger: ServedModel | None = None
+    challenger_share: float = 0.0
+
+    def for_user(self, user_id: str) -> ServedModel:
+        if self.challenger is not None and challenger_draw(user_id) < self.challenger_share:
+            return self.challenger
+        return self.champion
+
+
+class HotSwap(ModelSource):
+    """Serves the pointer's champion (and challenger), re-reading the pointer at most every ``ttl_seconds``.
+
+    A changed version is loaded beside the ones in use, then swapped in by replacing one reference, so
+    a decision that already took its model finishes on it, and no caller ever waits for a load except
+    the one that noticed the change. Nothing here ever raises: a pointer that cannot be read, or a
+    version that cannot be loaded (missing, corrupt, calibration for another graph), is logged as an
+    error and what is in use goes on serving until the next check (a refused challenger: the champion
+    serves everyone).
     """
 
     def __init__(
@@ -155,12 +183,10 @@ class HotSwap(ModelSource):
         self._clock = clock
         self._on_swap = on_swap
         self._on_refused = on_refused
-        self._served = default
+        self._serving = Serving(default)
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._first_check_done = False
-        # A version that failed to load is not tried again until the pointer names another one or a
-        # TTL has passed (each check retries it once: a transient S3 error heals, a bad folder keeps failing).
         self._pointer: ModelPointer | None = None
 
     @property
@@ -169,8 +195,14 @@ class HotSwap(ModelSource):
         return self._pointer
 
     def current(self) -> ServedModel:
+        return self.serving().champion
+
+    def for_user(self, user_id: str) -> ServedModel:
+        return self.serving().for_user(user_id)
+
+    def serving(self) -> Serving:
         # One check at a time, and once the first is done nobody waits for one: while a caller re-reads
-        # the pointer (and maybe loads a version), the others go on with the model in use. Checks never
+        # the pointer (and maybe loads a version), the others go on with the models in use. Checks never
         # overlap, so a slow load cannot land after a newer pointer's. Before the first check everyone
         # waits for it: the bootstrap default must not serve while the pointer's champion is loading.
         if self._lock.acquire(blocking=not self._first_check_done):
@@ -180,7 +212,7 @@ class HotSwap(ModelSource):
                 self._first_check_done = True
             finally:
                 self._lock.release()
-        return self._served
+        return self._serving
 
     def _due(self) -> bool:
         now = self._clock()
@@ -196,28 +228,45 @@ class HotSwap(ModelSource):
             self._refused("pointer", exc)
             return
         self._pointer = pointer
+        before = self._serving
         # No pointer yet (a fresh stack): the bootstrap default serves.
-        wanted = pointer.champion if pointer is not None else self._default.version
-        if wanted == self._served.version:
+        champion = self._obtain(pointer.champion if pointer is not None else self._default.version)
+        if champion is None:
+            return  # refused: everything in use goes on serving
+        challenger = None
+        if pointer is not None and pointer.challenger is not None and pointer.challenger_share > 0:
+            challenger = self._obtain(pointer.challenger)
+        share = pointer.challenger_share if challenger is not None and pointer is not None else 0.0
+        after = Serving(champion, challenger, share)
+        if after == before:
             return
-        if wanted == self._default.version:
-            loaded = self._default
-        else:
-            try:
-                loaded = self._load(wanted)
-            except Exception as exc:
-                self._refused(wanted, exc)
-                return
-            if loaded.version != wanted:  # a loader bug must not mislabel the ledger
-                self._refused(wanted, ModelRegistryError(f"loaded {loaded.version}, wanted {wanted}"))
-                return
-        before = self._served.version
-        self._served = loaded  # the switch: one reference, atomic under the GIL
-        logger.warning("model swapped: %s -> %s", before, loaded.version)
+        self._serving = after  # the switch: one reference, atomic under the GIL
+        logger.warning("models swapped: %s -> %s", _label(before), _label(after))
         if self._on_swap is not None:
-            self._on_swap(before, loaded.version)
+            self._on_swap(_label(before), _label(after))
+
+    def _obtain(self, version: str) -> ServedModel | None:
+        """A version already in use, the default, or freshly loaded; None (logged) when it cannot be."""
+        for served in (self._serving.champion, self._serving.challenger, self._default):
+            if served is not None and served.version == version:
+                return served
+        try:
+            loaded = self._load(version)
+        except Exception as exc:
+            self._refused(version, exc)
+            return None
+        if loaded.version != version:  # a loader bug must not mislabel the ledger
+            self._refused(version, ModelRegistryError(f"loaded {loaded.version}, wanted {version}"))
+            return None
+        return loaded
 
     def _refused(self, what: str, exc: Exception) -> None:
-        logger.error("model %s refused, still serving %s: %s", what, self._served.version, exc)
+        logger.error("model %s refused, still serving %s: %s", what, _label(self._serving), exc)
         if self._on_refused is not None:
             self._on_refused(what, exc)
+
+
+def _label(serving: Serving) -> str:
+    if serving.challenger is None:
+        return serving.champion.version
+    return f"{serving.champion.version} + {serving.challenger.version} ({serving.challenger_share:.0%})"

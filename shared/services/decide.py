@@ -142,9 +142,9 @@ class DecideService:
         return self.decide_and_hand_over(state, now, trigger)[0]
 
     def decide_and_hand_over(self, state: UserState, now: int, trigger: str) -> tuple[Decision, Handover]:
-        # One snapshot for the whole decision: a swap during it cannot mix two versions' scores,
-        # calibration and ledger label.
-        served = self._models.current()
+        # One snapshot for the whole decision (the champion, or the challenger for its share of users):
+        # a swap during it cannot mix two versions' scores, calibration and ledger label.
+        served = self._models.for_user(state.user_id)
         history = state.history()
         stamps = [item.ts for item in state.recent_items]
         candidates = recommend_in_context(served.recommender, [history], self._config.candidates, [stamps], now)[0]

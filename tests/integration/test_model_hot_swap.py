@@ -18,7 +18,7 @@ from shared.adapters.catalog import Catalog
 from shared.adapters.ledger import Ledger
 from shared.adapters.model_registry import S3ModelRegistry, SsmModelPointer, load_served_model
 from shared.domain.catalog import CatalogItem
-from shared.domain.model_registry import HotSwap, ModelPointer
+from shared.domain.model_registry import HotSwap, ModelPointer, challenger_draw
 from shared.domain.policy import PolicyConfig, RulesPolicy
 from shared.domain.user_state import RecentItem, StateChange, UserState
 from shared.services.decide import DecideConfig, DecideService
@@ -162,3 +162,15 @@ def test_a_promotion_is_served_once_the_ttl_has_passed(world: dict[str, Any]) ->
     pointer.write(pointer.read().rolled_back())
     clock.advance(TTL)
     assert decide("rolled-back") == a
+
+
+def test_the_challenger_decides_for_its_share_of_users_and_the_ledger_says_so(world: dict[str, Any]) -> None:
+    a, b, pointer, clock, service, table = (world[k] for k in ("a", "b", "pointer", "clock", "service", "table"))
+    pointer.write(pointer.read().with_challenger(b, 0.5))
+    clock.advance(TTL)
+    names = [f"c-{i}" for i in range(30)]
+    result = service.decide_changes([StateChange(user(name), NOON, name) for name in names])
+    assert result.failed == [] and result.poisoned == []
+    rows = {row["user_id"]: row["model_version"] for row in table.scan()["Items"]}
+    expected = {name: b if challenger_draw(name) < 0.5 else a for name in names}
+    assert rows == expected and set(expected.values()) == {a, b}

@@ -223,3 +223,36 @@ def _decide_env() -> dict[str, str]:
         "push_topic_arn": "arn:aws:sns:us-east-1:1:topic",
         "archive_bucket": BUCKET,
     }
+
+
+def test_a_challenger_serves_a_stable_share_of_users() -> None:
+    clock = Clock()
+    pointer = ModelPointer.first("champ.aaaaaaaaaaaa").with_challenger("chall.bbbbbbbbbbbb", 0.2)
+    state: dict[str, ModelPointer] = {"pointer": pointer}
+    loads: list[str] = []
+
+    def load(version: str) -> ServedModel:
+        loads.append(version)
+        if version.startswith("broken"):
+            raise ModelLoadError("no calibration.json")
+        return served(version)
+
+    swap = HotSwap(served("layer-1"), lambda: state["pointer"], load, ttl_seconds=60, clock=clock)
+    users = [f"user-{i}" for i in range(10_000)]
+    first = {user: swap.for_user(user).version for user in users}
+    share = sum(version == "chall.bbbbbbbbbbbb" for version in first.values()) / len(users)
+    assert share == pytest.approx(0.2, abs=0.015)
+    assert set(first.values()) == {"champ.aaaaaaaaaaaa", "chall.bbbbbbbbbbbb"}
+    assert swap.current().version == "champ.aaaaaaaaaaaa"
+    clock.now += 60  # a re-check of the same pointer: nobody moves, nothing is loaded again
+    assert {user: swap.for_user(user).version for user in users} == first and len(loads) == 2
+    # A larger share keeps every user it had and only adds others.
+    state["pointer"] = pointer.with_challenger("chall.bbbbbbbbbbbb", 0.5)
+    clock.now += 60
+    wider = {user: swap.for_user(user).version for user in users}
+    assert all(wider[u] == "chall.bbbbbbbbbbbb" for u in users if first[u] == "chall.bbbbbbbbbbbb")
+    assert sum(v == "chall.bbbbbbbbbbbb" for v in wider.values()) / len(users) == pytest.approx(0.5, abs=0.015)
+    # A challenger that cannot load: the champion serves everyone.
+    state["pointer"] = pointer.with_challenger("broken.cccccccccccc", 0.5)
+    clock.now += 60
+    assert {swap.for_user(user).version for user in users} == {"champ.aaaaaaaaaaaa"}
