@@ -2,6 +2,7 @@
 
 nudge erase --user U (--stack-name NAME | --ready-file FILE)
 nudge platform create --name NAME --platform APNS|APNS_SANDBOX|FCM --credentials-secret SECRET_ID
+nudge models list|publish DIR|promote VERSION|rollback|compare A B (--stack-name NAME | --ready-file FILE)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +37,40 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--credentials-secret", required=True, help="Secrets Manager id of the attributes JSON")
     create.add_argument("--region", default="us-east-1")
     create.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    _models_parser(sub)
     return parser
+
+
+def _models_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="the model registry: what decide serves, promotion and rollback")
+    actions = models.add_subparsers(dest="action", required=True)
+    parsers = {
+        "list": actions.add_parser("list", help="every registry version, with the pointer's roles"),
+        "publish": actions.add_parser("publish", help="upload a model folder (with calibration.json) as a version"),
+        "promote": actions.add_parser("promote", help="make a version the champion (or --challenger)"),
+        "rollback": actions.add_parser("rollback", help="serve the champion before the current one again"),
+        "compare": actions.add_parser("compare", help="two versions' manifests and evaluation reports"),
+    }
+    parsers["publish"].add_argument("model_dir", help="holds model.onnx, manifest.json, calibration.json")
+    parsers["promote"].add_argument("version")
+    parsers["promote"].add_argument("--challenger", action="store_true", help="serve it to --share of users")
+    parsers["promote"].add_argument("--share", type=float, default=0.0, help="the challenger's share, 0..1")
+    parsers["compare"].add_argument("version")
+    parsers["compare"].add_argument("other")
+    for parser in parsers.values():
+        parser.add_argument("--stack-name", help="a CloudFormation stack")
+        parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+        parser.add_argument("--profile", help="AWS profile (a deployed stack)")
+        parser.add_argument("--region", default="us-east-1")
+        parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "platform":
         return _platform(args)
+    if args.command == "models":
+        return _models(args)
     from cli.erase import erase, stack_facts, using_endpoint
 
     endpoint = args.endpoint_url or _ready_endpoint(args.ready_file)
@@ -80,6 +109,18 @@ def _platform(args: argparse.Namespace) -> int:
             print(f"nudge platform create: {exc}", file=sys.stderr)
             return 2
     print(json.dumps(created, indent=2))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from cli.models import ModelsError, run
+
+    try:
+        result = run(args)
+    except ModelsError as exc:
+        print(f"nudge models {args.action}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -29,6 +29,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.domain.engagement import CALIBRATION_FILE
 from shared.domain.recommendation import ContextRecommender, Recommendation, Recommender, recommend_in_context
 
 __all__ = ["ContextRecommender", "OnnxRecommender", "Recommendation", "Recommender", "recommend_in_context"]
@@ -350,8 +351,13 @@ def _parse_s3_uri(s3_uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+# What S3 answers for a key that is not there: 404, or 403 to a role without s3:ListBucket (decide's).
+_ABSENT_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
+
+
 def download_model(s3_uri: str, dest_dir: Path, s3_client: Any) -> Path:
-    """Copy ``model.onnx`` and ``manifest.json`` from ``s3://bucket/prefix/`` into ``dest_dir``.
+    """Copy ``model.onnx``, ``manifest.json`` and, when there is one, ``calibration.json`` from
+    ``s3://bucket/prefix/`` into ``dest_dir``.
 
     Each file lands under a temporary name and is renamed into place, so a crash mid-download
     never leaves a half-written file that ``from_dir`` would try to load. Returns ``dest_dir``.
@@ -359,7 +365,9 @@ def download_model(s3_uri: str, dest_dir: Path, s3_client: Any) -> Path:
     bucket, prefix = _parse_s3_uri(s3_uri)
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_FILE, MANIFEST_FILE):
+    # A calibration left from an earlier download must not pair with this model.
+    (dest_dir / CALIBRATION_FILE).unlink(missing_ok=True)
+    for name in (MODEL_FILE, MANIFEST_FILE, CALIBRATION_FILE):
         fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.")
         os.close(fd)
         try:
@@ -367,6 +375,9 @@ def download_model(s3_uri: str, dest_dir: Path, s3_client: Any) -> Path:
             os.replace(tmp_name, dest_dir / name)
         except Exception as exc:  # botocore's ClientError and friends; boto3 is not imported here
             Path(tmp_name).unlink(missing_ok=True)
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if name == CALIBRATION_FILE and code in _ABSENT_CODES:
+                continue  # optional: a model may have no calibration yet (no engagement test then)
             raise ModelLoadError(f"cannot download s3://{bucket}/{prefix}{name}: {exc}") from exc
     return dest_dir
 

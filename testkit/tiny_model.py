@@ -136,3 +136,33 @@ def build_tiny_sasrec(
         name="tiny-sasrec",
     )
     return out_dir
+
+
+def build_registry_model(
+    out_dir: Path,
+    *,
+    created_at: datetime = CREATED_AT,
+    calibrated_for: str | None = None,
+    probability: float = 0.5,
+    evaluation: Mapping[str, float] | None = None,
+) -> Path:
+    """A tiny model folder as the registry holds one: the graph, its manifest, ``calibration.json``
+    (fitted for the graph, or for ``calibrated_for`` to make a mismatch) and ``evaluation.json``.
+
+    ``created_at`` changes the graph's version; ``probability`` changes only the calibration (so the
+    same graph gives another registry version).
+    """
+    import json
+
+    from shared.domain.engagement import CALIBRATION_FILE, Calibration
+    from shared.domain.model_registry import EVALUATION_FILE
+    from shared.model import read_manifest
+
+    build_tiny_model(out_dir, created_at=created_at)
+    graph = read_manifest(out_dir).version
+    calibration = Calibration(
+        model_version=calibrated_for or graph, upper=[0.5, 10.0], probability=[probability / 2, probability]
+    )
+    (out_dir / CALIBRATION_FILE).write_text(calibration.model_dump_json(indent=2) + "\n")
+    (out_dir / EVALUATION_FILE).write_text(json.dumps(dict(evaluation or {"ndcg@10": 0.1})) + "\n")
+    return out_dir

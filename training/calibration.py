@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from shared.domain.engagement import CALIBRATION_FILE, Calibration
+from shared.domain.model_registry import graph_version_of
 from shared.model import OnnxRecommender
 from training.evaluate import push_cases
 from training.movielens import load_movielens, resolve_data_dir, time_split
@@ -83,13 +84,18 @@ def fit_from_ledger(
 ) -> Calibration:
     """The calibration table refitted on logged pushes: recorded score -> did the push convert.
 
-    Only pushes scored by ``model_version`` count (another model's scores mean something else).
-    Raises ``ValueError`` below ``min_samples`` pushes: a table from a handful of outcomes is noise.
+    Only pushes scored by the graph ``model_version`` (a manifest version) count, whichever registry
+    version served it (``<graph>.<digest>``: a recalibrated copy scores the same); another model's
+    scores mean something else. Raises ``ValueError`` below ``min_samples`` pushes: a table from a
+    handful of outcomes is noise.
     """
     scores: list[float] = []
     hits: list[bool] = []
     for row in rows:
-        if row.get("action") != "push" or row.get("score") is None or row.get("model_version") != model_version:
+        served = row.get("model_version")
+        if row.get("action") != "push" or row.get("score") is None or not isinstance(served, str):
+            continue
+        if graph_version_of(served) != model_version:
             continue
         if before is not None and int(row["decided_at"]) >= before:
             continue

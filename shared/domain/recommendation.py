@@ -7,7 +7,11 @@ the services know only these types.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from shared.domain.engagement import Calibration
 
 
 class Recommendation(NamedTuple):
@@ -28,6 +32,16 @@ class Recommender(Protocol):
     def manifest(self) -> ModelIdentity: ...
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[Recommendation]]: ...
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What one decision is made with: a model, the calibration fitted for it, and the version the ledger
+    records. Taken as one value so a hot swap can never pair one version's scores with another's calibration."""
+
+    recommender: Recommender
+    calibration: Calibration | None
+    version: str
 
 
 @runtime_checkable

@@ -28,9 +28,11 @@ from shared.plumbing.config import (
 
 if TYPE_CHECKING:
     from shared.domain.admission import EventIdRegistry
+    from shared.domain.model_registry import ModelSource
     from shared.domain.policy import Policy
     from shared.domain.ports import Deliverer, SendOnce
     from shared.domain.pseudonym import Pseudonymizer
+    from shared.domain.recommendation import ServedModel
     from shared.model import Recommender
     from shared.plumbing.stream_batch import Quarantine
     from shared.services.decide import DecideService
@@ -156,19 +158,67 @@ def decide_settings() -> DecideSettings:
     return DecideSettings()
 
 
-def load_recommender(settings: DecideSettings) -> Recommender:
-    """The model layer by default; a given S3 version when MODEL_S3_URI is set (no code redeploy)."""
-    from shared.model import OnnxRecommender, download_model
+def load_default_model(settings: DecideSettings) -> ServedModel:
+    """The bootstrap default: the model layer, or a given S3 folder when MODEL_S3_URI is set (no code
+    redeploy); either way with the calibration beside it, refused if it was fitted for another graph."""
+    from shared.adapters.model_registry import load_served_model
+    from shared.model import download_model
 
     if settings.model_s3_uri:
         cache_dir = Path(tempfile.gettempdir()) / "nudge-model"
-        return OnnxRecommender.from_dir(download_model(settings.model_s3_uri, cache_dir, client("s3")))
-    return OnnxRecommender.from_dir(settings.model_dir)
+        return load_served_model(download_model(settings.model_s3_uri, cache_dir, client("s3")))
+    return load_served_model(settings.model_dir)
+
+
+def load_recommender(settings: DecideSettings) -> Recommender:
+    return load_default_model(settings).recommender
+
+
+@cache
+def default_model() -> ServedModel:
+    return load_default_model(decide_settings())
 
 
 @cache
 def recommender() -> Recommender:
-    return load_recommender(decide_settings())
+    return default_model().recommender
+
+
+@cache
+def served_models() -> ModelSource:
+    """What decide serves: the registry pointer's champion, re-read at most every MODEL_POINTER_TTL_SECONDS,
+    falling back on the bootstrap default while no version was promoted; without a pointer, the default."""
+    from shared.domain.model_registry import FixedModel, HotSwap
+
+    settings = decide_settings()
+    if not settings.model_pointer_parameter:
+        return FixedModel(default_model())
+    from shared.adapters.model_registry import S3ModelRegistry, SsmModelPointer
+
+    registry = S3ModelRegistry(client("s3"), settings.archive_bucket, settings.model_registry_prefix)
+    downloads = Path(tempfile.gettempdir()) / "nudge-models"
+
+    def load(version: str) -> ServedModel:
+        served = registry.load(version, downloads)
+        registry.prune(downloads, keep=version)
+        return served
+
+    return HotSwap(
+        default_model(),
+        SsmModelPointer(client("ssm"), settings.model_pointer_parameter).read,
+        load,
+        ttl_seconds=settings.model_pointer_ttl_seconds,
+        on_swap=lambda before, after: _model_metric("ModelSwaps"),
+        on_refused=lambda what, exc: _model_metric("ModelsRefused"),
+    )
+
+
+def _model_metric(name: str) -> None:
+    # Powertools metrics share one buffer per namespace: the handler's log_metrics flushes it.
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    Metrics().add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 @cache
@@ -292,7 +342,6 @@ def install_policy(policy: Policy) -> None:
 
 @cache
 def decide_service() -> DecideService:
-    from shared.adapters.calibration_file import load_calibration
     from shared.adapters.catalog import Catalog
     from shared.adapters.ledger import Ledger
     from shared.adapters.push_counters import PushCounters
@@ -310,7 +359,8 @@ def decide_service() -> DecideService:
         UserStateStore(dynamodb(), settings.user_state_table),
         Catalog(dynamodb(), settings.catalog_table),
         Ledger(dynamodb(), settings.ledger_table),
-        recommender(),
+        # Each decision takes its model, calibration and version from here as one value (hot swap).
+        served_models(),
         send_once(deliverer(settings), settings.idempotency_table, client("dynamodb")),
         decide_policy(),
         DecideConfig(
@@ -322,8 +372,6 @@ def decide_service() -> DecideService:
             outbox_grace_seconds=settings.outbox_grace_seconds,
         ),
         PushCounters(dynamodb(), settings.push_counters_table),
-        # Fitted with the model and shipped beside it; without one, no engagement test is made.
-        load_calibration(settings.model_dir) if not settings.model_s3_uri else None,
     )
 
 
@@ -381,7 +429,9 @@ def reset() -> None:
         features_service,
         decide_settings,
         idempotency_config,
+        default_model,
         recommender,
+        served_models,
         decide_policy,
         decide_service,
         feedback_service,

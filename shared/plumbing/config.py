@@ -69,6 +69,12 @@ class DecideSettings(_Settings):
     quarantine_prefix: str = "quarantine/"
     model_dir: str = "/opt/model"
     model_s3_uri: str = ""
+    # The registry's serving pointer (an SSM String parameter); empty serves the model above for good.
+    model_pointer_parameter: str = Field(default="", pattern=r"^(|/[A-Za-z0-9_./-]+)$")
+    # Registry versions live under s3://ARCHIVE_BUCKET/<this><version id>/.
+    model_registry_prefix: str = Field(default="models/registry/", pattern=r"^models/([A-Za-z0-9_.-]+/)*$")
+    # A promotion or rollback reaches every warm container within this many seconds.
+    model_pointer_ttl_seconds: int = Field(default=60, ge=1, le=3600)
     daily_push_cap: int = Field(default=3, ge=0, le=100)
     weekly_push_cap: int = Field(default=10, ge=0, le=500)
     global_pushes_per_minute: int = Field(default=1000, ge=1)

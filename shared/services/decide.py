@@ -14,9 +14,10 @@ from shared.domain.decision import Action, Decision, Reason, decision_id_for
 from shared.domain.delivery import Push, Undeliverable
 from shared.domain.engagement import Calibration
 from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
+from shared.domain.model_registry import FixedModel, ModelSource
 from shared.domain.policy import PastPush, Policy, Situation
 from shared.domain.ports import CapCounters, CatalogReader, DecidingStates, DecisionLedger, SendOnce
-from shared.domain.recommendation import Recommender, recommend_in_context
+from shared.domain.recommendation import Recommender, ServedModel, recommend_in_context
 from shared.domain.user_state import StateChange, UserState
 
 WRITER = "decide"
@@ -115,30 +116,38 @@ class DecideService:
         states: DecidingStates,
         catalog: CatalogReader,
         ledger: DecisionLedger,
-        recommender: Recommender,
+        recommender: Recommender | ModelSource,
         send_once: SendOnce,
         policy: Policy,
         config: DecideConfig,
         counters: CapCounters | None = None,
         calibration: Calibration | None = None,
     ) -> None:
+        """``recommender`` is one model with its ``calibration``, or a ModelSource (the registry's hot swap)
+        that supplies both, with the version, per decision; ``calibration`` is ignored then."""
         self._states = states
         self._catalog = catalog
         self._ledger = ledger
-        self._recommender = recommender
+        self._models = (
+            recommender
+            if isinstance(recommender, ModelSource)
+            else FixedModel(ServedModel(recommender, calibration, recommender.manifest.version))
+        )
         self._send_once = send_once
         self._policy = policy
         self._config = config
         self._counters = counters
-        self._calibration = calibration
 
     def decide_for(self, state: UserState, now: int, trigger: str) -> Decision:
         return self.decide_and_hand_over(state, now, trigger)[0]
 
     def decide_and_hand_over(self, state: UserState, now: int, trigger: str) -> tuple[Decision, Handover]:
+        # One snapshot for the whole decision (the champion, or the challenger for its share of users):
+        # a swap during it cannot mix two versions' scores, calibration and ledger label.
+        served = self._models.for_user(state.user_id)
         history = state.history()
         stamps = [item.ts for item in state.recent_items]
-        candidates = recommend_in_context(self._recommender, [history], self._config.candidates, [stamps], now)[0]
+        candidates = recommend_in_context(served.recommender, [history], self._config.candidates, [stamps], now)[0]
         pushed = self._ledger.pushes_since(state.user_id, now - REPEAT_WINDOW_SECONDS)
         pushed_ids = [str(p.get("item_id", "")) for p in pushed]
         catalog = self._catalog.get_many([c.item_id for c in candidates] + history + pushed_ids)
@@ -150,7 +159,7 @@ class DecideService:
         ]
         decision_id = decision_id_for(state.user_id, now, trigger)
         verdict = self._policy(
-            Situation(state, candidates, catalog, past, now, draws_for(decision_id), self._calibration)
+            Situation(state, candidates, catalog, past, now, draws_for(decision_id), served.calibration)
         )
         item = catalog.get(verdict.item_id) if verdict.item_id else None
         decision = Decision(
@@ -159,7 +168,7 @@ class DecideService:
             action=verdict.action,
             reasons=verdict.reasons,
             decided_at=now,
-            model_version=self._recommender.manifest.version,
+            model_version=served.version,
             policy=self._policy.name,
             item_id=verdict.item_id,
             score=verdict.score,

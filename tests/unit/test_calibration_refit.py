@@ -42,3 +42,10 @@ def test_refit_ignores_silences_other_models_and_later_decisions() -> None:
 def test_refit_refuses_too_few_outcomes() -> None:
     with pytest.raises(ValueError, match="at least 200"):
         fit_from_ledger(ledger_rows(50), "m1")
+
+
+def test_refit_counts_every_registry_version_of_the_graph() -> None:
+    """A registry version (``<graph>.<digest>``) scores like its graph; another graph's pushes stay out."""
+    rows = [*ledger_rows(300, "m1.0123456789ab"), *ledger_rows(300, "m1.ba9876543210", seed=8)]
+    other = ledger_rows(300, "m2.0123456789ab", seed=9)
+    assert fit_from_ledger([*rows, *other], "m1").samples == 600
