@@ -54,6 +54,7 @@ ENV = {
     "CATALOG_TABLE": "bench-catalog",
     "LEDGER_TABLE": "bench-ledger",
     "IDEMPOTENCY_TABLE": "bench-idempotency",
+    "EVENT_IDS_TABLE": "bench-event-ids",
     "PUSH_COUNTERS_TABLE": "bench-push-counters",
     "PUSH_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-push",
     "POWERTOOLS_METRICS_NAMESPACE": "Nudge",
@@ -108,7 +109,7 @@ stack, _ = deploy_local(load_yaml(Path(sys.argv[4])), lambda s: boto3.client(s, 
 out = stack.outputs
 os.environ.update({"ARCHIVE_BUCKET": out["ArchiveBucketName"], "USER_STATE_TABLE": out["UserStateTableName"],
                    "CATALOG_TABLE": out["CatalogTableName"], "LEDGER_TABLE": out["LedgerTableName"],
-                   "IDEMPOTENCY_TABLE": out["IdempotencyTableName"],
+                   "IDEMPOTENCY_TABLE": out["IdempotencyTableName"], "EVENT_IDS_TABLE": out["EventIdsTableName"],
                    "PUSH_COUNTERS_TABLE": out["PushCountersTableName"], "PUSH_TOPIC_ARN": out["PushTopicArn"]})
 in_moto = [0.0, 0]
 original = BotocoreStubber.__call__
