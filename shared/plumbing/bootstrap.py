@@ -52,9 +52,10 @@ def _boto_config() -> Any:
 
 @cache
 def _session() -> Any:
-    import boto3
+    # One session per container; its data loader skips botocore's walk over every service directory.
+    from shared.plumbing.aws_session import session
 
-    return boto3.session.Session()
+    return session()
 
 
 @cache
