@@ -4,14 +4,16 @@ in a second set of processes, the first invocation.
 
     python -m bench.cold_start [--runs 7] [--build-dir .aws-sam/build] [--xray] [--out out/bench/cold_start.json]
 
-Init is what Lambda's init phase does before the first invocation; it is measured in a process
-that has imported nothing else. The first invocation is measured in a separate process (moto
-must be imported before the handler to answer its AWS calls, which would spoil the init
-numbers): it handles the sample event from events/ against resources created from
-template.yaml in in-process moto, and moto's own time is subtracted (what is left is the
-handler's work plus botocore's first-call costs: request serialisation, endpoint resolution,
-signing and response parsing; not network latency, not TLS set-up). Caveat: moto has already
-imported some modules the first invocation would otherwise import, so that number is a lower bound.
+Init is what Lambda's init phase does before the first invocation; it is measured in a process that
+has imported nothing else, with the environment template.yaml sets (its plain-string values, e.g.
+decide's OPENBLAS_NUM_THREADS; stand-ins for the names it builds from references). The first
+invocation is measured in a separate process (moto must be imported before the handler to answer its
+AWS calls, which would spoil the init numbers): it handles the sample event from events/ against
+resources created from template.yaml in in-process moto, and moto's own time is subtracted (what is
+left is the handler's work plus botocore's first-call costs: request serialisation, endpoint
+resolution, signing and response parsing; not network latency, not TLS set-up). Caveat: moto has
+already imported some modules the first invocation would otherwise import, so that number is a lower
+bound.
 
 With --build-dir, `shared` is imported from the built shared layer and the model read from the
 built model layer. Third-party packages always come from this interpreter's environment: the
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import shipped_layers
+from runner.deploy import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = {
@@ -147,6 +150,16 @@ SAMPLE_EVENTS = {
 }
 
 
+def template_variables(function_id: str) -> dict[str, str]:
+    """The environment template.yaml gives the function as plain strings (Globals, then its own);
+    values built from references (table names, parameters) are left to ENV."""
+    template = load_yaml(ROOT / "template.yaml")
+    variables: dict[str, Any] = {}
+    for properties in (template["Globals"]["Function"], template["Resources"][function_id]["Properties"]):
+        variables |= properties.get("Environment", {}).get("Variables", {})
+    return {k: v for k, v in variables.items() if isinstance(v, str)}
+
+
 def _environment(
     name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec/int8", layers: list[Path] | None = None
 ) -> dict[str, str]:
@@ -154,8 +167,10 @@ def _environment(
     layer = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
     # The template's ServedModel parameter: "cooccurrence" is the layer's root, the rest sub-folders.
     model_dir = layer if served_model == "cooccurrence" else layer / served_model
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    env.update(ENV, MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "OPENBLAS_"))}
+    function_id = next(fid for fid, (n, _) in FUNCTIONS.items() if n == name)
+    env.update(template_variables(function_id), **ENV)
+    env.update(MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if xray else "true"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions" / name), str(shared_root), str(ROOT)])
     if layers:  # the layers as Lambda loads them (bench/shipped_layers.py); nothing from the checkout
