@@ -45,8 +45,14 @@ def service_loader(data_path: str | None) -> ServiceLoader:
     return ServiceLoader(extra_search_paths=paths)
 
 
-def session() -> boto3.session.Session:
-    """A boto3 session over a botocore session whose data loader is a ServiceLoader."""
+def session(loader: ServiceLoader | None = None) -> boto3.session.Session:
+    """A boto3 session over a botocore session whose data loader is a ServiceLoader: ``loader`` when
+    given (its parsed models are reused; it holds no credentials and no connections), else a new one."""
     core = botocore.session.get_session()
-    core.register_component("data_loader", service_loader(core.get_config_variable("data_path")))
+    core.register_component("data_loader", loader or service_loader(core.get_config_variable("data_path")))
     return boto3.session.Session(botocore_session=core)
+
+
+def loader_of(boto3_session: boto3.session.Session) -> ServiceLoader:
+    found: ServiceLoader = boto3_session._session.get_component("data_loader")
+    return found
