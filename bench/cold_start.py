@@ -15,6 +15,11 @@ resolution, signing and response parsing; not network latency, not TLS set-up). 
 already imported some modules the first invocation would otherwise import, so that number is a lower
 bound.
 
+After init, the same process also measures what an environment restored from a SnapStart snapshot
+(template parameter SnapStart) still pays before its first invocation's work: the session, clients
+and services that the after-restore hook forgets, rebuilt from the snapshot's parsed service models
+(snapstart_rebuild_ms; the restore itself happens outside the process and is not measured here).
+
 With --build-dir, `shared` is imported from the built shared layer and the model read from the
 built model layer. Third-party packages always come from this interpreter's environment: the
 dependencies layer holds cp312 aarch64 wheels that cannot load on another platform, so the
@@ -87,12 +92,19 @@ t3, c3 = time.perf_counter(), time.process_time()
 getattr(bootstrap, sys.argv[3])()
 t4 = time.perf_counter()
 c4 = time.process_time()
+# SnapStart (template parameter): a restored environment keeps all of the above but its session and
+# clients, which after_restore forgets; what rebuilding them costs its first invocation (after init).
+bootstrap.forget_connections()
+t5 = time.perf_counter()
+getattr(bootstrap, sys.argv[3])()
+rebuild_ms = (time.perf_counter() - t5) * 1000
 heavy = sorted(m for m in ("boto3", "numpy", "onnxruntime", "aws_xray_sdk", "pydantic", "pydantic_settings")
                if m in sys.modules)
 print(json.dumps({"import_ms": (t1 - t0) * 1000, "config_ms": (t2 - t1) * 1000, "model_ms": model_ms,
                   "service_ms": (t4 - t3) * 1000, "total_ms": (t4 - t0) * 1000, "cpu_ms": (c4 - c0) * 1000,
                   "import_cpu_ms": (c1 - c0) * 1000, "config_cpu_ms": (c2 - c1) * 1000,
-                  "model_cpu_ms": (c3 - c2) * 1000, "service_cpu_ms": (c4 - c3) * 1000, "loaded": heavy}))
+                  "model_cpu_ms": (c3 - c2) * 1000, "service_cpu_ms": (c4 - c3) * 1000,
+                  "snapstart_rebuild_ms": rebuild_ms, "loaded": heavy}))
 """
 
 # The first invocation: moto answers (its time is subtracted), the sample event is handled.
@@ -204,7 +216,7 @@ def measure(
     app = str(ROOT / "functions" / name / "app.py")
     samples = [_run(PROBE, [app, name, factory], env, function_id, python) for _ in range(runs)]
     keys: tuple[str, ...] = ("import_ms", "config_ms", "model_ms", "service_ms", "total_ms", "cpu_ms")
-    keys += ("import_cpu_ms", "config_cpu_ms", "model_cpu_ms", "service_cpu_ms")
+    keys += ("import_cpu_ms", "config_cpu_ms", "model_cpu_ms", "service_cpu_ms", "snapstart_rebuild_ms")
     result: dict[str, Any] = {k: round(statistics.median(s[k] for s in samples), 1) for k in keys}
     result["total_ms_min"] = round(min(s["total_ms"] for s in samples), 1)
     result["loaded"] = samples[-1]["loaded"]
@@ -287,6 +299,7 @@ def _print(variant: str, report: dict[str, Any]) -> None:
             f"{fid:18s} init {r['total_ms']:6.1f} ms (cpu {r['cpu_ms']:6.1f}, min {r['total_ms_min']:6.1f})"
             f"  import {r['import_ms']:6.1f}"
             f"  config {r['config_ms']:5.1f}  model {r['model_ms']:6.1f}  service {r['service_ms']:6.1f}"
+            f"  | after a SnapStart restore {r['snapstart_rebuild_ms']:5.1f}"
             f"  | first invocation {r['first_ms']:6.1f} ({r['first_aws_calls']} AWS calls, moto time excluded)"
             f"  init+first {r['init_plus_first_ms']:6.1f}  loaded {','.join(r['loaded'])}"
         )
