@@ -143,6 +143,8 @@ def test_the_translated_template_carries_snapstart_on_every_function_and_invokes
     assert len(functions) == 5
     for spec in functions.values():
         assert spec["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    # A replaced version goes, and with it its snapshot's caching charge.
+    assert {spec["DeletionPolicy"] for spec in _of_type(expanded, "AWS::Lambda::Version").values()} == {"Delete"}
     aliases = _of_type(expanded, "AWS::Lambda::Alias")
     assert {spec["Properties"]["FunctionName"]["Ref"] for spec in aliases.values()} == set(functions)
     assert {spec["Properties"]["Name"] for spec in aliases.values()} == {"live"}
