@@ -194,7 +194,13 @@ def _environment(
 def _run(
     script: str, args: list[str], env: dict[str, str], function_id: str, python: str = sys.executable
 ) -> dict[str, Any]:
-    done = subprocess.run([python, "-c", script, *args], env=env, capture_output=True, text=True, check=False)
+    # `python -c` puts the working directory first on sys.path: run where Lambda does, in the function's
+    # own directory (/var/task), so `shared` comes from PYTHONPATH (the shipped layer) and not from the
+    # checkout's source, which has no bytecode for the measured interpreter.
+    app_dir = Path(args[0]).parent
+    done = subprocess.run(
+        [python, "-c", script, *args], env=env, capture_output=True, text=True, check=False, cwd=app_dir
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{function_id}: {done.stderr[-2000:]}")
     parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
