@@ -198,6 +198,7 @@ def _run(
     # own directory (/var/task), so `shared` comes from PYTHONPATH (the shipped layer) and not from the
     # checkout's source, which has no bytecode for the measured interpreter.
     app_dir = Path(args[0]).parent
+    python = os.path.abspath(python) if os.sep in python else python  # a relative --python stays valid there
     done = subprocess.run(
         [python, "-c", script, *args], env=env, capture_output=True, text=True, check=False, cwd=app_dir
     )
