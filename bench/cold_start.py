@@ -4,14 +4,21 @@ in a second set of processes, the first invocation.
 
     python -m bench.cold_start [--runs 7] [--build-dir .aws-sam/build] [--xray] [--out out/bench/cold_start.json]
 
-Init is what Lambda's init phase does before the first invocation; it is measured in a process
-that has imported nothing else. The first invocation is measured in a separate process (moto
-must be imported before the handler to answer its AWS calls, which would spoil the init
-numbers): it handles the sample event from events/ against resources created from
-template.yaml in in-process moto, and moto's own time is subtracted (what is left is the
-handler's work plus botocore's first-call costs: request serialisation, endpoint resolution,
-signing and response parsing; not network latency, not TLS set-up). Caveat: moto has already
-imported some modules the first invocation would otherwise import, so that number is a lower bound.
+Init is what Lambda's init phase does before the first invocation; it is measured in a process that
+has imported nothing else, with the environment template.yaml sets (its plain-string values, e.g.
+decide's OPENBLAS_NUM_THREADS; stand-ins for the names it builds from references). The first
+invocation is measured in a separate process (moto must be imported before the handler to answer its
+AWS calls, which would spoil the init numbers): it handles the sample event from events/ against
+resources created from template.yaml in in-process moto, and moto's own time is subtracted (what is
+left is the handler's work plus botocore's first-call costs: request serialisation, endpoint
+resolution, signing and response parsing; not network latency, not TLS set-up). Caveat: moto has
+already imported some modules the first invocation would otherwise import, so that number is a lower
+bound.
+
+After init, the same process also measures what an environment restored from a SnapStart snapshot
+(template parameter SnapStart) still pays before its first invocation's work: the session, clients
+and services that the after-restore hook forgets, rebuilt from the snapshot's parsed service models
+(snapstart_rebuild_ms; the restore itself happens outside the process and is not measured here).
 
 With --build-dir, `shared` is imported from the built shared layer and the model read from the
 built model layer. Third-party packages always come from this interpreter's environment: the
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import shipped_layers
+from runner.deploy import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = {
@@ -54,6 +62,7 @@ ENV = {
     "CATALOG_TABLE": "bench-catalog",
     "LEDGER_TABLE": "bench-ledger",
     "IDEMPOTENCY_TABLE": "bench-idempotency",
+    "EVENT_IDS_TABLE": "bench-event-ids",
     "PUSH_COUNTERS_TABLE": "bench-push-counters",
     "PUSH_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-push",
     "POWERTOOLS_METRICS_NAMESPACE": "Nudge",
@@ -83,12 +92,19 @@ t3, c3 = time.perf_counter(), time.process_time()
 getattr(bootstrap, sys.argv[3])()
 t4 = time.perf_counter()
 c4 = time.process_time()
+# SnapStart (template parameter): a restored environment keeps all of the above but its session and
+# clients, which after_restore forgets; what rebuilding them costs its first invocation (after init).
+bootstrap.forget_connections()
+t5 = time.perf_counter()
+getattr(bootstrap, sys.argv[3])()
+rebuild_ms = (time.perf_counter() - t5) * 1000
 heavy = sorted(m for m in ("boto3", "numpy", "onnxruntime", "aws_xray_sdk", "pydantic", "pydantic_settings")
                if m in sys.modules)
 print(json.dumps({"import_ms": (t1 - t0) * 1000, "config_ms": (t2 - t1) * 1000, "model_ms": model_ms,
                   "service_ms": (t4 - t3) * 1000, "total_ms": (t4 - t0) * 1000, "cpu_ms": (c4 - c0) * 1000,
                   "import_cpu_ms": (c1 - c0) * 1000, "config_cpu_ms": (c2 - c1) * 1000,
-                  "model_cpu_ms": (c3 - c2) * 1000, "service_cpu_ms": (c4 - c3) * 1000, "loaded": heavy}))
+                  "model_cpu_ms": (c3 - c2) * 1000, "service_cpu_ms": (c4 - c3) * 1000,
+                  "snapstart_rebuild_ms": rebuild_ms, "loaded": heavy}))
 """
 
 # The first invocation: moto answers (its time is subtracted), the sample event is handled.
@@ -108,7 +124,7 @@ stack, _ = deploy_local(load_yaml(Path(sys.argv[4])), lambda s: boto3.client(s, 
 out = stack.outputs
 os.environ.update({"ARCHIVE_BUCKET": out["ArchiveBucketName"], "USER_STATE_TABLE": out["UserStateTableName"],
                    "CATALOG_TABLE": out["CatalogTableName"], "LEDGER_TABLE": out["LedgerTableName"],
-                   "IDEMPOTENCY_TABLE": out["IdempotencyTableName"],
+                   "IDEMPOTENCY_TABLE": out["IdempotencyTableName"], "EVENT_IDS_TABLE": out["EventIdsTableName"],
                    "PUSH_COUNTERS_TABLE": out["PushCountersTableName"], "PUSH_TOPIC_ARN": out["PushTopicArn"]})
 in_moto = [0.0, 0]
 original = BotocoreStubber.__call__
@@ -146,6 +162,16 @@ SAMPLE_EVENTS = {
 }
 
 
+def template_variables(function_id: str) -> dict[str, str]:
+    """The environment template.yaml gives the function as plain strings (Globals, then its own);
+    values built from references (table names, parameters) are left to ENV."""
+    template = load_yaml(ROOT / "template.yaml")
+    variables: dict[str, Any] = {}
+    for properties in (template["Globals"]["Function"], template["Resources"][function_id]["Properties"]):
+        variables |= properties.get("Environment", {}).get("Variables", {})
+    return {k: v for k, v in variables.items() if isinstance(v, str)}
+
+
 def _environment(
     name: str, build_dir: Path | None, xray: bool, served_model: str = "sasrec/int8", layers: list[Path] | None = None
 ) -> dict[str, str]:
@@ -153,8 +179,10 @@ def _environment(
     layer = build_dir / "ModelLayer" / "model" if build_dir else ROOT / "layers" / "model"
     # The template's ServedModel parameter: "cooccurrence" is the layer's root, the rest sub-folders.
     model_dir = layer if served_model == "cooccurrence" else layer / served_model
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    env.update(ENV, MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "OPENBLAS_"))}
+    function_id = next(fid for fid, (n, _) in FUNCTIONS.items() if n == name)
+    env.update(template_variables(function_id), **ENV)
+    env.update(MODEL_DIR=str(model_dir), POWERTOOLS_SERVICE_NAME=name)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if xray else "true"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions" / name), str(shared_root), str(ROOT)])
     if layers:  # the layers as Lambda loads them (bench/shipped_layers.py); nothing from the checkout
@@ -166,7 +194,14 @@ def _environment(
 def _run(
     script: str, args: list[str], env: dict[str, str], function_id: str, python: str = sys.executable
 ) -> dict[str, Any]:
-    done = subprocess.run([python, "-c", script, *args], env=env, capture_output=True, text=True, check=False)
+    # `python -c` puts the working directory first on sys.path: run where Lambda does, in the function's
+    # own directory (/var/task), so `shared` comes from PYTHONPATH (the shipped layer) and not from the
+    # checkout's source, which has no bytecode for the measured interpreter.
+    app_dir = Path(args[0]).parent
+    python = os.path.abspath(python) if os.sep in python else python  # a relative --python stays valid there
+    done = subprocess.run(
+        [python, "-c", script, *args], env=env, capture_output=True, text=True, check=False, cwd=app_dir
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{function_id}: {done.stderr[-2000:]}")
     parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -188,7 +223,7 @@ def measure(
     app = str(ROOT / "functions" / name / "app.py")
     samples = [_run(PROBE, [app, name, factory], env, function_id, python) for _ in range(runs)]
     keys: tuple[str, ...] = ("import_ms", "config_ms", "model_ms", "service_ms", "total_ms", "cpu_ms")
-    keys += ("import_cpu_ms", "config_cpu_ms", "model_cpu_ms", "service_cpu_ms")
+    keys += ("import_cpu_ms", "config_cpu_ms", "model_cpu_ms", "service_cpu_ms", "snapstart_rebuild_ms")
     result: dict[str, Any] = {k: round(statistics.median(s[k] for s in samples), 1) for k in keys}
     result["total_ms_min"] = round(min(s["total_ms"] for s in samples), 1)
     result["loaded"] = samples[-1]["loaded"]
@@ -271,6 +306,7 @@ def _print(variant: str, report: dict[str, Any]) -> None:
             f"{fid:18s} init {r['total_ms']:6.1f} ms (cpu {r['cpu_ms']:6.1f}, min {r['total_ms_min']:6.1f})"
             f"  import {r['import_ms']:6.1f}"
             f"  config {r['config_ms']:5.1f}  model {r['model_ms']:6.1f}  service {r['service_ms']:6.1f}"
+            f"  | after a SnapStart restore {r['snapstart_rebuild_ms']:5.1f}"
             f"  | first invocation {r['first_ms']:6.1f} ({r['first_aws_calls']} AWS calls, moto time excluded)"
             f"  init+first {r['init_plus_first_ms']:6.1f}  loaded {','.join(r['loaded'])}"
         )

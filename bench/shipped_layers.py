@@ -32,7 +32,11 @@ def _tag(python: str) -> str:
 
 
 def build(python: str, cache: Path) -> dict[str, list[Path]]:
-    """Variant -> the PYTHONPATH entries (shared layer, dependencies layer), built once per interpreter."""
+    """Variant -> the PYTHONPATH entries (shared layer, dependencies layer).
+
+    The dependencies are installed once per interpreter; ``shared/`` is copied from the checkout
+    (and compiled for the bytecode variant) at every call, so the numbers follow the code measured.
+    """
     base = cache / _tag(python)
     source = base / "source"
     if not (source / ".complete").is_file():
@@ -55,20 +59,25 @@ def build(python: str, cache: Path) -> dict[str, list[Path]]:
         for runtime_provided in ("boto3", "botocore", "s3transfer"):
             for path in (source / "deps").glob(f"{runtime_provided}*"):
                 shutil.rmtree(path)
-        shutil.copytree(
-            ROOT / "shared",
-            source / "shared" / "shared",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "Makefile"),
-        )
         (source / ".complete").touch()
     bytecode = base / "bytecode"
     if not (bytecode / ".complete").is_file():
         shutil.rmtree(bytecode, ignore_errors=True)
-        shutil.copytree(source, bytecode)
-        for tree in ("deps", "shared"):
-            subprocess.run(
-                [python, "-m", "compileall", "-q", "-q", "--invalidation-mode", "unchecked-hash", str(bytecode / tree)],
-                check=False,
-            )
+        shutil.copytree(source / "deps", bytecode / "deps")
+        _compile(python, bytecode / "deps")
         (bytecode / ".complete").touch()
+    for variant in VARIANTS:
+        tree = base / variant / "shared"
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(
+            ROOT / "shared", tree / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "Makefile")
+        )
+    _compile(python, bytecode / "shared")
     return {name: [base / name / "shared", base / name / "deps"] for name in VARIANTS}
+
+
+def _compile(python: str, tree: Path) -> None:
+    """Hash-based unchecked bytecode, as layers/bytecode/compile.sh writes it."""
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "-q", "--invalidation-mode", "unchecked-hash", str(tree)], check=False
+    )

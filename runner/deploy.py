@@ -163,6 +163,36 @@ def _transform(template_json: str, parameters: tuple[tuple[str, str], ...], regi
     return json.dumps(result)
 
 
+def without_aliases(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The expanded template as moto's CloudFormation can create it: moto has no AWS::Lambda::Alias, so
+    each alias (SAM's AutoPublishAlias) is dropped and what referred to it (event source mappings,
+    schedule targets, permissions) refers to its function instead, which is what the runner emulates.
+    A real deployment creates the aliases; the template's lint checks them."""
+    resources = dict(template.get("Resources") or {})
+    functions = {
+        lid: spec["Properties"]["FunctionName"]["Ref"]
+        for lid, spec in resources.items()
+        if spec.get("Type") == "AWS::Lambda::Alias"
+    }
+    for lid in functions:
+        del resources[lid]
+
+    def repoint(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in functions:
+                return {"Fn::GetAtt": [functions[node["Ref"]], "Arn"]}
+            return {k: repoint(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [repoint(v) for v in node if not (isinstance(v, str) and v in functions)]
+        return node
+
+    out: dict[str, Any] = repoint({**template, "Resources": resources})
+    for spec in out["Resources"].values():
+        if isinstance(spec.get("DependsOn"), str) and spec["DependsOn"] in functions:
+            del spec["DependsOn"]
+    return out
+
+
 def create_stack(
     cloudformation: Any, stack_name: str, template: Mapping[str, Any], parameters: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

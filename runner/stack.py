@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.deploy import create_stack, package_stubs, transform, unemulated_quiet
+from runner.deploy import create_stack, package_stubs, transform, unemulated_quiet, without_aliases
 
 Clients = Callable[[str], Any]
 
@@ -60,7 +60,7 @@ def deploy_local(
     account_id = str(clients("sts").get_caller_identity()["Account"])
     with unemulated_quiet():
         if create:
-            create_stack(clients("cloudformation"), stack_name, expanded, parameters)
+            create_stack(clients("cloudformation"), stack_name, without_aliases(expanded), parameters)
         stack = read_stack(clients, stack_name, region, account_id)
     if create:
         apply_dropped_properties(stack, expanded, clients)

@@ -14,12 +14,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.domain.decision import Decision
 from shared.domain.user_state import StateChange
-from shared.plumbing import bootstrap
+from shared.plumbing import bootstrap, snapstart
 from shared.plumbing.observability import handler_tools
 from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, correlate, state_change_of
 from shared.services.decide import Handovers
 
 logger, metrics, tracer = handler_tools()
+# Run only under SnapStart: the snapshot holds the built service (shared/plumbing/snapstart.py).
+snapstart.register(bootstrap.decide_service)
 
 
 def count(decisions: Sequence[Decision], handovers: Handovers) -> None:

@@ -8,11 +8,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.plumbing import bootstrap
+from shared.plumbing import bootstrap, snapstart
 from shared.plumbing.observability import handler_tools
 from shared.services.erasure import EraseRequest
 
 logger, metrics, tracer = handler_tools()
+# Run only under SnapStart: the snapshot holds the built service (shared/plumbing/snapstart.py).
+snapstart.register(bootstrap.erase_service)
 
 
 @logger.inject_lambda_context

@@ -11,11 +11,13 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.domain.admission import Delivered
-from shared.plumbing import bootstrap
+from shared.plumbing import bootstrap, snapstart
 from shared.plumbing.observability import handler_tools
 from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, valid_event_reader
 
 logger, metrics, tracer = handler_tools()
+# Run only under SnapStart: the snapshot holds the built service (shared/plumbing/snapstart.py).
+snapstart.register(bootstrap.features_service)
 
 Item = Delivered[KinesisStreamRecord] | None
 

@@ -10,12 +10,14 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.plumbing import bootstrap
+from shared.plumbing import bootstrap, snapstart
 from shared.plumbing.observability import handler_tools
 from shared.plumbing.stream_batch import CommitFailure, Parsed, StreamConsumer, stream_record_of
 from shared.services.ingest import Checked, check_record
 
 logger, metrics, tracer = handler_tools()
+# Run only under SnapStart: the snapshot holds the built service (shared/plumbing/snapstart.py).
+snapstart.register(bootstrap.ingest_service)
 
 
 def check(record: KinesisStreamRecord) -> Checked:

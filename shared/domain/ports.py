@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.domain.caps import Counter
-from shared.domain.catalog import CatalogItem
-from shared.domain.decision import Decision, Reason
-from shared.domain.delivery import DeliveryResult, Push
-from shared.domain.errors import PoisonRecord
-from shared.domain.user_state import UserState
+if TYPE_CHECKING:
+    # Annotations only: a function that imports a port (ingest's LineWriter) does not load every model.
+    from shared.domain.caps import Counter
+    from shared.domain.catalog import CatalogItem
+    from shared.domain.decision import Decision, Reason
+    from shared.domain.delivery import DeliveryResult, Push
+    from shared.domain.errors import PoisonRecord
+    from shared.domain.user_state import UserState
 
 # Hands a push to its platform once per decision id, however often it is called (the composition root
 # wraps a Deliverer in Powertools idempotency keyed by decision id).
-SendOnce = Callable[[Push], DeliveryResult]
+SendOnce = Callable[["Push"], "DeliveryResult"]
 
 
 class Deliverer(Protocol):

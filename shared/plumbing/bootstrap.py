@@ -54,9 +54,15 @@ def _boto_config() -> Any:
 
 @cache
 def _session() -> Any:
-    import boto3
+    # One session per container; its data loader skips botocore's walk over every service directory.
+    from shared.plumbing.aws_session import session
 
-    return boto3.session.Session()
+    return session(_loaded_models[-1] if _loaded_models else None)
+
+
+# The data loader of a session forgotten by forget_connections: its parsed service models (no
+# credentials, no sockets) serve the next session, so rebuilding the clients after a restore is cheap.
+_loaded_models: list[Any] = []
 
 
 @cache
@@ -419,8 +425,35 @@ def erase_service() -> EraseService:
     return build_erase_service(EraseSettings(), pseudonymizer())
 
 
+def forget_connections() -> None:
+    """Forget the session, its clients and every service or quarantine holding one; they are rebuilt on
+    first use. What holds no connection and no credential stays: the settings, the model, the policy,
+    the pseudonymizer's key and botocore's parsed service models. For a SnapStart restore
+    (shared/plumbing/snapstart.py): the snapshot's sockets and credentials belong to another environment."""
+    if _session.cache_info().currsize:
+        from shared.plumbing.aws_session import loader_of
+
+        _loaded_models[:] = [loader_of(_session())]
+    for factory in (
+        _session,
+        client,
+        dynamodb,
+        ingest_service,
+        features_service,
+        decide_service,
+        feedback_service,
+        erase_service,
+        ingest_quarantine,
+        features_quarantine,
+        decide_quarantine,
+        feedback_quarantine,
+    ):
+        factory.cache_clear()
+
+
 def reset() -> None:
     """Forget every cached client and service (a fresh container, for tests)."""
+    _loaded_models.clear()
     for factory in (
         _session,
         client,

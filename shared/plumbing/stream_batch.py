@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -30,12 +30,13 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.user_state_codec import decode_user_state
 from shared.domain.admission import Delivered
 from shared.domain.errors import NudgeError, PoisonRecord, as_poison
 from shared.domain.ports import LineWriter
-from shared.domain.user_state import StateChange
 from shared.services.ingest import Pseudonymize, StreamRecord, check_record
+
+if TYPE_CHECKING:
+    from shared.domain.user_state import StateChange
 
 T = TypeVar("T")
 R = TypeVar("R", KinesisStreamRecord, DynamoDBRecord)
@@ -259,6 +260,10 @@ def correlate(logger: Logger, event: dict[str, Any]) -> None:
 
 def state_change_of(record: DynamoDBRecord) -> StateChange[DynamoDBRecord]:
     """A user-state stream record as a change; its creation time is the decision time."""
+    # Imported here: only decide reads user-state changes (and its service has loaded them at init).
+    from shared.adapters.user_state_codec import decode_user_state
+    from shared.domain.user_state import StateChange
+
     stream = record.dynamodb
     if stream is None or not stream.new_image:
         raise PoisonRecord("no_new_image", "user-state stream record without NewImage")

@@ -25,7 +25,7 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 
 from runner.clock import SimulatedClock
-from runner.deploy import create_stack, load_yaml, transform
+from runner.deploy import create_stack, load_yaml, transform, without_aliases
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
 from shared.adapters.dynamo_codec import from_dynamo
@@ -50,7 +50,9 @@ T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 PARAMETERS = {"ShardCount": "1", "DailyPushCap": "2", "ExplorationShare": "0.1", "AlarmEmail": ""}
 # Types moto's CloudFormation accepts without creating anything (it reports no physical id).
 # A real deployment creates them; the template's own lint (cfn-lint, sam validate) checks them.
-NOT_EMULATED = {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm", "AWS::Lambda::Permission"}
+NOT_EMULATED = {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm", "AWS::Lambda::Permission", "AWS::Lambda::Version"}
+# Not even accepted: runner.deploy.without_aliases drops them and points their references at the function.
+NOT_EMULATED |= {"AWS::Lambda::Alias"}
 
 
 def _build_dir() -> Path | None:
@@ -79,7 +81,8 @@ def deployed() -> Iterator[dict[str, Any]]:
         packaged = package(TEMPLATE, s3, "nudge-artifacts", build_dir=build_dir)
         expanded = transform(packaged, PARAMETERS, REGION)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
-        stack = create_stack(cloudformation, STACK, expanded, PARAMETERS)
+        # moto has no AWS::Lambda::Alias: references to "live" point at the function (runner/deploy.py).
+        stack = create_stack(cloudformation, STACK, without_aliases(expanded), PARAMETERS)
         yield {"stack": stack, "expanded": expanded, "build_dir": build_dir, "cfn": cloudformation}
 
 
@@ -268,7 +271,10 @@ def test_roles_name_exact_resources_and_may_reach_their_dead_letter_queues(deplo
     for spec in resources.values():
         if spec["Type"] != "AWS::Lambda::EventSourceMapping":
             continue
-        function = spec["Properties"]["FunctionName"]["Ref"]
+        # Every mapping invokes the function's alias (published versions: SnapStart).
+        alias = resources[spec["Properties"]["FunctionName"]["Ref"]]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        function = alias["Properties"]["FunctionName"]["Ref"]
         queue = spec["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
         sends = [s for s in statements[f"{function}Role"] if "sqs:SendMessage" in s["Action"]]
         assert any(s["Resource"] == queue for s in sends), function

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 LAYER_REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
 # The python3.12 Lambda runtime ships these; the layer build deletes them so the runtime's copies win.
-RUNTIME_PROVIDED = {"boto3", "botocore"}
+RUNTIME_PROVIDED = {"boto3", "botocore", "snapshot_restore_py"}
 # Imports that need a distribution although the module itself is in the standard library.
 STDLIB_NEEDING = {"zoneinfo": "tzdata"}
 
