@@ -92,5 +92,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto does not lock (a Query iterating a table while
+    another thread puts raises "dictionary changed size"), so tests with threads lock for moto.
+
+    Threads still interleave freely between requests, which is where our code could go wrong.
+    """
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.Lock()
+    original = BotocoreStubber.process_request
+
+    def locked(self: BotocoreStubber, request: Any) -> Any:
+        with lock:
+            return original(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", locked)
+
+
+@pytest.fixture
 def dynamodb(aws: None) -> Any:
     return boto3.resource("dynamodb", region_name=REGION)

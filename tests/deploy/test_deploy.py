@@ -36,11 +36,7 @@ from testkit import traffic
 from testkit.queues import receive_json, receive_messages
 from tests.deploy.packaging import package
 
-pytestmark = [
-    pytest.mark.deploy,
-    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
-    pytest.mark.xdist_group("test_deploy"),
-]
+pytestmark = [pytest.mark.deploy, pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

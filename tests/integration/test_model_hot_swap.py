@@ -93,6 +93,7 @@ def world(stack: Stack, dynamodb: Any, tmp_path: Path) -> dict[str, Any]:
     return {"a": a, "b": b, "pointer": pointer, "clock": clock, "swap": swap, "service": service, "table": table}
 
 
+@pytest.mark.usefixtures("atomic_requests")
 def test_promotions_and_rollbacks_race_decisions_without_a_failure(world: dict[str, Any]) -> None:
     a, b, pointer, clock, service = (world[k] for k in ("a", "b", "pointer", "clock", "service"))
     failures: list[str] = []

@@ -23,7 +23,7 @@ from training.movielens import DatasetNotFoundError, MovieLens, load_movielens, 
 
 # Whole scenarios under moto: run without the coverage tracer (they would double make test's time);
 # the lines they reach are covered by the unit and service tests, and `make test` prints the total.
-pytestmark = [pytest.mark.no_cover, pytest.mark.xdist_group("test_movielens_replay")]
+pytestmark = pytest.mark.no_cover
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {str(u) for u in range(1, 16)}
@@ -33,7 +33,7 @@ BAD_EVERY, DUPLICATE_EVERY = 53, 61
 MALFORMED_REASONS = {"not_json", "unsupported_schema_version", "invalid_fields", "unknown_event_type", "bad_encoding"}
 
 
-# One replay serves every test here: the xdist group above keeps them on one worker.
+# One replay serves every test here: make test sends a file's tests to one worker (`--dist loadfile`).
 @pytest.fixture(scope="module")
 def movielens() -> MovieLens:
     try:

@@ -38,10 +38,6 @@ def _expanded(pipeline: LocalPipeline) -> dict[str, Any]:
     return transform(package_stubs(pipeline.template), pipeline.parameters, pipeline.region)
 
 
-# Its tests share module fixtures, so one worker runs them all (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("test_capacity_mode")
-
-
 @pytest.fixture(scope="module")
 def provisioned() -> Any:
     with LocalPipeline(

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
 from runner.stack import Stack
 from shared.adapters.push_counters import PushCounters
 from shared.domain.caps import CapReached, CapsConfig, Counter, counters_for
 
 NOW = int(datetime(2026, 11, 27, 12, tzinfo=UTC).timestamp())
-
-
-@pytest.fixture
-def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """DynamoDB applies each request atomically; moto does not lock, so the test does it for moto.
-
-    Threads still interleave freely between requests, which is where our code could go wrong.
-    """
-    lock = threading.Lock()
-    original = BotocoreStubber.process_request
-
-    def locked(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return original(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", locked)
-    yield
 
 
 def counters(stack: Stack, dynamodb: Any) -> PushCounters:

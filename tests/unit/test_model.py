@@ -31,10 +31,6 @@ from testkit.tiny_model import build_tiny_model
 VOCAB = ["i1", "i2", "i3", "i4", "i5", "i6"]
 
 
-# Its tests share module fixtures, so one worker runs them all (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("test_model")
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))

@@ -296,23 +296,13 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
 
 
 @pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
+@pytest.mark.usefixtures("atomic_requests")
 def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack, dynamodb: Any) -> None:
     """Two shards' worth of deciders race on one user; the counters, not the ledger check, hold the cap."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    from moto.core.botocore_stubber import BotocoreStubber
 
     from shared.adapters.push_counters import PushCounters
     from shared.domain.caps import CapsConfig
-
-    lock = threading.Lock()
-    original = BotocoreStubber.process_request
-
-    def locked(self: BotocoreStubber, request: Any) -> Any:
-        with lock:  # DynamoDB applies each request atomically; moto needs help for that
-            return original(self, request)
-
     from shared.domain.decision import Decision
     from shared.domain.errors import TransientStorageError
     from shared.plumbing.bootstrap import send_once
@@ -345,18 +335,14 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
         except TransientStorageError:  # the send is in progress on the other shard: retried later
             return None
 
-    BotocoreStubber.process_request = locked  # type: ignore[method-assign]
-    try:
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            # 10 triggers, each delivered twice (a duplicated stream record on the other shard).
-            jobs = [(services[n % 2], f"state:{n // 2}") for n in range(20)]
-            outcomes = list(pool.map(lambda job: attempt(*job), jobs))
-        # What was in progress elsewhere is retried, as the event source mapping would.
-        decisions = [
-            d if d is not None else job[0].decide_for(state, now, job[1]) for d, job in zip(outcomes, jobs, strict=True)
-        ]
-    finally:
-        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        # 10 triggers, each delivered twice (a duplicated stream record on the other shard).
+        jobs = [(services[n % 2], f"state:{n // 2}") for n in range(20)]
+        outcomes = list(pool.map(lambda job: attempt(*job), jobs))
+    # What was in progress elsewhere is retried, as the event source mapping would.
+    decisions = [
+        d if d is not None else job[0].decide_for(state, now, job[1]) for d, job in zip(outcomes, jobs, strict=True)
+    ]
     # Each decision is sent once (idempotent publish), never more than the cap, never one item twice.
     sent = len(sender.sent)
     assert 1 <= sent <= 2
