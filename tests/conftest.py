@@ -43,6 +43,18 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 
 
+# Tests of the harness (the runner, the deployed stack, fault scenarios) run untraced: under the coverage
+# tracer every call into moto and botocore costs too (about 60 % more CPU for make test), and the
+# lines of shared/ and functions/ they reach are covered by the unit, fuzz, CLI and integration tests.
+UNTRACED_DIRS = frozenset({"runner", "deploy", "reliability"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in UNTRACED_DIRS:
+            item.add_marker(pytest.mark.no_cover)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """pytest-cov's `no_cover` pauses the tracer for a test's call only; the whole-scenario tests do most

@@ -15,10 +15,6 @@ from reliability.fault_scenario import run_scenario
 from testkit.faults import FaultKind
 from tests.reliability.fault_checks import assert_nothing_lost_or_doubled
 
-# Whole scenarios under moto: run without the coverage tracer (they would double make test's time);
-# the lines they reach are covered by the unit and service tests, and `make test` prints the total.
-pytestmark = pytest.mark.no_cover
-
 
 @pytest.mark.parametrize("kind", [k.value for k in FaultKind])
 def test_each_fault_kind_alone(kind: str) -> None:

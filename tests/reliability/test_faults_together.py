@@ -11,9 +11,6 @@ from reliability.fault_scenario import DeliveryMode, run_scenario
 from testkit.faults import FaultKind, uniform_rates
 from tests.reliability.fault_checks import assert_nothing_lost_or_doubled
 
-# Whole scenarios under moto: run without the coverage tracer, like test_faults.py.
-pytestmark = pytest.mark.no_cover
-
 
 @pytest.mark.parametrize("delivery", ["topic", "endpoint"])
 def test_every_fault_kind_together(delivery: DeliveryMode) -> None:
