@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from runner.server import one_request_at_a_time
 from testkit.serve import endpoint_client, start_serve, stop, wait_ready
 from tests.runner.runner_testlib import REPO_ROOT, SERVE_TEMPLATE
 
@@ -44,3 +47,35 @@ def test_serve_delivers_pushes_to_outbox(tmp_path: Path) -> None:
     assert proc.returncode == 0, err.read_text()[-3000:]
     # The handler ran in the serve process, its output captured in the per-function log.
     assert "REPORT RequestId:" in (tmp_path / "logs" / "PublishFunction.log").read_text()
+
+
+def test_the_endpoint_applies_one_request_at_a_time() -> None:
+    # Four threads call the wrapped app at once; none may enter while another is inside (moto has no locks).
+    inside, most = 0, 0
+    guard = threading.Lock()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.01)
+        with guard:
+            inside -= 1
+        return [b"ok"]
+
+    wrapped = one_request_at_a_time(app)
+    threads = [threading.Thread(target=wrapped, args=({}, None)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
+    # A long poll (moto waits inside SQS ReceiveMessage) does not hold the others up.
+    poll = {"HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage"}
+    threads = [threading.Thread(target=wrapped, args=(poll, None)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most > 1
