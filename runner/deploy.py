@@ -1,9 +1,7 @@
 """Deploy a SAM template through CloudFormation (moto's, or any endpoint), as `sam deploy` would.
 
-`sam package` + `sam deploy` minus the CLI: point every CodeUri/ContentUri at an S3 object,
-expand the Serverless transform with aws-sam-translator (the library SAM CLI and CloudFormation
-use), and create the stack. The local runner deploys stub artifacts, since it runs handlers
-from their source directories; tests/deploy/packaging.py uploads the real ones.
+`sam package` + `sam deploy` minus the CLI: artifacts in S3 (stubs for the runner, which runs handlers
+from source; tests/deploy/packaging.py uploads the real ones), aws-sam-translator, CloudFormation.
 """
 
 from __future__ import annotations
@@ -164,18 +162,11 @@ def _transform(template_json: str, parameters: tuple[tuple[str, str], ...], regi
 
 
 def without_aliases(template: Mapping[str, Any]) -> dict[str, Any]:
-    """The expanded template as moto's CloudFormation can create it: moto has no AWS::Lambda::Alias, so
-    each alias (SAM's AutoPublishAlias) is dropped and what referred to it (event source mappings,
-    schedule targets, permissions) refers to its function instead, which is what the runner emulates.
-    A real deployment creates the aliases; the template's lint checks them."""
+    """moto has no AWS::Lambda::Alias: each alias (AutoPublishAlias) is dropped and what referred to it
+    refers to its function instead, as the runner emulates. A real deployment creates the aliases."""
     resources = dict(template.get("Resources") or {})
-    functions = {
-        lid: spec["Properties"]["FunctionName"]["Ref"]
-        for lid, spec in resources.items()
-        if spec.get("Type") == "AWS::Lambda::Alias"
-    }
-    for lid in functions:
-        del resources[lid]
+    aliases = [lid for lid, spec in resources.items() if spec.get("Type") == "AWS::Lambda::Alias"]
+    functions = {lid: resources.pop(lid)["Properties"]["FunctionName"]["Ref"] for lid in aliases}
 
     def repoint(node: Any) -> Any:
         if isinstance(node, dict):

@@ -1,9 +1,7 @@
 """The stack's functions and event sources, read back from what CloudFormation created.
 
-Handler, runtime, memory, timeout and environment come from the deployed function's
-configuration; stream sources from its event source mappings (AWS::Lambda::EventSourceMapping);
-schedules from the EventBridge rules that target it. What the service does not report (the
-local directory behind a function's code and its layers) comes from the expanded template.
+Configuration, event source mappings and the EventBridge rules that target each function come from
+the service; what it does not report (the local code and layer directories) from the expanded template.
 """
 
 from __future__ import annotations
@@ -119,8 +117,7 @@ def function_specs(
 def _event_sources(
     stack: Stack, clients: Callable[[str], Any], by_arn: Mapping[str, str], selected: Sequence[str]
 ) -> dict[str, list[EventSourceSpec]]:
-    """Each selected function's stream mappings and schedule rules; an event's name is its
-    resource's logical id without the function's (SAM names them `<Function><Event>`)."""
+    """Each function's mappings and schedules, named as in SAM's `<Function><Event>` logical ids."""
     events: dict[str, list[EventSourceSpec]] = {fid: [] for fid in selected}
     for lid, mapping in stack.of_type("AWS::Lambda::EventSourceMapping").items():
         config = clients("lambda").get_event_source_mapping(UUID=mapping.ref)
