@@ -434,7 +434,13 @@ def forget_connections() -> None:
         from shared.plumbing.aws_session import loader_of
 
         _loaded_models[:] = [loader_of(_session())]
-    for factory in (
+    for factory in _connected():
+        factory.cache_clear()
+
+
+def _connected() -> tuple[Any, ...]:
+    """The cached factories whose values hold the session or one of its clients."""
+    return (
         _session,
         client,
         dynamodb,
@@ -447,33 +453,21 @@ def forget_connections() -> None:
         features_quarantine,
         decide_quarantine,
         feedback_quarantine,
-    ):
-        factory.cache_clear()
+    )
 
 
 def reset() -> None:
     """Forget every cached client and service (a fresh container, for tests)."""
     _loaded_models.clear()
     for factory in (
-        _session,
-        client,
-        dynamodb,
-        ingest_service,
-        features_service,
+        *_connected(),
         decide_settings,
         idempotency_config,
         default_model,
         recommender,
         served_models,
         decide_policy,
-        decide_service,
-        feedback_service,
         pseudonymizer,
-        erase_service,
-        ingest_quarantine,
-        features_quarantine,
-        decide_quarantine,
-        feedback_quarantine,
     ):
         factory.cache_clear()
     _boto_config.cache_clear()
