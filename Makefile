@@ -52,16 +52,16 @@ venv: $(STAMP)
 
 # CPU PyTorch (requirements/train.txt) so the trainer's tests run too; pytest on every core, with the
 # coverage of shared/ and functions/ printed (and written to out/coverage.json). A file's tests share a
-# worker (`loadfile`: module fixtures run once). Bytecode caching is forced on: the fault scenarios
-# re-import the handlers at every simulated cold start, 22 % of their time when every import compiles
-# from source.
+# worker (`loadfile`: module fixtures run once), the slowest files first (`slow` marks, tests/conftest.py).
+# Bytecode caching is forced on: the fault scenarios re-import the handlers at every simulated cold
+# start, 22 % of their time when every import compiles from source.
 TORCH_STAMP := $(VENV)/.torch
 $(TORCH_STAMP): $(STAMP) requirements/train.txt
 	$(BIN)/python -m pip install --quiet -r requirements/train.txt
 	touch $(TORCH_STAMP)
 
 test: $(STAMP) $(TORCH_STAMP)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadfile --cov=shared --cov=functions --cov-report=term:skip-covered \
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --cov=shared --cov=functions --cov-report=term:skip-covered \
 		--cov-report=json:out/coverage.json
 
 demo: $(STAMP)

@@ -144,8 +144,6 @@ class LocalPipeline:
         self.positions: list[tuple[str, str]] = []
         self._closed = False
 
-    # ------------------------------------------------------------ lifecycle
-
     def start(self) -> LocalPipeline:
         if self._stack is not None:
             return self
@@ -242,8 +240,6 @@ class LocalPipeline:
     ) -> None:
         self.close()
 
-    # ------------------------------------------------------------ stack facts
-
     def client(self, service: str) -> Any:
         """A boto3 client bound to this pipeline's moto (created once per pipeline)."""
         if service not in self._clients:
@@ -298,8 +294,6 @@ class LocalPipeline:
             "mappings": sorted([*self.stream_mappings, *self.schedules]),
         }
 
-    # ------------------------------------------------------------ driving
-
     def put_events(
         self, events: Sequence[Any], partition_key: PartitionKey = "user_id", *, stream: str | None = None
     ) -> list[str]:
@@ -340,11 +334,11 @@ class LocalPipeline:
     def _arrival_hint(self, shard_id: str, sequence_number: str) -> float | None:
         return self._arrivals.get((shard_id, sequence_number))
 
-    def poll_once(self, *, honor_window: bool = False, skip_idle: bool = False) -> bool:
+    def poll_once(self, *, honor_window: bool = False, skip_idle: bool = False, only_sat_out: bool = False) -> bool:
         """One round: at most one batch per shard of every mapping. True if anything happened."""
         worked = False
         for mapping in self.stream_mappings.values():
-            worked = mapping.poll(honor_window=honor_window, skip_idle=skip_idle) or worked
+            worked = mapping.poll(honor_window=honor_window, skip_idle=skip_idle, only_sat_out=only_sat_out) or worked
         return worked
 
     @property
@@ -368,8 +362,8 @@ class LocalPipeline:
         for rounds in range(1, max_rounds + 1):
             if self.poll_once(skip_idle=True) or self.busy:
                 continue
-            # Quiet round: read every shard (idle ones too) before calling the pipeline drained.
-            if not self.poll_once() and not self.busy:
+            # Quiet round: read the idle shards that sat that round out before calling the pipeline drained.
+            if not self.poll_once(only_sat_out=True) and not self.busy:
                 return PumpResult(rounds, self._invocations() - before, True)
         log.warning("pump: still busy after %d rounds (a batch failing without retry limit?)", max_rounds)
         return PumpResult(max_rounds, self._invocations() - before, False)

@@ -76,6 +76,7 @@ class ShardState:
     first_buffered: float | None = None
     idle_backoff: int = 0
     idle_skip: int = 0
+    sat_out: bool = False  # skipped in the last round (skip_idle), so not read since
 
     @property
     def busy(self) -> bool:
@@ -138,22 +139,24 @@ class StreamMapping:
     def busy(self) -> bool:
         return any(s.busy for s in self._shards.values())
 
-    def poll(self, *, honor_window: bool = False, skip_idle: bool = False) -> bool:
+    def poll(self, *, honor_window: bool = False, skip_idle: bool = False, only_sat_out: bool = False) -> bool:
         """Process at most one batch per shard; True if anything was read or invoked.
 
-        skip_idle lets a shard that was empty at its last read sit out a few rounds: moto reads
-        a Kinesis shard from its start on every GetRecords, so re-reading idle shards every round
-        of a long drain costs more than the drain itself.
+        skip_idle: a shard empty at its last read sits out a few rounds (moto reads a Kinesis shard from its
+        start at every GetRecords: re-reading idle shards would cost more than a long drain). only_sat_out:
+        read just the shards that sat out the last round (after a round that invoked nothing, the rest are empty).
         """
         worked = False
         for shard in self._shards.values() if self.spec.enabled else ():
-            worked = self._poll_shard(shard, honor_window, skip_idle) or worked
+            if not only_sat_out or shard.sat_out:
+                worked = self._poll_shard(shard, honor_window, skip_idle) or worked
         return worked
 
     def _poll_shard(self, shard: ShardState, honor_window: bool, skip_idle: bool) -> bool:
         worked = False
         if not shard.pending:
-            if skip_idle and not shard.buffer and shard.idle_skip > 0:
+            shard.sat_out = skip_idle and not shard.buffer and shard.idle_skip > 0
+            if shard.sat_out:
                 shard.idle_skip -= 1
                 return False
             worked = self._fill(shard)

@@ -22,7 +22,6 @@ from enum import StrEnum
 from typing import Any
 
 import botocore.endpoint
-import botocore.session
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
 
@@ -113,7 +112,6 @@ class FaultInjector:
         self._passthrough = threading.local()
         self._installed: list[tuple[int, Any]] = []
         self._saved_time: Any = None
-        self._saved_create_loader: Any = None
         self._key_schemas: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------ install / uninstall
@@ -132,17 +130,6 @@ class FaultInjector:
         # SDK retry backoff is counted as simulated time instead of slept.
         self._saved_time = botocore.endpoint.time
         botocore.endpoint.time = types.SimpleNamespace(sleep=self._backoff)
-        # Crashes and timeouts make many cold starts; each would parse botocore's service models
-        # again for its new session. They are static data: one loader serves every session.
-        self._saved_create_loader = botocore.session.create_loader
-        loaders: dict[Any, Any] = {}
-
-        def shared_loader(search_path_string: Any = None) -> Any:
-            if search_path_string not in loaders:
-                loaders[search_path_string] = self._saved_create_loader(search_path_string)
-            return loaders[search_path_string]
-
-        botocore.session.create_loader = shared_loader
 
     def uninstall(self) -> None:
         for index, entry in self._installed:
@@ -152,9 +139,6 @@ class FaultInjector:
         if self._saved_time is not None:
             botocore.endpoint.time = self._saved_time
             self._saved_time = None
-        if self._saved_create_loader is not None:
-            botocore.session.create_loader = self._saved_create_loader
-            self._saved_create_loader = None
 
     def _backoff(self, seconds: float) -> None:
         self.sdk_backoff_s += float(seconds)

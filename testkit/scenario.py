@@ -38,6 +38,7 @@ from shared.domain.contract import FeedbackEvent
 from shared.domain.user_state import UserState
 from testkit.audit import Snapshot
 from testkit.feedback import Push, SimulatedUsers
+from testkit.harness_speed import faster_harness
 from testkit.queues import receive_json
 from testkit.simulated_time import following
 from testkit.traffic import Record, wire
@@ -173,7 +174,7 @@ def run(scenario: Scenario) -> ScenarioRun:
         fault_injector=spec.injector,
     )
     result = ScenarioRun()
-    with pipe, following(clock):
+    with faster_harness(), pipe, following(clock):
         outbox = _set_up(pipe, scenario)
         if scenario.on_start:
             scenario.on_start(pipe)

@@ -6,6 +6,7 @@ No test reaches AWS or the network: credentials are fake, pytest-socket blocks s
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from functools import cache
@@ -37,6 +38,7 @@ from moto import mock_aws  # noqa: E402
 from runner.deploy import load_yaml  # noqa: E402
 from runner.stack import Stack, deploy_local  # noqa: E402
 from shared.plumbing import bootstrap  # noqa: E402
+from testkit.harness_speed import GC_THRESHOLD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -49,10 +51,30 @@ REGION = "us-east-1"
 UNTRACED_DIRS = frozenset({"runner", "deploy", "reliability"})
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Each moto deployment leaves tens of thousands of objects in reference cycles (testkit/harness_speed.py).
+    gc.set_threshold(*GC_THRESHOLD)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection imported (botocore, moto, pydantic models) lives as long as the worker: out of the
+    # collector's sight, full collections walk only what the tests make.
+    gc.freeze()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent.name in UNTRACED_DIRS:
             item.add_marker(pytest.mark.no_cover)
+    # Slowest files first (make test passes --no-loadscope-reorder, so xdist hands files out in this order):
+    # xdist's default order, by number of tests, started the two-test, 45-second fault file last, and the
+    # run waited on it alone.
+    items.sort(key=_slow_seconds, reverse=True)
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return float(mark.kwargs.get("seconds", 1)) if mark else 0.0
 
 
 @pytest.hookimpl(hookwrapper=True)

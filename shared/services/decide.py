@@ -69,8 +69,10 @@ def explanation_for(supporting: list[str], catalog: Mapping[str, CatalogItem]) -
 
 @dataclass
 class Handover:
-    """What came of handing one push to delivery."""
+    """What came of handing one push to delivery: the decision as it now stands (a push the caps turned
+    into silence is that silence), whether it was sent, and why its platform would not take it."""
 
+    decision: Decision | None = None
     sent: bool = False
     undeliverable: Undeliverable | None = None
 
@@ -197,24 +199,24 @@ class DecideService:
             handover = self.hand_over(stored, state, now)
         elif stored.action is Action.DEFER and stored.due_at is not None:
             self._defer(state, stored.due_at)
-        return stored, handover
+        return handover.decision or stored, handover
 
     def hand_over(self, decision: Decision, state: UserState, now: int) -> Handover:
         """Caps, then delivery once per decision id, then the ledger and the user's device records."""
         stored = self._within_caps(decision, state)
         if stored.action is not Action.PUSH:
-            return Handover()
+            return Handover(stored)
         result = self._send_once(self.push_of(stored, state))
         token = state.push_token or ""
         if result.undeliverable is not None:
             self._ledger.mark_undeliverable(stored.user_id, stored.decision_id, result.undeliverable.value, now)
             if result.undeliverable is Undeliverable.ENDPOINT_DISABLED:
                 self._states.disable_token(stored.user_id, token, WRITER)
-            return Handover(undeliverable=result.undeliverable)
+            return Handover(stored, undeliverable=result.undeliverable)
         if result.endpoint_arn is not None:
             self._states.record_endpoint(stored.user_id, token, result.endpoint_arn, WRITER)
         self._ledger.mark_sent(stored.user_id, stored.decision_id, str(result.message_id), now)
-        return Handover(sent=True)
+        return Handover(stored, sent=True)
 
     def decide_changes(self, changes: Sequence[StateChange[Ref]]) -> DecideBatchResult[Ref]:
         """One decision per user per batch, on the newest state; older changes are superseded."""

@@ -15,6 +15,8 @@ from cli.__main__ import main
 from runner.pipeline import LocalPipeline
 from testkit.tiny_model import DEFAULT_VOCAB, build_registry_model
 
+pytestmark = pytest.mark.slow(seconds=8)
+
 ROOT = Path(__file__).resolve().parents[2]
 LAYER_DEFAULT = json.loads((ROOT / "layers/model/sasrec/int8/manifest.json").read_text())["version"]
 TTL_SECONDS = 1

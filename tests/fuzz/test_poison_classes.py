@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import available_timezones
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,8 @@ from shared.domain.contract import (
     QuarantineReason,
     decode_event,
 )
+
+pytestmark = pytest.mark.slow(seconds=8)
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 BASE = {"schema_version": 1, "event_id": "e1", "user_id": "u1", "timestamp": "2026-11-27T11:00:00Z"}
@@ -97,7 +100,9 @@ def test_a_repeated_key_is_refused_whichever_value_comes_last(key: str, same_val
 
 # Deep structures are slow to generate; `make reliability` fuzzes the contract with 1,000 a strategy.
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.text(max_size=10), st.recursive(st.none() | st.booleans() | st.text(), st.lists)))
+@given(
+    st.dictionaries(st.text(max_size=10), st.recursive(st.none() | st.booleans() | st.text(), st.lists, max_leaves=20))
+)
 def test_nothing_a_producer_sends_raises(fields: dict[str, object]) -> None:
     # Whatever the verdict, it is a verdict (decode_event raising anything else fails the test).
     verdict({**BASE, "type": "profile", **fields})

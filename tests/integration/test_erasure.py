@@ -34,6 +34,8 @@ from testkit import traffic
 from testkit.queues import receive_json, receive_messages
 from testkit.tiny_model import build_tiny_model
 
+pytestmark = pytest.mark.slow(seconds=9)
+
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)

@@ -25,6 +25,8 @@ from shared.services.decide import DecideConfig, DecideService
 from testkit.fakes import InMemoryUserStates, RecordingSender
 from testkit.tiny_model import DEFAULT_VOCAB, build_registry_model
 
+pytestmark = pytest.mark.slow(seconds=10)
+
 REGION = "us-east-1"
 NOON = int(datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp())
 TTL = 60

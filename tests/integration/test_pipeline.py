@@ -29,6 +29,8 @@ from testkit.queues import receive_json
 from testkit.tiny_model import build_tiny_model
 from tests.events import load_event
 
+pytestmark = pytest.mark.slow(seconds=10)
+
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 GENRES = {i: ["Drama"] if int(i) % 2 else ["Comedy"] for i in ITEMS}

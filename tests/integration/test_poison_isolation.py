@@ -16,7 +16,7 @@ from testkit.tiny_model import build_tiny_model
 
 # Whole scenarios under moto: run without the coverage tracer (they would double make test's time);
 # the lines they reach are covered by the unit and service tests, and `make test` prints the total.
-pytestmark = pytest.mark.no_cover
+pytestmark = [pytest.mark.no_cover, pytest.mark.slow(seconds=20)]
 
 
 # One drain serves every class: make test sends a file's tests to one worker (`--dist loadfile`).

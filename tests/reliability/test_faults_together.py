@@ -11,6 +11,8 @@ from reliability.fault_scenario import DeliveryMode, run_scenario
 from testkit.faults import FaultKind, uniform_rates
 from tests.reliability.fault_checks import assert_nothing_lost_or_doubled
 
+pytestmark = pytest.mark.slow(seconds=30)
+
 
 @pytest.mark.parametrize("delivery", ["topic", "endpoint"])
 def test_every_fault_kind_together(delivery: DeliveryMode) -> None:

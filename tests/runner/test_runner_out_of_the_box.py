@@ -19,6 +19,8 @@ import pytest
 from testkit.serve import clean_env, daytime_zone, endpoint_client, stop, wait_ready
 from tests.runner.runner_testlib import REPO_ROOT
 
+pytestmark = pytest.mark.slow(seconds=12)
+
 DEFAULT_MODEL = json.loads((REPO_ROOT / "layers/model/sasrec/int8/manifest.json").read_text())["version"]
 ITEMS = [str(i) for i in range(1, 21)]
 PUSH_TIMEOUT_S = 60.0

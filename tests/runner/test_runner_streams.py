@@ -7,9 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from runner.clock import SimulatedClock, iso_z
 from testkit.queues import receive_json
 from tests.runner.runner_testlib import ids
+
+pytestmark = pytest.mark.slow(seconds=9)
 
 Invocations = Callable[..., list[dict[str, Any]]]
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -84,3 +84,21 @@ def test_bootstraps_clients_come_from_one_session_with_the_service_loader() -> N
     assert isinstance(bootstrap._session()._session.get_component("data_loader"), ServiceLoader)
     table = bootstrap.dynamodb().Table("t")
     assert table.name == "t"
+
+
+def test_a_scenario_parses_each_service_model_once_for_all_its_cold_starts() -> None:
+    """testkit.harness_speed's shared_service_models: the loaders of two "containers" (the second built from a class
+    defined anew, as a re-imported module would) hand out one parsed model; outside it, each parses its own."""
+    from testkit.harness_speed import shared_service_models
+
+    def fresh_class() -> type[ServiceLoader]:
+        return type("ServiceLoader", (ServiceLoader,), {})
+
+    with shared_service_models():
+        first = fresh_class()().load_service_model("dynamodb", "service-2")
+        second = fresh_class()().load_service_model("dynamodb", "service-2")
+        assert first is second
+    assert fresh_class()().load_service_model("dynamodb", "service-2") is not first
+    assert ServiceLoader().load_service_model("dynamodb", "service-2") is not ServiceLoader().load_service_model(
+        "dynamodb", "service-2"
+    )

@@ -31,6 +31,8 @@ from training.sasrec_graph import build_sasrec_graph, reference_masked, weights_
 from training.sequences import make_windows, timed_leave_last_out, user_sequences, vocab_for
 from training.sources import load_archive, load_csv
 
+pytestmark = pytest.mark.slow(seconds=8)
+
 SHIPPED = Path(__file__).resolve().parents[2] / "layers" / "model"
 T0 = 880_000_000  # 1997-11-20, inside MovieLens' period
 

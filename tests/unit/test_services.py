@@ -27,6 +27,8 @@ from shared.services.feedback import FeedbackService
 from shared.services.ingest import IngestService, StreamRecord, check_record
 from testkit.fakes import FakeRecommender, RecordingSender
 
+pytestmark = pytest.mark.slow(seconds=10)
+
 REGION = "us-east-1"
 NOON = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -351,3 +353,34 @@ def test_parallel_deciders_for_one_user_never_exceed_the_atomic_cap(stack: Stack
     assert counters.count(f"user#u1#day#{NOON:%Y-%m-%d}") == sent
     capped = [d for d in decisions if d.action is Action.SILENCE]
     assert capped and all(d.reasons[0] in (Reason.DAILY_CAP, Reason.ITEM_COOLDOWN) for d in capped)
+
+
+@pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
+def test_a_push_the_counters_cap_is_returned_as_the_silence_it_became(stack: Stack, dynamodb: Any) -> None:
+    """The policy says push, the atomic counters say no: what decide returns (and reports) is the silence
+    the ledger now holds, not the push it started as."""
+    from shared.adapters.push_counters import PushCounters
+    from shared.domain.caps import CapsConfig
+    from shared.plumbing.bootstrap import send_once
+
+    sender = RecordingSender()
+    catalog = Catalog(dynamodb, out(stack, "CatalogTableName"))
+    catalog.put_many(CatalogItem(item_id=str(i), title=f"M{i}", genres=[f"G{i}"]) for i in range(1, 6))
+    service = DecideService(
+        UserStateStore(dynamodb, out(stack, "UserStateTableName")),
+        catalog,
+        Ledger(dynamodb, out(stack, "LedgerTableName")),
+        FakeRecommender([(str(i), 1.0 - i / 20) for i in range(1, 6)]),
+        send_once(sender, out(stack, "IdempotencyTableName"), boto3.client("dynamodb", region_name=REGION)),
+        RulesPolicy(PolicyConfig(daily_push_cap=50)),
+        DecideConfig(caps=CapsConfig(daily=1, weekly=10)),
+        PushCounters(dynamodb, out(stack, "PushCountersTableName")),
+    )
+    state = stored_user(stack, dynamodb)
+    now = int(NOON.timestamp())
+    first = service.decide_for(state, now, "state:1")
+    second = service.decide_for(state, now + 60, "state:2")
+    assert first.action is Action.PUSH and len(sender.sent) == 1
+    assert (second.action, second.reasons) == (Action.SILENCE, [Reason.DAILY_CAP])
+    row = Ledger(dynamodb, out(stack, "LedgerTableName")).get("u1", second.decision_id)
+    assert row is not None and row["action"] == Action.SILENCE.value
