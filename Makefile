@@ -7,6 +7,8 @@ SAM_VENV := .venv-sam
 # The Lambda runtime's Python, where the machine has one: layer bytecode and the shipped-layer cold start.
 PYTHON312 ?= python3.12
 CHECKOV_VENV := .venv-checkov
+# Open Bandit Pipeline (obp) and its PyTorch/pandas/scikit-learn stack, for `make ope` only.
+OBP_VENV := .venv-obp
 # `make demo` is the fast form (users 1 to 100, two policies); `make demo-full` replays everything.
 DEMO_USERS ?= 100
 DEMO_POLICIES ?= full,popularity
@@ -17,7 +19,7 @@ SOURCE ?= movielens
 DATA ?= $(ML100K_DIR)
 ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 
-.PHONY: help venv test test-all demo demo-full model evaluate train bench bench-train lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full model evaluate train bench bench-train ope lint format build deploy-test coldstart cost events security reliability clean
 
 help:
 	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
@@ -28,6 +30,7 @@ help:
 	@echo "make evaluate               the served int8 transformer (first), its fp32 twin and co-occurrence at decision time -> out/eval/metrics.json"
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
 	@echo "make bench-train            Yelp: default recipe vs plain full-softmax SASRec vs tuned co-occurrence, ~45 min"
+	@echo "make ope                    Nudge's IPS/SNIPS/DR vs obp on the Open Bandit Dataset sample -> out/ope/obd.json (~2 min, own venv)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
 	@echo "make build                  sam build (python3.12 arm64 layers, no Docker) + 3.12 bytecode, fails above 250 MB"
@@ -122,6 +125,20 @@ $(CHECKOV_VENV)/bin/checkov: requirements/security.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/security.txt
 	touch $@
+
+# obp gets its own virtualenv: torch, pandas and scikit-learn must stay out of the project's. The lock
+# (requirements/ope.txt) goes in with --no-deps, torch==2.13.0 first (the CPU build on this machine's disk).
+$(OBP_VENV)/.installed: requirements/ope.txt
+	$(PYTHON) -m venv $(OBP_VENV)
+	$(OBP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OBP_VENV)/bin/python -m pip install --quiet $$(grep '^torch==' requirements/ope.txt)
+	$(OBP_VENV)/bin/python -m pip install --quiet --no-deps --ignore-requires-python -r requirements/ope.txt
+	touch $@
+
+# Off-policy estimators on real logs: the BTS policy's click rate from the random policy's logs of the
+# Open Bandit Dataset sample bundled with obp, against its on-policy truth (docs/operations.md).
+ope: $(OBP_VENV)/.installed
+	$(OBP_VENV)/bin/python -m bench.ope_obd --out out/ope/obd.json
 
 security: $(CHECKOV_VENV)/bin/checkov
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
