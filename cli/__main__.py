@@ -3,6 +3,11 @@
 nudge erase --user U (--stack-name NAME | --ready-file FILE)
 nudge platform create --name NAME --platform APNS|APNS_SANDBOX|FCM --credentials-secret SECRET_ID
 nudge models list|publish DIR|promote VERSION|rollback|compare A B (--stack-name NAME | --ready-file FILE)
+nudge explain USER [--limit N] [--text] (--stack-name NAME | --ready-file FILE)
+nudge user USER [--text] (--stack-name NAME | --ready-file FILE)
+
+A deployed stack takes --region, --profile (models, explain, user) and --endpoint-url; a stack is resolved in
+cli/stack.py. Output is JSON (explain and user: --text for a table); a refusal is one line on stderr, status 2.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nudge", description="Nudge's operator commands.")
+    parser = argparse.ArgumentParser(
+        prog="nudge",
+        description="Nudge's operator commands: erase, platform create, models, explain, user.",
+        epilog="`nudge COMMAND --help` for a command's options.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     erase = sub.add_parser("erase", help="erase users from a deployed stack or a `python -m runner serve` stack")
     erase.add_argument("--user", action="append", required=True, metavar="USER_ID", help="raw user id (repeatable)")
@@ -38,7 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--region", default="us-east-1")
     create.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
     _models_parser(sub)
+    _users_parser(sub)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _users_parser(sub: Any) -> None:
+    explain = sub.add_parser("explain", help="a user's recent decisions (ledger), newest first, with outcomes")
+    explain.add_argument("--limit", type=_positive, default=20, help="how many decisions (default 20)")
+    user = sub.add_parser("user", help="a user's state (hot and profile items) and today's push counts; no token")
+    for parser in (explain, user):
+        parser.add_argument(
+            "user", metavar="USER", help="raw user id (mapped to its pseudonym when the stack uses them)"
+        )
+        parser.add_argument("--text", action="store_true", help="a human-readable table instead of JSON")
+        parser.add_argument("--stack-name", help="a CloudFormation stack")
+        parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+        parser.add_argument("--profile", help="AWS profile (a deployed stack)")
+        parser.add_argument("--region", default="us-east-1")
+        parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+        parser.add_argument(
+            "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
+        )
 
 
 def _models_parser(sub: Any) -> None:
@@ -71,15 +107,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _platform(args)
     if args.command == "models":
         return _models(args)
-    from cli.erase import erase, stack_facts, using_endpoint
+    if args.command in ("explain", "user"):
+        return _users(args)
+    return _erase(args)
 
-    endpoint = args.endpoint_url or _ready_endpoint(args.ready_file)
-    with using_endpoint(endpoint, args.region):
-        outputs, parameters = stack_facts(stack_name=args.stack_name, ready_file=args.ready_file, region=args.region)
-    key_parameter = args.pseudonym_key_parameter or parameters.get("PseudonymKeyParameter", "")
+
+def _erase(args: argparse.Namespace) -> int:
+    from cli.erase import erase
+    from cli.stack import CliError, open_stack, ready_endpoint
+
+    try:
+        with open_stack(args) as (_, facts):
+            key_parameter = args.pseudonym_key_parameter or facts.parameters.get("PseudonymKeyParameter", "")
+        endpoint = args.endpoint_url or ready_endpoint(args.ready_file)
+    except CliError as exc:
+        print(f"nudge erase: {exc}", file=sys.stderr)
+        return 2
     report = erase(
         args.user,
-        outputs,
+        facts.outputs,
         pseudonym_key_parameter=key_parameter,
         region=args.region,
         endpoint_url=endpoint,
@@ -113,23 +159,32 @@ def _platform(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from cli.models import ModelsError, run
+    from cli.models import run
+    from cli.stack import CliError
 
     try:
         result = run(args)
-    except ModelsError as exc:
+    except CliError as exc:
         print(f"nudge models {args.action}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0
 
 
-def _ready_endpoint(ready_file: str | None) -> str | None:
-    if ready_file is None:
-        return None
-    with open(ready_file, encoding="utf-8") as fh:
-        endpoint = json.load(fh).get("endpoint_url")
-    return str(endpoint) if endpoint else None
+def _users(args: argparse.Namespace) -> int:
+    from cli.stack import CliError
+    from cli.users import explain_text, run, user_text
+
+    try:
+        result = run(args)
+    except CliError as exc:
+        print(f"nudge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.text:
+        print(explain_text(result) if args.command == "explain" else user_text(result))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

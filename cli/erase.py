@@ -3,7 +3,7 @@
 By default the erasure runs here, through the same service the Erase function runs
 (shared.plumbing.bootstrap.build_erase_service, shared/services/erasure.py); `--via-function` instead invokes the
 stack's EraseFunction asynchronously (failures then land in its dead-letter queue). Table and
-bucket names come from the stack's outputs: CloudFormation's (`--stack-name`) or a ready file.
+bucket names come from the stack's outputs: CloudFormation's (`--stack-name`) or a ready file (cli/stack.py).
 
 Credentials: a deployed stack is reached with the caller's credential chain. A local endpoint
 (a moto server on loopback, as `runner serve` runs) checks no signature, so dummy credentials
@@ -13,10 +13,8 @@ are used there, whatever the environment holds: none are needed and real ones ar
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import urlparse
@@ -57,21 +55,6 @@ def using_endpoint(endpoint_url: str | None, region: str) -> Iterator[str | None
             bootstrap.reset()
 
 
-def stack_facts(
-    *, stack_name: str | None, ready_file: str | None, region: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(outputs, parameters) of the stack to erase from (clients follow `using_endpoint`)."""
-    if ready_file is not None:
-        ready = json.loads(Path(ready_file).read_text(encoding="utf-8"))
-        return dict(ready["outputs"]), dict(ready.get("parameters") or {})
-    if stack_name is None:
-        raise SystemExit("erase needs --stack-name or --ready-file")
-    stack = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
-    return outputs, parameters
-
-
 def erase(
     users: Sequence[str],
     outputs: Mapping[str, str],
@@ -81,8 +64,7 @@ def erase(
     endpoint_url: str | None = None,
     via_function: bool = False,
 ) -> dict[str, Any]:
-    from shared.adapters.pseudonym_key import read_pseudonym_key
-    from shared.domain.pseudonym import Pseudonymizer
+    from cli.stack import pseudonymizer
     from shared.plumbing import bootstrap
     from shared.plumbing.config import EraseSettings
     from shared.services.erasure import EraseRequest
@@ -97,7 +79,5 @@ def erase(
             )
             return {"invoked": outputs["EraseFunctionName"], "status": response["StatusCode"], "users": len(users)}
         settings = EraseSettings.model_validate({field: outputs[name] for field, name in OUTPUTS.items()})
-        pseudonymize = None
-        if pseudonym_key_parameter:
-            pseudonymize = Pseudonymizer(read_pseudonym_key(bootstrap.client("ssm"), pseudonym_key_parameter))
+        pseudonymize = pseudonymizer(bootstrap.client("ssm"), pseudonym_key_parameter)
         return bootstrap.build_erase_service(settings, pseudonymize).erase(request.user_ids).as_dict()

@@ -8,17 +8,13 @@ stack's `ModelPointerTtlSeconds` (default 60). Layout and procedure: docs/operat
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
+from cli.stack import CliError, open_stack
 from shared.adapters.model_registry import RegistryVersion, S3ModelRegistry, SsmModelPointer
 from shared.domain.errors import NudgeError
 from shared.domain.model_registry import ModelPointer, graph_version_of
@@ -28,7 +24,7 @@ POINTER_OUTPUT = "ModelPointerParameterName"
 REGISTRY_OUTPUT = "ModelRegistryUri"
 
 
-class ModelsError(Exception):
+class ModelsError(CliError):
     """What the operator is told, on one line, with exit status 2."""
 
 
@@ -36,25 +32,6 @@ class ModelsError(Exception):
 class StackRegistry:
     registry: S3ModelRegistry
     pointer: SsmModelPointer
-
-
-def stack_outputs(session: Any, *, stack_name: str | None, ready_file: str | None) -> dict[str, str]:
-    if ready_file is not None:
-        try:
-            return dict(json.loads(Path(ready_file).read_text(encoding="utf-8"))["outputs"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelsError(f"cannot read the ready file {ready_file}: {exc}") from exc
-    if stack_name is None:
-        raise ModelsError("name the stack: --stack-name NAME (AWS) or --ready-file FILE (python -m runner serve)")
-    try:
-        stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        if "does not exist" in str(exc):
-            raise ModelsError(f"no stack named {stack_name!r} in {session.region_name}") from exc
-        raise ModelsError(f"cannot describe stack {stack_name!r}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise ModelsError(f"cannot reach CloudFormation: {exc}") from exc
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
 def stack_registry(session: Any, outputs: Mapping[str, str]) -> StackRegistry:
@@ -123,17 +100,9 @@ def compare(stack: StackRegistry, first: str, second: str) -> dict[str, Any]:
 
 def run(args: Any) -> dict[str, Any]:
     """Dispatch one parsed `nudge models ...` command (cli/__main__.py builds the parser)."""
-    from cli.erase import LOOPBACK_HOSTS, using_endpoint
-
-    endpoint = args.endpoint_url or _ready_endpoint(args.ready_file)
-    local = endpoint is not None and urlparse(endpoint).hostname in LOOPBACK_HOSTS
-    with using_endpoint(endpoint, args.region):
-        # A local endpoint gets using_endpoint's dummy credentials; a profile only means something for AWS.
-        session = boto3.session.Session(profile_name=None if local else args.profile, region_name=args.region)
+    with open_stack(args) as (session, facts):
         try:
-            stack = stack_registry(
-                session, stack_outputs(session, stack_name=args.stack_name, ready_file=args.ready_file)
-            )
+            stack = stack_registry(session, facts.outputs)
             if args.action == "list":
                 return list_versions(stack)
             if args.action == "publish":
@@ -188,13 +157,3 @@ def _role(version: str, pointer: ModelPointer | None) -> str:
 
 def _pointer_json(pointer: ModelPointer | None) -> dict[str, Any] | None:
     return pointer.model_dump(mode="json") if pointer is not None else None
-
-
-def _ready_endpoint(ready_file: str | None) -> str | None:
-    if ready_file is None:
-        return None
-    try:
-        endpoint = json.loads(Path(ready_file).read_text(encoding="utf-8")).get("endpoint_url")
-    except (OSError, ValueError) as exc:
-        raise ModelsError(f"cannot read the ready file {ready_file}: {exc}") from exc
-    return str(endpoint) if endpoint else None

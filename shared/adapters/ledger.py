@@ -146,6 +146,21 @@ class Ledger:
                 batch.delete_item(Key={"user_id": user_id, "decision_id": decision_id})
         return len(decision_ids)
 
+    def recent(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """The user's last ``limit`` decisions as stored (outcomes and delivery status included), newest first:
+        decision ids sort by time (shared.domain.decision.decision_id_for)."""
+        items = query_items(
+            self._table,
+            "ledger.recent",
+            limit=limit,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": user_id},
+            ScanIndexForward=False,
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [from_dynamo(i) for i in items]
+
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
         """The user's push decisions from ``since`` on (oldest first), for caps and repeats."""
         items = query_items(
