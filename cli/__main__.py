@@ -2,7 +2,8 @@
 
 nudge erase --user U (--stack-name NAME | --ready-file FILE)
 nudge platform create --name NAME --platform APNS|APNS_SANDBOX|FCM --credentials-secret SECRET_ID
-nudge models list|publish DIR|promote VERSION|rollback|compare A B (--stack-name NAME | --ready-file FILE)
+nudge models list|publish DIR|promote VERSION|rollback|compare A B|outcomes [--days N]
+    (--stack-name NAME | --ready-file FILE)
 nudge explain USER [--limit N] [--text] (--stack-name NAME | --ready-file FILE)
 nudge user USER [--text] (--stack-name NAME | --ready-file FILE)
 
@@ -86,6 +87,7 @@ def _models_parser(sub: Any) -> None:
         "promote": actions.add_parser("promote", help="make a version the champion (or --challenger)"),
         "rollback": actions.add_parser("rollback", help="serve the champion before the current one again"),
         "compare": actions.add_parser("compare", help="two versions' manifests and evaluation reports"),
+        "outcomes": actions.add_parser("outcomes", help="how each version's decisions turned out (the ledger)"),
     }
     parsers["publish"].add_argument("model_dir", help="holds model.onnx, manifest.json, calibration.json")
     parsers["promote"].add_argument("version")
@@ -93,6 +95,7 @@ def _models_parser(sub: Any) -> None:
     parsers["promote"].add_argument("--share", type=float, default=0.0, help="the challenger's share, 0..1")
     parsers["compare"].add_argument("version")
     parsers["compare"].add_argument("other")
+    parsers["outcomes"].add_argument("--days", type=_positive, default=14, help="decisions of the last N days")
     for parser in parsers.values():
         parser.add_argument("--stack-name", help="a CloudFormation stack")
         parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")

@@ -1,27 +1,32 @@
-"""`nudge models list|publish|promote|rollback|compare`: the model registry of one stack.
+"""`nudge models list|publish|promote|rollback|compare|outcomes`: the model registry of one stack.
 
 The stack is a deployed one (`--stack-name`, with `--profile`/`--region`) or `python -m runner serve`'s
 (`--ready-file`); its outputs name the registry (`ModelRegistryUri`) and the pointer decide reads
 (`ModelPointerParameterName`). A promotion or rollback reaches every warm decide container within the
-stack's `ModelPointerTtlSeconds` (default 60). Layout and procedure: docs/operations.md.
+stack's `ModelPointerTtlSeconds` (default 60). `outcomes` reads the ledger: how each version's decisions
+turned out (training/version_outcomes.py). Layout and procedure: docs/operations.md.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from cli.stack import CliError, open_stack
+from shared.adapters.ledger import Ledger
 from shared.adapters.model_registry import RegistryVersion, S3ModelRegistry, SsmModelPointer
 from shared.domain.errors import NudgeError
 from shared.domain.model_registry import ModelPointer, graph_version_of
 from shared.model import ModelLoadError
+from training.version_outcomes import by_version, hit_rate_difference
 
 POINTER_OUTPUT = "ModelPointerParameterName"
 REGISTRY_OUTPUT = "ModelRegistryUri"
+DAY_SECONDS = 86_400
 
 
 class ModelsError(CliError):
@@ -98,6 +103,20 @@ def compare(stack: StackRegistry, first: str, second: str) -> dict[str, Any]:
     }
 
 
+def outcomes(stack: StackRegistry, ledger: Ledger, *, since: int) -> dict[str, Any]:
+    """Per model version since ``since``: decisions, push rate, delivered/opened/hit rates with intervals and
+    the greedy policy's off-policy value; with a challenger, its hit rate minus the champion's."""
+    pointer = stack.pointer.read()
+    versions = by_version(ledger.decided_since(since))
+    for version, report in versions.items():
+        report["role"] = _role(version, pointer)
+    result: dict[str, Any] = {"since": since, "pointer": _pointer_json(pointer), "versions": versions}
+    if pointer is not None and pointer.challenger in versions and pointer.champion in versions:
+        difference = hit_rate_difference(versions[pointer.challenger], versions[pointer.champion])
+        result["challenger_minus_champion_hit_rate"] = difference
+    return result
+
+
 def run(args: Any) -> dict[str, Any]:
     """Dispatch one parsed `nudge models ...` command (cli/__main__.py builds the parser)."""
     with open_stack(args) as (session, facts):
@@ -111,6 +130,9 @@ def run(args: Any) -> dict[str, Any]:
                 return promote(stack, args.version, challenger=args.challenger, share=args.share)
             if args.action == "rollback":
                 return rollback(stack)
+            if args.action == "outcomes":
+                ledger = Ledger(session.resource("dynamodb"), facts.outputs["LedgerTableName"])
+                return outcomes(stack, ledger, since=int(time.time()) - args.days * DAY_SECONDS)
             return compare(stack, args.version, args.other)
         except (NudgeError, ModelLoadError, ValueError) as exc:
             raise ModelsError(str(exc)) from exc

@@ -8,6 +8,7 @@ decide's sweep sends it then (shared/services/decide.py ``reconcile``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from shared.adapters.aws_errors import translated
@@ -160,6 +161,21 @@ class Ledger:
             ConsistentRead=True,
         )
         return [from_dynamo(i) for i in items]
+
+    def decided_since(self, since: int) -> Iterator[dict[str, Any]]:
+        """Every user's decisions from ``since`` on, in no order: a Scan, for an operator's read-out (one pass
+        over the table), never on a function's path."""
+        kwargs: dict[str, Any] = {
+            "FilterExpression": "decision_id >= :from",
+            "ExpressionAttributeValues": {":from": decision_prefix_at(since)},
+        }
+        with translated("ledger.decided_since"):
+            while True:
+                page = self._table.scan(**kwargs)
+                yield from (from_dynamo(i) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def pushes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
         """The user's push decisions from ``since`` on (oldest first), for caps and repeats."""

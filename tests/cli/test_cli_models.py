@@ -94,6 +94,15 @@ def test_promote_and_rollback_reach_decide_within_the_ttl(tmp_path: Path, capsys
         time.sleep(TTL_SECONDS + 0.1)
         assert served_to("u-back") == a
 
+        # How each version's decisions turned out, from the ledger: the versions that served, with their roles.
+        status, read_out = nudge(capsys, "models", "outcomes", *where)
+        assert status == 0
+        assert {v: r["decisions"] for v, r in read_out["versions"].items()} == {LAYER_DEFAULT: 1, a: 2, b: 1}
+        rows = ledger.scan()["Items"]
+        for version, report in read_out["versions"].items():
+            assert report["pushes"] == sum(r["model_version"] == version and r["action"] == "push" for r in rows)
+        assert read_out["versions"][a]["role"] == "champion" and read_out["pointer"]["champion"] == a
+
         # Clear refusals, and the pointer is left as it was.
         status, err = nudge(capsys, "models", "rollback", *where)
         assert status == 2 and "nothing to roll back to" in err
