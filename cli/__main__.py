@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     erase = sub.add_parser("erase", help="erase users from a deployed stack or a `python -m runner serve` stack")
     erase.add_argument("--user", action="append", required=True, metavar="USER_ID", help="raw user id (repeatable)")
-    erase.add_argument("--stack-name", help="a CloudFormation stack (its outputs name the tables and bucket)")
-    erase.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
-    erase.add_argument("--region", default="us-east-1")
-    erase.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
-    erase.add_argument(
-        "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
-    )
+    _stack_arguments(erase, profile=False, pseudonyms=True)
     erase.add_argument("--via-function", action="store_true", help="invoke the stack's EraseFunction instead")
     platform = sub.add_parser(
         "platform", help="SNS platform applications for endpoint delivery (DeliveryMode=endpoint)"
@@ -68,14 +62,7 @@ def _users_parser(sub: Any) -> None:
             "user", metavar="USER", help="raw user id (mapped to its pseudonym when the stack uses them)"
         )
         parser.add_argument("--text", action="store_true", help="a human-readable table instead of JSON")
-        parser.add_argument("--stack-name", help="a CloudFormation stack")
-        parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
-        parser.add_argument("--profile", help="AWS profile (a deployed stack)")
-        parser.add_argument("--region", default="us-east-1")
-        parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
-        parser.add_argument(
-            "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
-        )
+        _stack_arguments(parser, profile=True, pseudonyms=True)
 
 
 def _models_parser(sub: Any) -> None:
@@ -97,11 +84,21 @@ def _models_parser(sub: Any) -> None:
     parsers["compare"].add_argument("other")
     parsers["outcomes"].add_argument("--days", type=_positive, default=14, help="decisions of the last N days")
     for parser in parsers.values():
-        parser.add_argument("--stack-name", help="a CloudFormation stack")
-        parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+        _stack_arguments(parser, profile=True, pseudonyms=False)
+
+
+def _stack_arguments(parser: argparse.ArgumentParser, *, profile: bool, pseudonyms: bool) -> None:
+    """Which stack a command works on (cli/stack.py resolves them)."""
+    parser.add_argument("--stack-name", help="a CloudFormation stack (its outputs name the tables and bucket)")
+    parser.add_argument("--ready-file", help="or the ready file of `python -m runner serve`")
+    if profile:
         parser.add_argument("--profile", help="AWS profile (a deployed stack)")
-        parser.add_argument("--region", default="us-east-1")
-        parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
+    if pseudonyms:
+        parser.add_argument(
+            "--pseudonym-key-parameter", help="SSM SecureString name when ids are pseudonymous (default: the stack's)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,31 +160,37 @@ def _platform(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from cli.models import run
-    from cli.stack import CliError
 
-    try:
-        result = run(args)
-    except CliError as exc:
-        print(f"nudge models {args.action}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
+    return _answer(f"models {args.action}", run, args, _as_json)
 
 
 def _users(args: argparse.Namespace) -> int:
-    from cli.stack import CliError
     from cli.users import explain_text, run, user_text
+
+    text = explain_text if args.command == "explain" else user_text
+    return _answer(args.command, run, args, text if args.text else _as_json)
+
+
+def _answer(
+    command: str,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    args: argparse.Namespace,
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """The command's result on stdout, or its refusal on one line of stderr with exit status 2."""
+    from cli.stack import CliError
 
     try:
         result = run(args)
     except CliError as exc:
-        print(f"nudge {args.command}: {exc}", file=sys.stderr)
+        print(f"nudge {command}: {exc}", file=sys.stderr)
         return 2
-    if args.text:
-        print(explain_text(result) if args.command == "explain" else user_text(result))
-    else:
-        print(json.dumps(result, indent=2))
+    print(render(result))
     return 0
+
+
+def _as_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)
 
 
 if __name__ == "__main__":

@@ -64,13 +64,7 @@ RowPrediction = Callable[[Logged], float]
 
 def estimate(logs: Sequence[Logged], target: TargetProbability) -> Estimate:
     """IPS and SNIPS estimates of the target policy's mean reward, with 95 % intervals."""
-    if not logs:
-        raise ValueError("no logged decisions to evaluate")
-    weights: list[float] = []
-    for row in logs:
-        if not 0.0 < row.propensity <= 1.0:
-            raise ValueError(f"propensity must be in (0, 1], got {row.propensity} for {row.context_id}")
-        weights.append(target(row) / row.propensity)
+    weights = importance_weights(logs, target)
     rewards = [row.reward for row in logs]
     n = len(logs)
     terms = [w * r for w, r in zip(weights, rewards, strict=True)]
@@ -104,18 +98,22 @@ def doubly_robust(
     expectation under the target (the sum over actions of target probability x prediction). Each
     term is baseline + weight x (reward - predicted); with a model that predicts 0 it is IPS.
     """
-    if not logs:
-        raise ValueError("no logged decisions to evaluate")
-    terms: list[float] = []
-    for row in logs:
-        if not 0.0 < row.propensity <= 1.0:
-            raise ValueError(f"propensity must be in (0, 1], got {row.propensity} for {row.context_id}")
-        weight = target(row) / row.propensity
-        terms.append(baseline(row) + weight * (row.reward - predicted(row)))
+    weights = importance_weights(logs, target)
+    terms = [baseline(row) + w * (row.reward - predicted(row)) for row, w in zip(logs, weights, strict=True)]
     n = len(terms)
     value = sum(terms) / n
     se = _std(terms) / math.sqrt(n)
     return DoublyRobust(n=n, value=value, ci=(value - Z_95 * se, value + Z_95 * se))
+
+
+def importance_weights(logs: Sequence[Logged], target: TargetProbability) -> list[float]:
+    """target / logging probability of each logged action; refuses an empty log or a propensity outside (0, 1]."""
+    if not logs:
+        raise ValueError("no logged decisions to evaluate")
+    for row in logs:
+        if not 0.0 < row.propensity <= 1.0:
+            raise ValueError(f"propensity must be in (0, 1], got {row.propensity} for {row.context_id}")
+    return [target(row) / row.propensity for row in logs]
 
 
 def _std(values: Sequence[float]) -> float:
