@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.object_archive import jsonl_gz, read_jsonl_gz
-from shared.adapters.user_state_codec import encode_items, profile_key, states_of, with_profile
+from shared.adapters.user_state_codec import PROFILE_UNREAD, encode_items, profile_key, states_of, with_profile
 from shared.domain.admission import Claim, EventIdRegistry
 from shared.domain.catalog import CatalogItem
 from shared.domain.decision import Action, Decision, Reason
@@ -110,6 +110,8 @@ class InMemoryUserStates:
         self.items: dict[str, dict[str, Any]] = {}
         self.reads = 0
         self.writes = 0
+        # The keys of the items each read returned (hot items as user ids, profile items as ``#profile``).
+        self.keys_read: list[str] = []
 
     def get(self, user_id: str) -> UserState | None:
         self.reads += 1
@@ -118,20 +120,32 @@ class InMemoryUserStates:
             raise found
         return found
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
+    def get_many(
+        self, user_ids: Iterable[str], profiles_of: Iterable[str] | None = None
+    ) -> dict[str, UserState | PoisonRecord]:
         self.reads += 1
-        return self._states(user_ids)
+        return self._states(user_ids, profiles_of)
 
-    def _states(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
-        keys = {k for user_id in user_ids for k in (user_id, profile_key(user_id))}
-        return states_of(item for key, item in self.items.items() if key in keys)
+    def _states(
+        self, user_ids: Iterable[str], profiles_of: Iterable[str] | None = None
+    ) -> dict[str, UserState | PoisonRecord]:
+        users = set(user_ids)
+        wanted = users if profiles_of is None else set(profiles_of)
+        keys = users | {profile_key(user_id) for user_id in users & wanted}
+        self.keys_read.extend(sorted(keys & self.items.keys()))
+        return states_of((item for key, item in self.items.items() if key in keys), profiles_unread=users - wanted)
 
     def with_profile(self, state: UserState) -> UserState:
         self.reads += 1
+        self.keys_read.extend([profile_key(state.user_id)] if profile_key(state.user_id) in self.items else [])
         return with_profile(state, self.items.get(profile_key(state.user_id)))
 
     def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
         self.writes += 1
+        if state.profile_version == PROFILE_UNREAD:  # read without its profile item: completed, as the store does
+            if profile_changed:
+                raise ValueError("a profile change was folded without the user's profile item")
+            state = with_profile(state, self.items.get(profile_key(state.user_id)))
         self._check_version(state.user_id, expected_version)
         self._check_version(profile_key(state.user_id), state.profile_version)
         hot, profile = encode_items(state.model_copy(update={"profile_version": state.profile_version + 1}), "fake")

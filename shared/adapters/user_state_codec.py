@@ -29,7 +29,7 @@ much less to (de)serialise on every read. Identifiers cannot contain spaces or "
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from shared.adapters.dynamo_codec import from_dynamo, to_dynamo
@@ -63,6 +63,11 @@ _PLACEMENT = frozenset({"profile_version", "consumed_flushed"})
 # per 20 behaviour events of a typical user, and the hot item keeps 1 KB even with a catalog's genres
 # (docs/cost.md, "User state": 128 bytes left a genre-rich user's item 30 bytes over).
 CONSUMED_TAIL_BYTES = 64
+
+# ``profile_version`` of a state read from its hot item alone (features reads the profile item only
+# when it writes it): the user has a profile item, not read. shared/adapters/user_state_store.py
+# reads it before writing it, and its put stays conditional on the version it read.
+PROFILE_UNREAD = -1
 
 _PACKED_LISTS = ("consumed", "feedback_seen")
 # What items written before the event-id registry kept of the user's last event ids (fingerprints, or
@@ -174,13 +179,27 @@ def decode_user_state(item: dict[str, Any], profile: dict[str, Any] | None = Non
 
 
 def with_profile(state: UserState, profile: dict[str, Any] | None) -> UserState:
-    """A state read from the hot item alone (a stream image) completed with the profile item."""
-    return state if profile is None else decode_user_state(encode_hot(state), profile)
+    """A state read from the hot item alone (a stream image, a read that left the profile item out)
+    completed with the profile item; without one, the state is the user's whole state (version 0)."""
+    if profile is None:
+        return state.model_copy(update={"profile_version": 0}) if state.profile_version == PROFILE_UNREAD else state
+    return decode_user_state(encode_hot(state), profile)
 
 
-def states_of(items: Iterable[dict[str, Any]]) -> dict[str, UserState | PoisonRecord]:
+def holds_profile_fields(item: dict[str, Any]) -> bool:
+    """Whether an item is one written before the split (the hot item never holds these)."""
+    return not PROFILE_FIELDS.isdisjoint(item)
+
+
+def states_of(
+    items: Iterable[dict[str, Any]], profiles_unread: Container[str] = frozenset()
+) -> dict[str, UserState | PoisonRecord]:
     """The states held by a set of items (a batch read, a scan), each user's two items together;
-    a user whose items cannot be read maps to the PoisonRecord saying so."""
+    a user whose items cannot be read maps to the PoisonRecord saying so.
+
+    ``profiles_unread``: users whose profile item was left out of the read. Their hot item alone is
+    their state with ``profile_version`` PROFILE_UNREAD, unless it is an item written before the split
+    (it holds everything; version 0, as for a user with no profile item)."""
     hot: dict[str, dict[str, Any]] = {}
     profiles: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -193,7 +212,11 @@ def states_of(items: Iterable[dict[str, Any]]) -> dict[str, UserState | PoisonRe
     for user_id in hot.keys() | profiles.keys():
         # A profile item without its hot item: the first fold's put did not land; the profile stands.
         try:
-            out[user_id] = decode_user_state(hot.get(user_id, {"user_id": user_id}), profiles.get(user_id))
+            item = hot.get(user_id, {"user_id": user_id})
+            state = decode_user_state(item, profiles.get(user_id))
+            if user_id in profiles_unread and not holds_profile_fields(item):
+                state.profile_version = PROFILE_UNREAD
+            out[user_id] = state
         except PoisonRecord as poison:
             out[user_id] = poison
     return out

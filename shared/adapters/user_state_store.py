@@ -10,6 +10,8 @@ from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.dynamo_query import query_items
 from shared.adapters.user_state_codec import (
+    PROFILE_UNREAD,
+    decode_user_state,
     encode_hot,
     encode_profile,
     pack_list,
@@ -24,7 +26,8 @@ from shared.domain.user_state import MAX_FEEDBACK_SEEN, UserState
 
 class UserStateStore:
     """Each user's state as its two items (shared/adapters/user_state_codec.py): reads take both in one
-    request; a fold's save writes the hot item, and the profile item only when its part changed."""
+    request, or for features the hot items and only the profile items it will write; a fold's save
+    writes the hot item, and the profile item only when its part changed."""
 
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._dynamodb = dynamodb
@@ -37,14 +40,36 @@ class UserStateStore:
             raise found
         return found
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
+    def get_many(
+        self, user_ids: Iterable[str], profiles_of: Iterable[str] | None = None
+    ) -> dict[str, UserState | PoisonRecord]:
         """Strongly consistent batch read; users never seen before are simply absent, and a user whose
-        items cannot be read maps to the PoisonRecord saying so (the others are read all the same)."""
-        return self._read(user_ids)
+        items cannot be read maps to the PoisonRecord saying so (the others are read all the same).
 
-    def _read(self, user_ids: Iterable[str]) -> dict[str, UserState | PoisonRecord]:
-        keys = [k for user_id in user_ids for k in (user_id, profile_key(user_id))]
-        return states_of(batch_get(self._dynamodb, self._table_name, "user_id", keys, consistent=True))
+        ``profiles_of``: the users whose profile items are read too (all when None). The others' states
+        come from their hot items alone, with ``profile_version`` PROFILE_UNREAD: a fold needs nothing
+        else from the profile item, and ``save`` reads it if the fold turns out to write it."""
+        return self._read(user_ids, profiles_of)
+
+    def _read(
+        self, user_ids: Iterable[str], profiles_of: Iterable[str] | None = None
+    ) -> dict[str, UserState | PoisonRecord]:
+        users = list(dict.fromkeys(user_ids))
+        wanted = set(users) if profiles_of is None else set(profiles_of)
+        keys = [*users, *(profile_key(user_id) for user_id in users if user_id in wanted)]
+        items = batch_get(self._dynamodb, self._table_name, "user_id", keys, consistent=True)
+        return states_of(items, profiles_unread=set(users) - wanted)
+
+    def get_profile(self, user_id: str) -> UserState | None:
+        """The user's state as far as the profile item holds it (consent, token, push-outcome counters,
+        feedback keys, ``profile_version``; the hot item's fields at their defaults): what feedback's
+        count needs, for one read of one item. A user without a profile item (an item written before
+        the split, or no state) is read whole, so the count writes the new shape as before."""
+        with translated("user_state.get_profile"):
+            found = self._table.get_item(Key={"user_id": profile_key(user_id)}, ConsistentRead=True).get("Item")
+        if found is None:
+            return self.get(user_id)
+        return decode_user_state({"user_id": user_id}, found)
 
     def with_profile(self, state: UserState) -> UserState:
         """A state decoded from a hot item's stream image, completed with the user's profile item."""
@@ -71,7 +96,16 @@ class UserStateStore:
         the retry re-reads both and folds again onto the new profile item, which holds nothing the
         fold would apply twice (profile fields are set, not added; consumed items are counted once).
         Raises VersionConflict otherwise; the caller re-reads and re-applies.
+
+        A state read without its profile item (PROFILE_UNREAD) has it read here when its consumed items
+        are due to move (about one fold in 20), and the put is conditional on the version read then; a
+        profile change must be folded onto the profile item, so it cannot come without it.
         """
+        if state.profile_version == PROFILE_UNREAD:
+            if profile_changed:
+                raise ValueError("a profile change was folded without the user's profile item")
+            if tail_is_full(state):
+                state = self.with_profile(state)
         if profile_changed or state.profile_version == 0 or tail_is_full(state):
             version = state.profile_version + 1
             self._put(

@@ -41,7 +41,12 @@ class UserStateReader(Protocol):
 class FoldedStates(UserStateReader, Protocol):
     """What features needs: read a batch of users, write each back if nobody wrote meanwhile."""
 
-    def get_many(self, user_ids: Iterable[str]) -> Mapping[str, UserState | PoisonRecord]: ...
+    def get_many(
+        self, user_ids: Iterable[str], profiles_of: Iterable[str] | None = None
+    ) -> Mapping[str, UserState | PoisonRecord]:
+        """The users' states; of users not in ``profiles_of`` (None: all users) only the often-changing
+        part is read, which is all a fold of behaviour events needs (``save`` completes it if needed)."""
+        ...
 
     def save(self, state: UserState, expected_version: int, *, profile_changed: bool) -> None:
         """Raises VersionConflict when the stored version is not ``expected_version`` (or the rarely
@@ -72,6 +77,10 @@ class DecidingStates(UserStateReader, Protocol):
 
 
 class FeedbackStates(UserStateReader, Protocol):
+    def get_profile(self, user_id: str) -> UserState | None:
+        """What counting an outcome needs (the rarely changing part and its version); None for a user never seen."""
+        ...
+
     def record_feedback(self, state: UserState, seen_key: str, outcome: str, at: int, writer: str) -> None: ...
 
 

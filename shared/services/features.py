@@ -69,7 +69,11 @@ class FeaturesService:
             entry = catalog.get(item_id)
             return list(entry.genres) if entry else []
 
-        stored = self._states.get_many(by_user)
+        # The profile item (consent, token, attributes...) is read only for a profile event's fold:
+        # behaviour folds never read it, and the store reads it itself for the rare write that moves
+        # consumed items there (docs/cost.md, "User state").
+        profiles_of = [u for u, events in by_user.items() if any(isinstance(p.event, ProfileEvent) for p in events)]
+        stored = self._states.get_many(by_user, profiles_of=profiles_of)
         for user_id, events in by_user.items():
             try:
                 self._apply_user(user_id, events, stored.get(user_id), genres_of, result)

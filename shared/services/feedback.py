@@ -11,6 +11,7 @@ from shared.domain.admission import Delivered, EventIdRegistry, admit_delivered
 from shared.domain.contract import FeedbackEvent
 from shared.domain.errors import NudgeError, PoisonRecord, VersionConflict, as_poison
 from shared.domain.ports import FeedbackStates, LineWriter, OutcomeLedger
+from shared.domain.user_state import as_feedback_marks, feedback_mark
 
 WRITER = "feedback"
 
@@ -55,14 +56,17 @@ class FeedbackService:
         twice, and no two-table transaction (twice the write cost) is needed.
         """
         seen_key = f"{event.decision_id}:{event.type}"
+        mark = feedback_mark(seen_key)
         for _ in range(self._max_attempts):
-            state = self._states.get(event.user_id)
+            state = self._states.get_profile(event.user_id)
             if state is None:
                 return "orphan"
-            if seen_key in state.feedback_seen:
+            if mark in state.feedback_seen or seen_key in state.feedback_seen:
                 return "duplicate"
+            # Keys an item kept before the marks are written back as marks (the write is whole anyway).
+            state.feedback_seen = as_feedback_marks(state.feedback_seen)
             try:
-                self._states.record_feedback(state, seen_key, event.type, event.epoch_seconds, WRITER)
+                self._states.record_feedback(state, mark, event.type, event.epoch_seconds, WRITER)
             except VersionConflict:
                 continue
             return "joined"
