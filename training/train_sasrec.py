@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -666,8 +666,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def sagemaker_defaults(args: argparse.Namespace, environ: Mapping[str, str]) -> argparse.Namespace:
+    """SageMaker's script-mode conventions, where its training container sets them: the ``train`` channel
+    is the data (a folder: the archive's files, or the one CSV/sequences file in it), the model goes to
+    SM_MODEL_DIR (its int8 twin in ``int8/`` beside), the report to SM_OUTPUT_DATA_DIR. Hyperparameters
+    arrive as the command-line options. What the command line sets wins."""
+    channel = environ.get("SM_CHANNEL_TRAIN")
+    if args.data is None and channel:
+        files = sorted(p for p in Path(channel).iterdir() if p.is_file())
+        single_file = args.source in ("csv", "sequences") and len(files) == 1
+        args.data = str(files[0] if single_file else channel)
+    model_dir = environ.get("SM_MODEL_DIR")
+    if args.out is None and model_dir:
+        args.out = Path(model_dir)
+        args.int8_out = args.int8_out or Path(model_dir) / "int8"
+    output_dir = environ.get("SM_OUTPUT_DATA_DIR")
+    if args.report is None and output_dir:
+        args.report = Path(output_dir) / "report.json"
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = sagemaker_defaults(parser().parse_args(argv), os.environ)
     if args.data is None and args.source == "movielens":
         from training.movielens import resolve_data_dir
 
