@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from runner.clock import SimulatedClock
-from runner.pipeline import LocalPipeline
 from testkit import traffic
-from testkit.tiny_model import build_tiny_model
-from tests.integration.test_pipeline import ITEMS, ROOT, T0, scan
+from tests.integration.stacks import tiny_model_pipeline
+from tests.integration.test_pipeline import ITEMS, T0, scan
 
 # One user's session: events 0, 1, 2, 6, 7 and 13 minutes in, each on the stream as it happens.
 MINUTES = (0, 1, 2, 6, 7, 13)
@@ -35,15 +34,9 @@ def metric_total(log: Path, name: str) -> float:
 
 
 def decisions_for_a_session(tmp_path: Path, interval: str) -> list[dict[str, object]]:
-    clock = SimulatedClock(T0)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-interval",
-        clock=clock,
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(build_tiny_model(tmp_path / "model", vocab=ITEMS))}},
-        parameter_overrides={"DecisionIntervalSeconds": interval},
-        log_dir=tmp_path / "logs",
-    ) as pipe:
+    with tiny_model_pipeline(tmp_path, "nudge-interval", T0, ITEMS, {"DecisionIntervalSeconds": interval}) as pipe:
+        clock = pipe.clock
+        assert isinstance(clock, SimulatedClock)
         pipe.start()
         pipe.put_events([json.loads(traffic.profile("u1", T0 - timedelta(minutes=30)).model_dump_json())])
         assert pipe.pump().quiescent

@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
@@ -32,11 +31,10 @@ from shared.domain.contract import FeedbackEvent
 from shared.domain.pseudonym import Pseudonymizer, is_pseudonym
 from testkit import traffic
 from testkit.queues import receive_json, receive_messages
-from testkit.tiny_model import build_tiny_model
+from tests.integration.stacks import tiny_model_pipeline
 
 pytestmark = pytest.mark.slow(seconds=9)
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 TARGET = "u-erase-7f3a"
@@ -46,15 +44,7 @@ KEY = "k" * 48
 
 
 def make_pipeline(tmp_path: Path, parameters: dict[str, str] | None = None) -> LocalPipeline:
-    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
-    return LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-erase",
-        clock=SimulatedClock(T0),
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
-        parameter_overrides=parameters or {},
-        log_dir=tmp_path / "logs",
-    )
+    return tiny_model_pipeline(tmp_path, "nudge-erase", T0, ITEMS, parameters)
 
 
 def load_catalog(pipe: LocalPipeline) -> None:

@@ -21,9 +21,8 @@ from shared.domain.catalog import CatalogItem
 from shared.domain.contract import BehaviourEvent, ProfileEvent
 from testkit.audit import ledger as ledger_rows
 from testkit.audit import user_states
-from testkit.tiny_model import build_tiny_model
+from tests.integration.stacks import tiny_model_pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 31)]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 
@@ -53,22 +52,15 @@ def cart(user: str, n: int, at: datetime) -> dict[str, Any]:
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Iterator[LocalPipeline]:
-    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
     apps = {"APNS": "app/APNS/nudge-ios", "FCM": "app/GCM/nudge-android"}
     arn = "arn:aws:sns:us-east-1:123456789012:"
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-push",
-        clock=SimulatedClock(T0),
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
-        parameter_overrides={
-            "DeliveryMode": "endpoint",
-            "ApnsPlatformApplicationArn": arn + apps["APNS"],
-            "FcmPlatformApplicationArn": arn + apps["FCM"],
-            "DailyPushCap": 20,
-        },
-        log_dir=tmp_path / "logs",
-    ) as pipeline:
+    parameters = {
+        "DeliveryMode": "endpoint",
+        "ApnsPlatformApplicationArn": arn + apps["APNS"],
+        "FcmPlatformApplicationArn": arn + apps["FCM"],
+        "DailyPushCap": 20,
+    }
+    with tiny_model_pipeline(tmp_path, "nudge-push", T0, ITEMS, parameters) as pipeline:
         assert pipeline.account_id == "123456789012"
         sns = boto3.client("sns", region_name=pipeline.region)
         # The operator's part (docs/operations.md): platform applications holding the APNs/FCM credentials.

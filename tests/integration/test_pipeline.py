@@ -13,7 +13,6 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from runner.server import create_outbox
 from shared.adapters.catalog import Catalog
@@ -26,12 +25,11 @@ from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from testkit import traffic
 from testkit.queues import receive_json
-from testkit.tiny_model import build_tiny_model
 from tests.events import load_event
+from tests.integration.stacks import tiny_model_pipeline
 
 pytestmark = pytest.mark.slow(seconds=10)
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 GENRES = {i: ["Drama"] if int(i) % 2 else ["Comedy"] for i in ITEMS}
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # 10:00 UTC: outside quiet hours in UTC
@@ -52,16 +50,7 @@ BOOKKEEPING = {
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
-    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
-    clock = SimulatedClock(T0)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-it",
-        clock=clock,
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
-        parameter_overrides={"DailyPushCap": CAP},
-        log_dir=tmp_path / "logs",
-    ) as pipe:
+    with tiny_model_pipeline(tmp_path, "nudge-it", T0, ITEMS, {"DailyPushCap": CAP}) as pipe:
         pipe.start()
         Catalog(boto3.resource("dynamodb", region_name=pipe.region), pipe.outputs["CatalogTableName"]).put_many(
             CatalogItem(item_id=i, title=f"Film {i}", genres=GENRES[i]) for i in ITEMS

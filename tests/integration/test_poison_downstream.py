@@ -16,15 +16,13 @@ import boto3
 import pytest
 
 from reliability.poison import GENRES, ITEMS, T0, valid_events, wire
-from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
 from shared.domain.catalog import CatalogItem
 from shared.domain.contract import FeedbackEvent
 from testkit.audit import archived_lines, audit_user_state, read_dead_letters, user_states
-from testkit.tiny_model import build_tiny_model
+from tests.integration.stacks import tiny_model_pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
 UNREADABLE, UNLOADABLE_ZONE = "du2", "du7"
 # More films than the users rated, so decide has a candidate to push and reaches the policy's clock.
 CATALOG = [*ITEMS, *(str(i) for i in range(9, 21))]
@@ -33,14 +31,7 @@ DECISION = "01795000000-deadbeef"
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Iterator[LocalPipeline]:
-    model_dir = build_tiny_model(tmp_path / "model", vocab=CATALOG)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-downstream",
-        clock=SimulatedClock(T0 + timedelta(minutes=11)),
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
-        log_dir=tmp_path / "logs",
-    ) as pipeline:
+    with tiny_model_pipeline(tmp_path, "nudge-downstream", T0 + timedelta(minutes=11), CATALOG) as pipeline:
         dynamodb = boto3.resource("dynamodb", region_name=pipeline.region)
         Catalog(dynamodb, pipeline.outputs["CatalogTableName"]).put_many(
             CatalogItem(item_id=i, title=f"Film {i}", genres=GENRES.get(i, ["Drama"])) for i in CATALOG

@@ -17,15 +17,13 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
 from shared.adapters.catalog import Catalog
 from shared.adapters.user_state_store import UserStateStore
 from shared.domain.catalog import CatalogItem
 from testkit import traffic
-from testkit.tiny_model import build_tiny_model
+from tests.integration.stacks import tiny_model_pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = [str(i) for i in range(1, 9)]
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)  # outside quiet hours in UTC
 AT = int(T0.timestamp())
@@ -33,14 +31,7 @@ AT = int(T0.timestamp())
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
-    model_dir = build_tiny_model(tmp_path / "model", vocab=ITEMS)
-    with LocalPipeline(
-        ROOT / "template.yaml",
-        stack_name="nudge-split",
-        clock=SimulatedClock(T0),
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
-        log_dir=tmp_path / "logs",
-    ) as pipe:
+    with tiny_model_pipeline(tmp_path, "nudge-split", T0, ITEMS) as pipe:
         pipe.start()
         Catalog(boto3.resource("dynamodb", region_name=pipe.region), pipe.outputs["CatalogTableName"]).put_many(
             CatalogItem(item_id=i, title=f"Film {i}", genres=["Drama"]) for i in ITEMS
