@@ -19,35 +19,19 @@ from typing import Any
 from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
-from shared.adapters.user_state_codec import states_of
+from shared.adapters.user_state_codec import DELIVERY_FIELDS, FEEDBACK_FIELDS, PLACEMENT_FIELDS, states_of
 from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from testkit.queues import receive_json
 
-# Pipeline bookkeeping and feedback-driven fields: not part of the fold of the input events.
-NOT_FOLDED = frozenset(
-    {
-        "version",
-        "last_writer",
-        "shard_watermarks",
-        "due_at",
-        "asks_decision",
-        "decision_asked_at",
-        # Where the state is stored (its profile item's version, how many consumed items are there).
-        "profile_version",
-        "consumed_flushed",
-        "pushes_delivered",
-        "pushes_opened",
-        "pushes_dismissed",
-        "pushes_converted",
-        "last_feedback_at",
-        "feedback_seen",
-        # Written by delivery (the device's SNS endpoint, a token the platform refused), not by events.
-        "push_endpoint",
-        "push_endpoint_token",
-        "push_token_disabled",
-    }
+# Pipeline bookkeeping, where the state is stored, and what feedback and delivery write: not part of the
+# fold of the input events.
+NOT_FOLDED = (
+    frozenset({"version", "last_writer", "shard_watermarks", "due_at", "asks_decision", "decision_asked_at"})
+    | PLACEMENT_FIELDS
+    | FEEDBACK_FIELDS
+    | DELIVERY_FIELDS
 )
 FEEDBACK_COUNTERS = ("delivered", "opened", "dismissed", "converted")
 

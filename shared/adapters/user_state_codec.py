@@ -37,27 +37,18 @@ from shared.domain.errors import PoisonRecord
 from shared.domain.user_state import MAX_CONSUMED_ITEMS, RecentItem, UserState
 
 PROFILE_SUFFIX = "#profile"
+# Written by feedback's count and by delivery (the device's SNS endpoint, a token the platform refused):
+# no event folds into them.
+FEEDBACK_FIELDS = frozenset(
+    {"pushes_delivered", "pushes_opened", "pushes_dismissed", "pushes_converted", "last_feedback_at", "feedback_seen"}
+)
+DELIVERY_FIELDS = frozenset({"push_endpoint", "push_endpoint_token", "push_token_disabled"})
 # The fields the profile item holds (and ``consumed``, but its newest entries).
-PROFILE_FIELDS = frozenset(
-    {
-        "timezone",
-        "consent",
-        "push_token",
-        "push_platform",
-        "push_endpoint",
-        "push_endpoint_token",
-        "push_token_disabled",
-        "attributes",
-        "pushes_delivered",
-        "pushes_opened",
-        "pushes_dismissed",
-        "pushes_converted",
-        "last_feedback_at",
-        "feedback_seen",
-    }
+PROFILE_FIELDS = (
+    frozenset({"timezone", "consent", "push_token", "push_platform", "attributes"}) | FEEDBACK_FIELDS | DELIVERY_FIELDS
 )
 # Where the state is stored, kept on the state but in no item as such.
-_PLACEMENT = frozenset({"profile_version", "consumed_flushed"})
+PLACEMENT_FIELDS = frozenset({"profile_version", "consumed_flushed"})
 # Packed consumed items the hot item may carry before they move to the profile item: with short
 # catalog ids (MovieLens: 1-4 digits) 12-30 new items, so the profile item is rewritten about once
 # per 20 behaviour events of a typical user, and the hot item keeps 1 KB even with a catalog's genres
@@ -135,7 +126,7 @@ def _packed(data: dict[str, Any]) -> dict[str, Any]:
 
 def encode_hot(state: UserState) -> dict[str, Any]:
     """The hot item to put (boto3 resource types: floats as Decimal)."""
-    item = state.model_dump(exclude_none=True, exclude=set(PROFILE_FIELDS | _PLACEMENT | {"recent_items"}))
+    item = state.model_dump(exclude_none=True, exclude=set(PROFILE_FIELDS | PLACEMENT_FIELDS | {"recent_items"}))
     item["consumed"] = pack_list(state.consumed[state.consumed_flushed :])
     item[_RECENT] = pack_recent(state.recent_items)
     item["active_hours"] = " ".join(str(n) for n in state.active_hours)
@@ -245,7 +236,7 @@ def _fields(item: dict[str, Any]) -> dict[str, Any]:
     elif hours is None:
         data.pop("active_hours", None)
     data.pop("due_shard", None)
-    for name in _PLACEMENT:
+    for name in PLACEMENT_FIELDS:
         data.pop(name, None)
     return data
 
