@@ -53,6 +53,13 @@ def profile(
     )
 
 
+def outcome(user: str, event_id: str, kind: str, decision_id: str, at: datetime) -> FeedbackEvent:
+    """A device's answer to a push (delivered, opened, dismissed, converted), as feedback receives it."""
+    return FeedbackEvent(
+        schema_version=1, event_id=event_id, user_id=user, timestamp=at, type=kind, decision_id=decision_id
+    )
+
+
 def behaviour(
     user: str,
     n: int,

@@ -25,6 +25,7 @@ from shared.services.decide import DecideConfig, DecideService
 from shared.services.features import FeaturesService
 from shared.services.feedback import FeedbackService
 from shared.services.ingest import IngestService, StreamRecord, check_record
+from testkit import traffic
 from testkit.fakes import FakeRecommender, RecordingSender
 
 pytestmark = pytest.mark.slow(seconds=10)
@@ -264,14 +265,7 @@ def test_feedback_joins_once_and_logs_orphans(stack: Stack, dynamodb: Any) -> No
     )
 
     def fb(event_id: str, kind: str, decision_id: str) -> Delivered[int]:
-        event = FeedbackEvent(
-            schema_version=1,
-            event_id=event_id,
-            user_id="u1",
-            timestamp=NOON + timedelta(minutes=5),
-            type=kind,
-            decision_id=decision_id,
-        )
+        event = traffic.outcome("u1", event_id, kind, decision_id, NOON + timedelta(minutes=5))
         return positioned(event, int(event_id[1:]))
 
     result = service.apply(

@@ -23,6 +23,7 @@ from shared.domain.contract import BehaviourEvent, FeedbackEvent, ProfileEvent
 from shared.domain.user_state import UserState, feedback_mark
 from shared.services.features import FeaturesService
 from shared.services.feedback import FeedbackService
+from testkit import traffic
 
 pytestmark = pytest.mark.slow(seconds=6)
 
@@ -232,14 +233,7 @@ def feedback_service(stack: Stack, dynamodb: Any, store: UserStateStore) -> Feed
 
 
 def outcome(event_id: str, kind: str, decision_id: str) -> FeedbackEvent:
-    return FeedbackEvent(
-        schema_version=1,
-        event_id=event_id,
-        user_id="u1",
-        timestamp=NOON + timedelta(minutes=5),
-        type=kind,
-        decision_id=decision_id,
-    )
+    return traffic.outcome("u1", event_id, kind, decision_id, NOON + timedelta(minutes=5))
 
 
 def ledger_row(stack: Stack, dynamodb: Any, decision_id: str) -> None:
