@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from cli.stack import CliError, open_stack
+from cli.stack import CliError, open_stack, output
 from shared.adapters.ledger import Ledger
 from shared.adapters.model_registry import RegistryVersion, S3ModelRegistry, SsmModelPointer
 from shared.domain.errors import NudgeError
@@ -131,7 +131,7 @@ def run(args: Any) -> dict[str, Any]:
             if args.action == "rollback":
                 return rollback(stack)
             if args.action == "outcomes":
-                ledger = Ledger(session.resource("dynamodb"), facts.outputs["LedgerTableName"])
+                ledger = Ledger(session.resource("dynamodb"), output(facts, "LedgerTableName"))
                 return outcomes(stack, ledger, since=int(time.time()) - args.days * DAY_SECONDS)
             return compare(stack, args.version, args.other)
         except (NudgeError, ModelLoadError, ValueError) as exc:
