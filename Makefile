@@ -25,12 +25,13 @@ SOURCE ?= movielens
 DATA ?= $(ML100K_DIR)
 ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 
-.PHONY: help venv test test-all demo demo-full model evaluate train bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full retrain model evaluate train bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
 
 help:
 	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
 	@echo "make demo-full              all 301 active users, four policies (~20 min on 2 cores)"
 	@echo "make test                   the test suite (moto only, no network)"
+	@echo "make retrain                retrain on the demo's archive: extract, train, gate, promote -> out/retrain/report.json"
 	@echo "make model                  rebuild the co-occurrence model in layers/model from ML-100k"
 	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~11 min"
 	@echo "make evaluate               the served int8 transformer (first), its fp32 twin and co-occurrence at decision time -> out/eval/metrics.json"
@@ -74,11 +75,18 @@ test: $(STAMP) $(TORCH_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --cov=shared --cov=functions --cov-report=term:skip-covered \
 		--cov-report=json:out/coverage.json
 
-demo: $(STAMP)
+# The demo retrains its model mid-replay (the learning loop), so it needs the trainer's torch too.
+demo: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/python -m demo --data $(ML100K_DIR) --users $(DEMO_USERS) --policies $(DEMO_POLICIES)
 
-demo-full: $(STAMP)
+demo-full: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/python -m demo --data $(ML100K_DIR) --users 0 --policies full,popularity,random,model
+
+# Retraining once on the archive `make demo` left in out/demo (the demo runs first when it has not):
+# extract, train in SageMaker's script-mode environment, gate, calibrate, publish, promote -> out/retrain/report.json.
+retrain: $(STAMP) $(TORCH_STAMP)
+	@test -d out/demo/archive -a -d out/demo/history -a -d out/demo/models/cooccurrence || $(MAKE) demo
+	$(BIN)/python -m demo.retrain --demo-dir out/demo --out out/retrain
 
 model: $(STAMP)
 	$(BIN)/python -m training.build_model --data $(ML100K_DIR) --kind cooccurrence --out layers/model

@@ -6,6 +6,7 @@ nudge models list|publish DIR|promote VERSION|rollback|compare A B|outcomes [--d
     (--stack-name NAME | --ready-file FILE)
 nudge explain USER [--limit N] [--text] (--stack-name NAME | --ready-file FILE)
 nudge user USER [--text] (--stack-name NAME | --ready-file FILE)
+nudge retrain (--stack-name NAME | --ready-file FILE [--history DIR] [--holdout-days D] [--time-budget S])
 
 A deployed stack takes --region, --profile (models, explain, user) and --endpoint-url; a stack is resolved in
 cli/stack.py. Output is JSON (explain and user: --text for a table); a refusal is one line on stderr, status 2.
@@ -23,7 +24,7 @@ from typing import Any
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nudge",
-        description="Nudge's operator commands: erase, platform create, models, explain, user.",
+        description="Nudge's operator commands: erase, platform create, models, explain, user, retrain.",
         epilog="`nudge COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. a moto server)")
     _models_parser(sub)
     _users_parser(sub)
+    _retrain_parser(sub)
     return parser
+
+
+def _retrain_parser(sub: Any) -> None:
+    retrain = sub.add_parser(
+        "retrain",
+        help="retrain now: a deployed stack's state machine, or every step here against a local stack",
+    )
+    local = "(local stack only) "
+    retrain.add_argument("--history", action="append", default=[], help=local + "events from before the stack")
+    retrain.add_argument("--holdout-days", type=float, help=local + "days the gate judges on (default 14)")
+    retrain.add_argument("--time-budget", type=float, help=local + "seconds of training (default 120)")
+    retrain.add_argument(
+        "--bootstrap-model", default="layers/model/sasrec/int8", help=local + "the champion while no pointer exists"
+    )
+    retrain.add_argument("--out", default="out/retrain", help=local + "report.json and the training log")
+    _stack_arguments(retrain, profile=True, pseudonyms=False)
 
 
 def _positive(text: str) -> int:
@@ -109,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(args)
     if args.command in ("explain", "user"):
         return _users(args)
+    if args.command == "retrain":
+        from cli.retrain import run
+
+        return _answer("retrain", run, args, _as_json)
     return _erase(args)
 
 

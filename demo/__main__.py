@@ -12,10 +12,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from demo.outcomes import RatingLog, SameMomentsPopularity
 from demo.push_moments import Sessions, pushes_by_depth
 from demo.replay import ROOT, RunResult, replay_records, run_policy
 from demo.report_html import write_report
+from demo.retrain import MidReplay, write_history
 from demo.summary import report_console, report_markdown, summarize
 from shared.domain.policy import PolicyConfig
 from shared.plumbing.config import DecideSettings
@@ -57,6 +60,10 @@ def build_models(data_dir: Path, models_dir: Path, quantile: float, kinds: set[s
             subprocess.run(command, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
+# The policy whose model the demo retrains mid-replay (the learning loop; the baselines keep theirs).
+RETRAINED_POLICY = "full"
+
+
 # The policies compared on the same replay: (model, decide settings, baseline). "full" is Nudge.
 # A baseline's name is installed into the local decide function (demo/baselines.py); None keeps
 # Nudge's own policy. The popularity model ships no calibration, so its runs have no engagement test.
@@ -95,7 +102,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="template parameter for every policy's stack, e.g. DecisionIntervalSeconds=0 (repeatable)",
     )
+    parser.add_argument(
+        "--retrain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="retrain the full policy's model from the archive mid-replay, gate and promote it (demo/retrain.py)",
+    )
     return parser.parse_args(argv)
+
+
+def mid_replay(replay: Interactions, users: set[str]) -> int:
+    """When half the replayed users' events have been archived."""
+    stamps = replay.timestamp[[str(u) in users for u in replay.user.tolist()]]
+    return int(np.median(stamps))
 
 
 def replay_all(
@@ -107,6 +126,7 @@ def replay_all(
     users: set[str],
     out_dir: Path,
     args: argparse.Namespace,
+    retrain: MidReplay | None = None,
 ) -> dict[str, RunResult]:
     """Each policy replays in its own process with its own moto: they share nothing, so the
     machine's cores run them side by side. One progress bar per policy, in records put."""
@@ -131,6 +151,7 @@ def replay_all(
                 env,
                 parameters,
                 baseline,
+                retrain=retrain if policy == RETRAINED_POLICY else None,
             )
             for policy, (model, env, baseline) in selected.items()
         }
@@ -163,7 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     say("[2/4] building the models from the training period (logs in " + str(out_dir / "models") + ")")
     build_models(data_dir, out_dir / "models", args.split_quantile, {model for model, _, _ in selected.values()})
     say(f"[3/4] replaying, one stack per policy, {min(len(selected), os.cpu_count() or 1)} at a time")
-    runs = replay_all(selected, out_dir / "models", data, train, replay, replay_users, out_dir, args)
+    retrain = None
+    if args.retrain and RETRAINED_POLICY in selected:
+        retrain = MidReplay(
+            at=mid_replay(replay, replay_users),
+            bootstrap_model=out_dir / "models" / selected[RETRAINED_POLICY][0],
+            history=write_history(train, out_dir / "history"),
+            out=out_dir / "retrain",
+        )
+        say(f"      the {RETRAINED_POLICY} policy's model is retrained from the archive mid-replay (demo/retrain.py)")
+    runs = replay_all(selected, out_dir / "models", data, train, replay, replay_users, out_dir, args, retrain)
     say("[4/4] summarising from storage and writing the report")
     with ticking("report and charts"):
         summary = summarise_runs(runs, train, replay, len(replay_users), out_dir)

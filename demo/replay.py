@@ -10,12 +10,14 @@ drawn from the real log (testkit/feedback.py with ``RatingLog.engaged_at``).
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from demo.outcomes import RatingLog
+from demo.retrain import MidReplay
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from testkit import traffic
@@ -44,6 +46,7 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)
     final_states: dict[str, UserState] = field(default_factory=dict)
     wall_s: float = 0.0
+    retrain: dict[str, Any] | None = None  # the mid-replay retrain's report (demo/retrain.py)
 
     @classmethod
     def of(cls, policy: str, scenario_run: ScenarioRun) -> RunResult:
@@ -105,15 +108,20 @@ def run_policy(
     baseline: str | None = None,
     bad_every: int = BAD_EVERY,
     duplicate_every: int = DUPLICATE_EVERY,
+    retrain: MidReplay | None = None,
 ) -> RunResult:
     """One policy's replay: ``baseline`` names a policy of demo/baselines.py installed into decide
-    (None keeps Nudge's own)."""
+    (None keeps Nudge's own). With ``retrain``, the model is retrained mid-replay (demo/retrain.py), the
+    pointer re-read every second so a promotion is served at once, and the archive saved at the end."""
+    parameters = dict(parameters or {})
+    if retrain is not None:
+        parameters.setdefault("ModelPointerTtlSeconds", "1")
     genres = {i.item_id: list(i.genres) for i in data.items}
     stack = StackSpec(
         name=f"nudge-demo-{policy}",
         model_dir=model_dir,
         env={"DecideFunction": {"POWERTOOLS_LOG_LEVEL": "WARNING", **(decide_env or {})}},
-        parameters=parameters or {},
+        parameters=parameters,
         catalog=traffic.catalog_items(data.items),
         initial_states=backfill(train, users, genres),
         policy=functools.partial(_install_baseline, baseline) if baseline else None,
@@ -124,7 +132,14 @@ def run_policy(
     # missed 5-minute occurrences would only find the same due users again).
     timeline = Timeline(step_s=tick_seconds, sweep=True, catch_up=1)
     users_sim = SimulatedUsers(RatingLog(replay).engaged_at)
-    return RunResult.of(policy, run(Scenario(stack, records, timeline, users=users_sim, progress=progress)))
+    scenario = Scenario(stack, records, timeline, users=users_sim, progress=progress)
+    if retrain is not None:
+        scenario.checkpoints = [(retrain.at, "retraining", retrain)]
+        scenario.on_finish = retrain.save
+    result = RunResult.of(policy, run(scenario))
+    if retrain is not None and (retrain.out / "report.json").is_file():
+        result.retrain = json.loads((retrain.out / "report.json").read_text())
+    return result
 
 
 def _install_baseline(name: str) -> None:

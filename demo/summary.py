@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from demo.outcomes import RatingLog, SameMomentsPopularity, hit_rate
 from demo.replay import RunResult
 from shared.domain.policy import PolicyConfig, in_quiet_hours
+from testkit.feedback import Push
 from testkit.text import counts, duration, table
 from training.calibration import fit_from_ledger
 from training.ope import epsilon_greedy, estimate, greedy, is_hit, logged_from_ledger
@@ -208,7 +209,35 @@ def summarize(
         )
     if same_moments_baseline is not None:
         summary["same_moments"] = same_moments(main, log, same_moments_baseline)
+    if main.retrain is not None:
+        summary["learning_loop"] = learning_loop(main, log)
     return summary
+
+
+def learning_loop(run: RunResult, log: RatingLog) -> dict[str, Any]:
+    """The mid-replay retrain (demo/retrain.py): the gate's decision and how each served version's pushes did."""
+    assert run.retrain is not None
+    report = run.retrain
+    version_of = {str(row["decision_id"]): str(row.get("model_version")) for row in run.ledger if "decision_id" in row}
+    by_version: dict[str, list[Push]] = {}
+    for push in run.pushes:
+        by_version.setdefault(version_of.get(push.decision_id, "unknown"), []).append(push)
+    versions = {}
+    for version, pushes in sorted(by_version.items(), key=lambda pair: min(p.at for p in pair[1])):
+        count, hits, rate = hit_rate(pushes, log)
+        versions[version] = {"pushes": count, "hits_7d": hits, "push_hit_rate_7d": round(rate, 4)}
+    return {
+        "retrained_at": report.get("at"),
+        "decision": report["decision"],
+        "reasons": report["reasons"],
+        "champion_before": report["champion_before"]["version"],
+        "challenger": report["challenger"]["version"],
+        "forward_metrics": report["metrics"],
+        "events_trained_on": report["events"],
+        "window": report["window"],
+        "seconds": report["seconds"],
+        "by_model_version": versions,
+    }
 
 
 def report_markdown(summary: dict[str, Any]) -> str:
@@ -297,6 +326,7 @@ def report_console(summary: dict[str, Any], out_dir: Path) -> str:
         ),
         "",
         *_comparisons(summary),
+        *_learning_loop_lines(summary.get("learning_loop")),
         "Handler time per record, ms (p50 / p99): "
         + ", ".join(
             f"{fid.removesuffix('Function').lower()} {t['per_record_ms_p50']:.1f} / {t['per_record_ms_p99']:.1f}"
@@ -308,6 +338,22 @@ def report_console(summary: dict[str, Any], out_dir: Path) -> str:
         "pushes-<policy>.jsonl, handler logs in logs/",
     ]
     return "\n".join(lines)
+
+
+def _learning_loop_lines(loop: dict[str, Any] | None) -> list[str]:
+    if loop is None:
+        return []
+    at = datetime.fromtimestamp(loop["retrained_at"], UTC).strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"Retrained mid-replay ({at} UTC) on {loop['events_trained_on']:,} events from the archive and history, "
+        f"in {duration(sum(loop['seconds'].values()))}: {loop['decision']} {loop['challenger'] or ''}".rstrip(),
+        *(f"  {reason}" for reason in loop["reasons"]),
+    ]
+    lines += [
+        f"  pushes served by {version}: {row['pushes']}, 7-day hit rate {row['push_hit_rate_7d']:.4f}"
+        for version, row in loop["by_model_version"].items()
+    ]
+    return lines
 
 
 def _comparisons(summary: dict[str, Any]) -> list[str]:

@@ -109,6 +109,9 @@ class Scenario:
     on_start: Hook | None = None  # after the stack is set up, before the first record
     on_finish: Hook | None = None  # after the last step, before storage is read back
     inbox: Inbox | None = None  # where pushes arrive (None: a queue subscribed to the push topic)
+    # (simulated epoch seconds, name, hook): each runs once, at the end of the first step reaching its time;
+    # the progress line shows ``name=1`` while it runs.
+    checkpoints: Sequence[tuple[int, str, Hook]] = ()
 
 
 @dataclass
@@ -230,6 +233,7 @@ class _Steps:
         self.total = len(self.pending)
         self.done = 0
         self.total_steps = progress_total(scenario) if self.timeline.until is not None else 0
+        self.checkpoints = sorted(scenario.checkpoints, key=lambda checkpoint: checkpoint[0])
 
     def run(self) -> None:
         end = self.steps_from(self.start + self.timeline.step_s)
@@ -277,6 +281,10 @@ class _Steps:
             quiescent = self.pipe.pump().quiescent and quiescent
         self.collect_pushes()
         self.result.steps.append(Step(end, len(records), quiescent, time.perf_counter() - began))
+        while self.checkpoints and self.checkpoints[0][0] <= end:
+            _, name, hook = self.checkpoints.pop(0)
+            self.report(running=name)  # a hook can take a while (the demo's retrain): the bar says why it waits
+            hook(self.pipe)
         self.report()
 
     def waves(self, records: list[Record]) -> Iterator[list[Record]]:
@@ -322,9 +330,11 @@ class _Steps:
                 heapq.heappush(self.pending, (record.at, self.order, record))
                 self.order += 1
 
-    def report(self) -> None:
+    def report(self, running: str | None = None) -> None:
         if self.scenario.progress:
             counters = {"pushes": len(self.result.pushes), "feedback": len(self.result.feedback)}
+            if running:
+                counters[running] = 1
             done, total = (len(self.result.steps), self.total_steps) if self.total_steps else (self.done, self.total)
             self.scenario.progress(min(done, total), total, counters)
 

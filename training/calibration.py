@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,14 @@ import numpy as np
 from shared.domain.engagement import CALIBRATION_FILE, Calibration
 from shared.domain.model_registry import graph_version_of
 from shared.model import OnnxRecommender
-from training.evaluate import push_cases
+from training.decision_eval import Case, case_feeds
+from training.evaluate import PUSH_HORIZON_S, push_cases
 from training.movielens import load_movielens, resolve_data_dir, time_split
 from training.ope import HIT_OUTCOMES, is_hit
 
 BINS = 10
+# Top items asked for per case: the best one the user has not had is almost always among them.
+CALIBRATION_DEPTH = 20
 MIN_LOGGED_SAMPLES = 200
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +108,60 @@ def fit_from_ledger(
     if len(scores) < min_samples:
         raise ValueError(f"{len(scores)} logged pushes of {model_version}; at least {min_samples} needed to refit")
     return fit(scores, hits, model_version, bins=min(bins, max(1, len(scores) // 20)))
+
+
+def fit_forward(
+    rec: OnnxRecommender,
+    rows: Iterable[tuple[str, str, int]],
+    cutoff: int,
+    *,
+    per_user: int = 20,
+    horizon_s: int = PUSH_HORIZON_S,
+    min_samples: int = MIN_LOGGED_SAMPLES,
+) -> Calibration:
+    """The table for any model trained before ``cutoff``, from what users did after it (any source).
+
+    A case is a user's event at or after the cutoff (their first ``per_user``), as decide meets it: the
+    history up to and including that event, the request at its time. The model's best item the user has
+    not had is a hit if the user takes it within ``horizon_s``. The model never saw these days, so no
+    probe model is needed (the MovieLens path trains one because its target model saw the whole window).
+    """
+    cases, futures = _forward_push_cases(rows, cutoff, per_user, horizon_s)
+    if len(cases) < min_samples:
+        raise ValueError(f"{len(cases)} events at or after the cutoff; at least {min_samples} needed to calibrate")
+    scores: list[float] = []
+    hits: list[bool] = []
+    for start in range(0, len(cases), 256):
+        chunk = cases[start : start + 256]
+        top_ids, top_scores = rec.run_feeds(case_feeds(rec, chunk), min(CALIBRATION_DEPTH, rec.manifest.vocab_size))
+        for row, recs in enumerate(rec.postprocess(top_ids, top_scores)):
+            case = chunk[row]
+            had = set(case.history)
+            best = next((r for r in recs if r.item_id not in had), None)
+            if best is not None:
+                scores.append(best.score)
+                hits.append(best.item_id in futures[start + row])
+    return fit(scores, hits, rec.manifest.version)
+
+
+def _forward_push_cases(
+    rows: Iterable[tuple[str, str, int]], cutoff: int, per_user: int, horizon_s: int
+) -> tuple[list[Case], list[frozenset[str]]]:
+    by_user: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for user, item, ts in rows:
+        by_user[user].append((int(ts), str(item)))
+    cases: list[Case] = []
+    futures: list[frozenset[str]] = []
+    for user in sorted(by_user):
+        events = sorted(by_user[user], key=lambda pair: pair[0])
+        later = [i for i, (ts, _) in enumerate(events) if ts >= cutoff][:per_user]
+        for i in later:
+            now = events[i][0]
+            future = frozenset(item for ts, item in events[i + 1 :] if ts <= now + horizon_s)
+            history = events[: i + 1]
+            cases.append(Case([item for _, item in history], [ts for ts, _ in history], "", now))
+            futures.append(future)
+    return cases, futures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

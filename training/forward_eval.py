@@ -153,12 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.data = resolve_data_dir(None)
     data = load_source(args.source, args.data)
-    inter = data.interactions
-    rows = [
-        (str(u), data.item_id(int(i)), int(t))
-        for u, i, t in zip(inter.user.tolist(), inter.item.tolist(), inter.timestamp.tolist(), strict=True)
-    ]
-    cutoff = int(np.quantile(inter.timestamp, args.cutoff_quantile))
+    rows = data.rows()
+    cutoff = int(np.quantile(data.interactions.timestamp, args.cutoff_quantile))
     report = run(
         rows,
         cutoff,

@@ -53,6 +53,18 @@ class Dataset:
     def item_id(self, code: int) -> str:
         return self.item_ids[code]
 
+    def before(self, epoch: int) -> Dataset:
+        """Only the interactions before ``epoch`` (retraining's cutoff T); the item table stays whole."""
+        return replace(self, interactions=self.interactions.take(self.interactions.timestamp < epoch))
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(user code, item id, epoch seconds) per interaction, in file order."""
+        inter = self.interactions
+        return [
+            (str(u), self.item_id(int(i)), int(t))
+            for u, i, t in zip(inter.user.tolist(), inter.item.tolist(), inter.timestamp.tolist(), strict=True)
+        ]
+
 
 def _codes(values: Iterable[str]) -> tuple[dict[str, int], list[str]]:
     """Codes 1..N in sorted order (numeric ids numerically), so a rebuild assigns the same codes."""
@@ -124,14 +136,18 @@ def _epoch(value: str | int | float) -> int:
 
 
 def archive_rows(lines: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
-    """Behaviour events from archive lines (``{"event": {...}}``), skipping feedback and profile events."""
+    """Behaviour events from archive lines, skipping feedback and profile events. A line is what ingest
+    writes (``{"event": {...}, ...}``), a flat event (what retraining's extraction writes), or the event
+    as JSON text (an Athena UNLOAD of a string column)."""
     for line in lines:
         event = line.get("event", line)
+        if isinstance(event, str):
+            event = json.loads(event)
         if event.get("type") in BEHAVIOUR_TYPES and event.get("item_id"):
             yield str(event["user_id"]), str(event["item_id"]), _epoch(event["timestamp"])
 
 
-def _jsonl_gz(data: bytes) -> list[dict[str, Any]]:
+def jsonl_lines(data: bytes) -> list[dict[str, Any]]:
     text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
     return [json.loads(line) for line in text.decode("utf-8").splitlines() if line.strip()]
 
@@ -140,16 +156,18 @@ def load_archive(location: str, s3_client: Any = None) -> Dataset:
     """Every ``*.jsonl.gz`` under an ``s3://bucket/prefix/`` (or a local folder), in key order."""
     digest = hashlib.sha256()
     lines: list[dict[str, Any]] = []
-    for key, body in _archive_objects(location, s3_client):
+    for key, body in archive_objects(location, s3_client):
         digest.update(key.encode() + b"\0" + hashlib.sha256(body).digest())
-        lines.extend(_jsonl_gz(body))
+        lines.extend(jsonl_lines(body))
     # Events of one batch arrive out of order across shards; the stable time sort happens downstream.
     return from_rows("archive", archive_rows(lines), {}, digest.hexdigest())
 
 
-def _archive_objects(location: str, s3_client: Any) -> Iterator[tuple[str, bytes]]:
+def archive_objects(location: str, s3_client: Any = None) -> Iterator[tuple[str, bytes]]:
+    """(key, bytes) of every JSON Lines object (gzipped or not) under an s3:// prefix or a local folder:
+    ingest's ``*.jsonl.gz`` and an Athena UNLOAD's extension-less or ``.gz`` files alike."""
     if not location.startswith("s3://"):
-        for path in sorted(Path(location).rglob("*.jsonl*")):
+        for path in sorted(p for p in Path(location).rglob("*") if p.is_file() and _is_lines_object(p.name)):
             yield str(path.relative_to(location)), path.read_bytes()
         return
     bucket, _, prefix = location[len("s3://") :].partition("/")
@@ -159,9 +177,16 @@ def _archive_objects(location: str, s3_client: Any) -> Iterator[tuple[str, bytes
         s3_client = boto3.client("s3")
     keys: list[str] = []
     for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []) if ".jsonl" in obj["Key"])
+        keys.extend(obj["Key"] for obj in page.get("Contents", []) if _is_lines_object(obj["Key"].rsplit("/", 1)[-1]))
     for key in sorted(keys):
         yield key, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _is_lines_object(name: str) -> bool:
+    """Data files only: not hidden or marker files (``.done``, ``_SUCCESS``), manifests or other formats."""
+    if not name or name[0] in "._" or name.endswith(("-manifest.csv", ".csv", ".txt", ".parquet", ".metadata")):
+        return False
+    return ".jsonl" in name or name.endswith((".gz", ".json")) or "." not in name
 
 
 def attributes_file(sequences_file: Path) -> Path | None:

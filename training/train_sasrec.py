@@ -331,6 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     dataset = load_source(args.source, args.data)
+    if args.before is not None:
+        dataset = dataset.before(args.before)
     prep = prepare(dataset, args.split_quantile, args.cold_holdout)
     base, windows, shape = configure(args, prep)
     _log_recipe(dataset, shape, base)
@@ -610,6 +612,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="store_true", help="ids only / + content / + content + context")
     p.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2], help="which ablation rows to train")
     p.add_argument("--split-quantile", type=float, default=None, help="train on this earliest share of time instead")
+    p.add_argument("--before", type=int, default=None, help="only events before this epoch second (retraining's T)")
     p.add_argument("--out", type=Path, default=None, help="write model.onnx + manifest.json here")
     p.add_argument("--int8-out", type=Path, default=None, help="and the int8 variant here")
     p.add_argument("--report", type=Path, default=None, help="write the full report as JSON")
