@@ -167,9 +167,16 @@ def describe(report: dict[str, Any]) -> str:
         for role in ("champion", "challenger")
     )
     days = (report["window"]["until"] - report["window"]["cutoff"]) / DAY_S
+    diff = report["difference"]
+    low, high = diff["ci95"]
+    paired = (
+        f"\n  case by case: challenger - champion {diff['metric']} {diff['mean']:+.4f} (95 % interval {low:+.4f} "
+        f"to {high:+.4f}; better on {diff['challenger_better']}, worse on {diff['champion_better']}, "
+        f"tied on {diff['ties']})"
+    )
     return (
         f"{report['decision']} {report['challenger']['version']} over {champion} "
-        f"on {metrics['challenger']['cases']} forward cases ({days:.0f} days): {line}\n{reasons}{tail}"
+        f"on {metrics['challenger']['cases']} forward cases ({days:.0f} days): {line}\n{reasons}{paired}{tail}"
     )
 
 

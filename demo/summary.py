@@ -233,6 +233,7 @@ def learning_loop(run: RunResult, log: RatingLog) -> dict[str, Any]:
         "champion_before": report["champion_before"]["version"],
         "challenger": report["challenger"]["version"],
         "forward_metrics": report["metrics"],
+        "paired_difference": report.get("difference"),
         "events_trained_on": report["events"],
         "window": report["window"],
         "seconds": report["seconds"],

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from shared.model import OnnxRecommender
 from training.decision_eval import Case, artifact_ranks, rank_metrics
@@ -96,9 +97,12 @@ def gate(
 
 def judge(rec: OnnxRecommender, cases: Sequence[Case], cold: Sequence[bool]) -> dict[str, Any]:
     """The artifact's metrics on every case and on the cold ones, as decide would serve it."""
-    ranks = artifact_ranks(rec, cases)
+    return metrics_of(artifact_ranks(rec, cases), cold)
+
+
+def metrics_of(ranks: NDArray[np.int64], cold: Sequence[bool]) -> dict[str, Any]:
     cold_mask = np.asarray(cold, dtype=bool)
-    report: dict[str, Any] = {"all": rank_metrics(ranks), "cases": len(cases), "cold_cases": int(cold_mask.sum())}
+    report: dict[str, Any] = {"all": rank_metrics(ranks), "cases": len(ranks), "cold_cases": int(cold_mask.sum())}
     report["cold"] = rank_metrics(ranks[cold_mask]) if cold_mask.any() else None
     return report
 
@@ -120,7 +124,8 @@ def run(
     seen = counts_before(rows, cutoff)
     cold = [seen[case.target] <= cold_max for case in cases]
     models = {"champion": champion, "challenger": challenger}
-    judged = {role: judge(OnnxRecommender.from_dir(path), cases, cold) for role, path in models.items()}
+    ranks = {role: artifact_ranks(OnnxRecommender.from_dir(path), cases) for role, path in models.items()}
+    judged = {role: metrics_of(ranks[role], cold) for role in models}
     verdict = gate(judged["champion"], judged["challenger"], margin=margin, cold_tolerance=cold_tolerance)
     return {
         "cutoff": cutoff,
@@ -128,6 +133,24 @@ def run(
         "cold_max": cold_max,
         "models": {role: {"path": str(path), **judged[role]} for role, path in models.items()},
         "gate": {"promote": verdict.promote, "reasons": verdict.reasons, "metric": GATE_METRIC, "margin": margin},
+        "difference": paired_difference(ranks["champion"], ranks["challenger"]),
+    }
+
+
+def paired_difference(champion: NDArray[np.int64], challenger: NDArray[np.int64], k: int = 10) -> dict[str, Any]:
+    """Challenger minus champion NDCG@k, case by case (the same cases), with a 95 % normal interval: how far
+    the margin the gate applies is from the noise of this many cases."""
+    gains = [np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for r in (champion, challenger)]
+    diff = gains[1] - gains[0]
+    half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else float("inf")
+    mean = float(diff.mean()) if len(diff) else 0.0
+    return {
+        "metric": f"NDCG@{k}",
+        "mean": mean,
+        "ci95": [mean - half, mean + half],
+        "challenger_better": int((diff > 0).sum()),
+        "champion_better": int((diff < 0).sum()),
+        "ties": int((diff == 0).sum()),
     }
 
 

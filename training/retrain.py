@@ -206,6 +206,7 @@ def gate(
             "challenger": _metrics(judged["models"]["challenger"]),
         },
         "gate": judged["gate"],
+        "difference": judged["difference"],
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from testkit.tiny_model import build_tiny_model
@@ -55,6 +56,11 @@ def test_run_judges_both_models_as_decide_serves_them(tmp_path: Path) -> None:
     assert champ["all"]["MRR"] == 1.0 and chall["all"]["MRR"] == 0.5  # i2 first; i2 after i4
     assert champ["cold_cases"] == 5  # i2 was never seen before T
     assert report["gate"]["promote"] is False
+    # Case by case: the champion ranks i2 first (NDCG 1), the challenger second (1/log2(3)).
+    difference = report["difference"]
+    assert difference["mean"] == pytest.approx(1 / np.log2(3) - 1)
+    assert (difference["champion_better"], difference["challenger_better"], difference["ties"]) == (5, 0, 0)
+    assert difference["ci95"][0] == difference["ci95"][1] == pytest.approx(difference["mean"])  # no spread
     assert run(rows, T, challenger, champion)["gate"]["promote"] is True
     with pytest.raises(ValueError, match="no user has events both before"):
         run(rows, 5, champion, challenger)
