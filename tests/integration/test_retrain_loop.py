@@ -179,3 +179,31 @@ def test_a_scenario_checkpoint_runs_once_between_the_records_around_its_time() -
     assert len(result.put) == 4
     assert seen == [(START + 900, 2)]  # at the end of the step reaching it: the records at +0 and +10 min are in
     assert [c for c in progress if "retraining" in c] == [{"pushes": 0, "feedback": 0, "retraining": 1}]
+
+
+def test_make_retrain_reads_the_archive_the_demo_saved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make retrain` (python -m demo.retrain): the demo's saved archive, history and model, in a fresh stack."""
+    from demo import retrain as demo_retrain
+
+    rows = chain_rows()
+    demo_dir = tmp_path / "demo"
+    assert demo_retrain.main(["--demo-dir", str(demo_dir)]) == 2
+    assert "run `make demo` first" in capsys.readouterr().err
+    with LocalPipeline(ROOT / "template.yaml", stack_name="nudge-demo-full", functions=[]) as demo_stack:
+        put_archive(demo_stack, rows[len(rows) // 2 :])
+        saved = demo_retrain.save_archive(demo_stack, demo_dir)  # what the demo does when its replay ends
+    assert saved == len(list((demo_dir / "archive").rglob("*.jsonl.gz"))) > 0
+    history = demo_dir / "history"
+    history.mkdir()
+    lines = [
+        {"event": {"type": "rate", "user_id": u, "item_id": i, "timestamp": t}} for u, i, t in rows[: len(rows) // 2]
+    ]
+    (history / "events.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
+    knows_nothing(demo_dir / "models" / "cooccurrence")
+    out = tmp_path / "out"
+    argv = ["--demo-dir", str(demo_dir), "--out", str(out), "--holdout-days", "20", "--time-budget", "5"]
+    assert demo_retrain.main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["events"] == len(rows)  # the saved archive and the history, together
+    assert report["champion_before"]["version"] == read_manifest(demo_dir / "models" / "cooccurrence").version
+    assert "forward cases" in capsys.readouterr().out
