@@ -30,6 +30,7 @@ PARAMETERS = {
     "RetrainSchedule": "rate(3 days)",
     "RetrainWindowDays": "21",
     "RetrainHoldoutDays": "2",
+    "RetrainUserSharePercent": "25",
     "RetrainInstanceType": "ml.c5.2xlarge",
     "RetrainTimeBudgetSeconds": "900",
     "PromotionMargin": "0.01",
@@ -102,6 +103,13 @@ def test_definition_extracts_trains_and_gates_with_the_templates_parameters(stac
     assert query.startswith('{% "UNLOAD (SELECT event FROM archive_events WHERE dt BETWEEN')
     assert f"s3://{bucket}/retrain/runs/" in query and "format = 'JSON', compression = 'GZIP'" in query
     # The same behaviour events the trainer keeps (training/sources.py).
+    # A quarter of the users, whole (the condition is JSONata's: at 100 % the query has no hash clause).
+    assert '(25 < 100 ? " AND bitwise_and(from_big_endian_64(xxhash64(to_utf8(event.user_id)))' in query
+    assert query.endswith(
+        '% 100 < 25" : "") & ")" & " TO \'s3://'
+        + bucket
+        + "/retrain/runs/\" & $run & \"/events/' WITH (format = 'JSON', compression = 'GZIP')\" %}"
+    )
     listed = re.search(r"event\.type IN \(([^)]*)\)", query)
     assert listed and {t.strip(" '") for t in listed.group(1).split(",")} == BEHAVIOUR_TYPES
 
