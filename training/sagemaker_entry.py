@@ -10,8 +10,9 @@ The training job runs `training.train_sasrec --source archive` on the `train` ch
 SM_MODEL_DIR and SM_OUTPUT_DATA_DIR: `training.train_sasrec.sagemaker_defaults`); `gate` runs
 `training.retrain gate` with the rest of the arguments.
 
-Athena's UNLOAD names its files `<query id>_<uuid>.gz`, while the archive readers take `*.jsonl*`
-(training/sources.py), so a local events folder is first seen through links named `<file>.jsonl.gz`.
+Athena's UNLOAD names its files after the query (not ingest's `*.jsonl.gz`), while the archive readers
+take `*.jsonl*` (training/sources.py), so a local events folder is first seen through links named for
+each file's content (`.jsonl.gz` when gzipped).
 """
 
 from __future__ import annotations

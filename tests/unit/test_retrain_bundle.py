@@ -73,7 +73,8 @@ def _event_line(user: str, item: str, ts: str, kind: str = "view") -> dict[str, 
 
 
 def test_unload_files_are_read_as_archive_files(tmp_path: Path) -> None:
-    """Athena's UNLOAD writes `<query id>_<uuid>.gz`; the entry script shows them to the archive reader."""
+    """UNLOAD's files are not named `*.jsonl*` (here as `<query id>_<id>.gz`); the entry script shows them
+    to the archive reader anyway."""
     events = tmp_path / "events"
     events.mkdir()
     lines = [_event_line("u1", "10", "2026-11-27T10:00:00Z"), _event_line("u1", "11", "2026-11-27T10:01:00Z")]
