@@ -25,7 +25,7 @@ SOURCE ?= movielens
 DATA ?= $(ML100K_DIR)
 ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 
-.PHONY: help venv test test-all demo demo-full retrain model evaluate train bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full retrain model evaluate train retrain-bundle bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
 
 help:
 	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
@@ -35,6 +35,7 @@ help:
 	@echo "make model                  rebuild the co-occurrence model in layers/model from ML-100k"
 	@echo "make train                  train the transformer (3 seeds) -> layers/model/sasrec (+ int8/), ~11 min"
 	@echo "make evaluate               the served int8 transformer (first), its fp32 twin and co-occurrence at decision time -> out/eval/metrics.json"
+	@echo "make retrain-bundle         the scheduled retraining's source bundle -> out/retrain/sourcedir.tar.gz (upload: docs/operations.md)"
 	@echo "make bench                  handler and model benchmarks (figures quoted in README)"
 	@echo "make bench-train            Yelp: default recipe vs plain full-softmax SASRec vs tuned co-occurrence, ~45 min"
 	@echo "make ope                    Nudge's IPS/SNIPS/DR vs obp on the Open Bandit Dataset sample -> out/ope/obd.json (~2 min, own venv)"
@@ -99,6 +100,11 @@ evaluate: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements/train.txt
 	$(BIN)/python -m training.train_sasrec --data $(ML100K_DIR) --seeds 0 1 2 --out layers/model/sasrec --int8-out layers/model/sasrec/int8 --report out/train/report.json
+
+# The SageMaker jobs' code (shared/, training/, the bootstrap model, pinned requirements); upload it to the
+# stack's RetrainCodeS3Uri output before a retraining run (docs/operations.md, "Retraining").
+retrain-bundle: $(STAMP)
+	$(BIN)/python -m training.source_bundle --out out/retrain/sourcedir.tar.gz
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_handlers

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner import moto_cfn
 from runner.deploy import create_stack, package_stubs, transform, unemulated_quiet, without_aliases
 
 Clients = Callable[[str], Any]
@@ -60,6 +61,8 @@ def deploy_local(
     account_id = str(clients("sts").get_caller_identity()["Account"])
     with unemulated_quiet():
         if create:
+            # Scheduler, Glue and Athena resources and state machine substitutions (runner/moto_cfn.py).
+            moto_cfn.install()
             create_stack(clients("cloudformation"), stack_name, without_aliases(expanded), parameters)
         stack = read_stack(clients, stack_name, region, account_id)
     if create:
