@@ -86,13 +86,14 @@ class Extracted:
     channel: Path
     events: int
     newest: int | None
+    before_cutoff: int = 0  # what the trainer will see (with a window)
 
 
 def extract(locations: Sequence[str], channel: Path, window: Window | None = None, s3: Any = None) -> Extracted:
     """The behaviour events of ``locations`` (archive prefixes or folders) inside ``window`` (all without
     one) as flat JSON lines in ``channel/events.jsonl.gz``: the local stand-in for Athena's UNLOAD."""
     channel.mkdir(parents=True, exist_ok=True)
-    count, newest = 0, None
+    count, newest, before_cutoff = 0, None, 0
     with gzip.open(channel / EVENTS_FILE, "wt", encoding="utf-8") as out:
         for location in locations:
             for _, body in archive_objects(location, s3):
@@ -101,8 +102,9 @@ def extract(locations: Sequence[str], channel: Path, window: Window | None = Non
                         continue
                     out.write(json.dumps({"type": "view", "user_id": user, "item_id": item, "timestamp": ts}) + "\n")
                     count += 1
+                    before_cutoff += window is not None and ts < window.cutoff
                     newest = ts if newest is None else max(newest, ts)
-    return Extracted(channel, count, newest)
+    return Extracted(channel, count, newest, before_cutoff)
 
 
 def train(
@@ -198,6 +200,8 @@ def gate(
         "champion_before": {"version": champion_version, "pointer": _pointer_json(before)},
         "challenger": {"version": version, "calibration_samples": calibration.samples},
         "decision": "promoted" if promote else "rejected",
+        "promoted": promote,  # the state machine's Choice reads these two (template.yaml, RetrainStateMachine)
+        "reason": "; ".join(judged["gate"]["reasons"]),
         "reasons": judged["gate"]["reasons"],
         "pointer_after": _pointer_json(after),
         "cutoff": cutoff,
@@ -215,6 +219,8 @@ def _not_judged(champion: str, pointer: ModelPointer | None, cutoff: int, reason
         "champion_before": {"version": champion, "pointer": _pointer_json(pointer)},
         "challenger": {"version": None, "calibration_samples": 0},
         "decision": "rejected",
+        "promoted": False,
+        "reason": reason,
         "reasons": [reason],
         "pointer_after": _pointer_json(pointer),
         "cutoff": cutoff,
@@ -283,6 +289,8 @@ def run_local(stack: GateStack, run: LocalRun, out: Path, s3: Any = None) -> dic
             until = run.until if run.until is not None else _after_newest(run.archive, scratch / "probe", s3)
             window = Window.ending(until, run.holdout_days, run.window_days)
             extracted = extract(locations, scratch / "train", window, s3)
+        if extracted.before_cutoff == 0:
+            raise RetrainError(f"no behaviour events before T ({window.cutoff}): nothing to train on")
         with _timed(seconds, "train"):
             challenger = train(
                 extracted.channel,

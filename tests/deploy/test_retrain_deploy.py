@@ -197,3 +197,19 @@ def test_schedule_is_off_by_default() -> None:
     declared = load_yaml(TEMPLATE)["Parameters"]
     assert declared["RetrainScheduleState"]["Default"] == "DISABLED"
     assert declared["PromotionMargin"]["Default"] == 0.005
+
+
+def test_nudge_retrain_starts_a_run_of_the_deployed_state_machine(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.__main__ import main
+
+    assert main(["retrain", "--stack-name", STACK, "--region", REGION]) == 0
+    started = json.loads(capsys.readouterr().out)
+    arn = stack["outputs"]["RetrainStateMachineArn"]
+    assert started["state_machine"] == arn
+    executions = stack["sfn"].list_executions(stateMachineArn=arn)["executions"]
+    assert [e["executionArn"] for e in executions] == [started["execution_arn"]]
+    assert executions[0]["name"] == started["started"] and started["started"].startswith("manual-")
+    assert main(["retrain", "--stack-name", "no-such-stack", "--region", REGION]) == 2
+    assert "no stack named 'no-such-stack'" in capsys.readouterr().err

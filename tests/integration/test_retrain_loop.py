@@ -83,7 +83,7 @@ def test_a_challenger_that_wins_forward_is_calibrated_published_and_promoted(
     stack = stack_of(pipe, knows_nothing(tmp_path / "bootstrap"))
     report = gate(stack, [events], CUTOFF, knows_the_chain(tmp_path / "challenger"), tmp_path / "gate")
     version = report["challenger"]["version"]
-    assert report["decision"] == "promoted", report["reasons"]
+    assert report["decision"] == "promoted" and report["promoted"] is True, report["reasons"]
     assert report["metrics"]["challenger"]["all"]["NDCG@10"] > report["metrics"]["champion"]["all"]["NDCG@10"]
     assert report["champion_before"] == {"version": read_manifest(tmp_path / "bootstrap").version, "pointer": None}
     pointer = stack.pointer.read()
@@ -102,7 +102,8 @@ def test_a_challenger_that_loses_is_published_with_its_reasons_and_the_pointer_s
     first = gate(stack, [events], CUTOFF, knows_the_chain(tmp_path / "good"), tmp_path / "g1")
     pointer = stack.pointer.read()
     worse = gate(stack, [events], CUTOFF, knows_nothing(tmp_path / "worse"), tmp_path / "g2")
-    assert worse["decision"] == "rejected"
+    assert worse["decision"] == "rejected" and worse["promoted"] is False
+    assert worse["reason"] == "; ".join(worse["reasons"])  # what the state machine's failure output carries
     assert worse["champion_before"]["version"] == first["challenger"]["version"]  # judged against the pointer's
     assert "does not win" in worse["reasons"][0]
     assert stack.pointer.read() == pointer
