@@ -8,6 +8,7 @@ only when it wins. `nudge retrain --ready-file` runs every step, the real traine
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -62,7 +63,7 @@ def pipe() -> Iterator[LocalPipeline]:
 
 
 def knows_the_chain(path: Path) -> Path:
-    return build_tiny_model(path, VOCAB, neighbours={a: {b: 5.0} for a, b in zip(VOCAB, VOCAB[1:], strict=False)})
+    return build_tiny_model(path, VOCAB, neighbours={a: {b: 5.0} for a, b in itertools.pairwise(VOCAB)})
 
 
 def knows_nothing(path: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_athena_unload_files_and_json_text_events_are_read_and_markers_are_not(t
 def test_the_forward_calibration_is_fitted_for_the_graph_on_what_users_did_after_the_cutoff(tmp_path: Path) -> None:
     rows = chain_rows()
     cutoff = rows[0][2] + 30 * DAY_S  # users 30..59 are judged
-    knows_the_chain = {a: {b: 5.0} for a, b in zip(VOCAB, VOCAB[1:], strict=False)}
+    knows_the_chain = {a: {b: 5.0} for a, b in itertools.pairwise(VOCAB)}
     model = OnnxRecommender.from_dir(build_tiny_model(tmp_path / "m", VOCAB, neighbours=knows_the_chain))
     calibration = fit_forward(model, rows, cutoff, min_samples=50)
     assert calibration.model_version == model.manifest.version
