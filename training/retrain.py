@@ -114,11 +114,13 @@ def train(
     cutoff: int,
     *,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    epochs: int | None = None,
     seeds: Sequence[int] = (0,),
     log: Path | None = None,
 ) -> Path:
     """The training job, locally: the trainer's own entry point in SageMaker's script-mode environment.
-    Returns the served variant's folder."""
+    Returns the served variant's folder. ``epochs`` fixes the schedule (the same model however busy the
+    machine is); the time budget then only caps it."""
     env = {
         **os.environ,
         "SM_CHANNEL_TRAIN": str(channel),
@@ -126,6 +128,8 @@ def train(
         "SM_OUTPUT_DATA_DIR": str(output_dir),
     }
     hyperparameters = ["--before", str(cutoff), "--time-budget", str(time_budget_s), "--seeds", *map(str, seeds)]
+    if epochs is not None:
+        hyperparameters += ["--epochs", str(epochs)]
     command = [sys.executable, "-m", "training.train_sasrec", "--source", "archive", *hyperparameters]
     with open(log, "w") if log is not None else open(os.devnull, "w") as sink:
         finished = subprocess.run(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False)
@@ -275,6 +279,7 @@ class LocalRun:
     window_days: float | None = None
     until: int | None = None  # default: just after the newest archived event
     time_budget_s: float = DEFAULT_TIME_BUDGET_S
+    epochs: int | None = None  # None: the recipe's, cut by the time budget
     settings: GateSettings = GateSettings()
 
 
@@ -298,6 +303,7 @@ def run_local(stack: GateStack, run: LocalRun, out: Path, s3: Any = None) -> dic
                 out / "training",
                 window.cutoff,
                 time_budget_s=run.time_budget_s,
+                epochs=run.epochs,
                 log=out / "training.log",
             )
         with _timed(seconds, "gate"):

@@ -203,9 +203,11 @@ def test_make_retrain_reads_the_archive_the_demo_saved(tmp_path: Path, capsys: p
     (history / "events.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
     knows_nothing(demo_dir / "models" / "cooccurrence")
     out = tmp_path / "out"
-    argv = ["--demo-dir", str(demo_dir), "--out", str(out), "--holdout-days", "20", "--time-budget", "5"]
+    argv = ["--demo-dir", str(demo_dir), "--out", str(out), "--holdout-days", "20", "--epochs", "2"]
     assert demo_retrain.main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["events"] == len(rows)  # the saved archive and the history, together
     assert report["champion_before"]["version"] == read_manifest(demo_dir / "models" / "cooccurrence").version
     assert "forward cases" in capsys.readouterr().out
+    trained = json.loads((out / "training" / "report.json").read_text())  # the trainer's SM_OUTPUT_DATA_DIR
+    assert trained["config"]["epochs"] == 2
