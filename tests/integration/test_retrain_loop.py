@@ -210,4 +210,4 @@ def test_make_retrain_reads_the_archive_the_demo_saved(tmp_path: Path, capsys: p
     assert report["champion_before"]["version"] == read_manifest(demo_dir / "models" / "cooccurrence").version
     assert "forward cases" in capsys.readouterr().out
     trained = json.loads((out / "training" / "report.json").read_text())  # the trainer's SM_OUTPUT_DATA_DIR
-    assert trained["config"]["epochs"] == 2
+    assert trained["config"]["cfg_epochs"] == 2
