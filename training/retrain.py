@@ -6,8 +6,8 @@ training job trains, a processing job runs ``gate``) and in one process here (``
 
 1. **extract**: the window's behaviour events (archive lines, plus optional history from before the
    stack, in the archive's line format) into one ``events.jsonl.gz`` in a channel folder;
-2. **train**: ``python -m training.train_sasrec --source archive --before T`` with SageMaker's
-   script-mode environment (SM_CHANNEL_TRAIN, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR), as the training job
+2. **train**: ``training/sagemaker_entry.py --before T ...`` (the training job's script: the trainer on
+   the archive source) with SageMaker's script-mode environment (SM_CHANNEL_TRAIN, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR), as the training job
    runs it; the int8 twin is what decide serves, so it is the challenger;
 3. **gate**: the champion (the pointer's, or the stack's bootstrap model) and the challenger judged
    forward in time (trained before T, judged on what users did from T on, at decision time:
@@ -130,7 +130,8 @@ def train(
     hyperparameters = ["--before", str(cutoff), "--time-budget", str(time_budget_s), "--seeds", *map(str, seeds)]
     if epochs is not None:
         hyperparameters += ["--epochs", str(epochs)]
-    command = [sys.executable, "-m", "training.train_sasrec", "--source", "archive", *hyperparameters]
+    # The training job's own command: SageMaker runs this script with the hyperparameters as options.
+    command = [sys.executable, str(ROOT / "training" / "sagemaker_entry.py"), *hyperparameters]
     with open(log, "w") if log is not None else open(os.devnull, "w") as sink:
         finished = subprocess.run(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if finished.returncode != 0:
