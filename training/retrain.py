@@ -7,8 +7,8 @@ training job trains, a processing job runs ``gate``) and in one process here (``
 1. **extract**: the window's behaviour events (archive lines, plus optional history from before the
    stack, in the archive's line format) into one ``events.jsonl.gz`` in a channel folder;
 2. **train**: ``training/sagemaker_entry.py --before T ...`` (the training job's script: the trainer on
-   the archive source) with SageMaker's script-mode environment (SM_CHANNEL_TRAIN, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR), as the training job
-   runs it; the int8 twin is what decide serves, so it is the challenger;
+   the archive source) with SageMaker's script-mode environment (SM_CHANNEL_TRAIN, SM_MODEL_DIR,
+   SM_OUTPUT_DATA_DIR); the int8 twin is what decide serves, so it is the challenger;
 3. **gate**: the champion (the pointer's, or the stack's bootstrap model) and the challenger judged
    forward in time (trained before T, judged on what users did from T on, at decision time:
    training/forward_eval.py); the challenger is calibrated on those days (training/calibration.py,

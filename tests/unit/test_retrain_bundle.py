@@ -11,6 +11,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from training import sagemaker_entry, source_bundle
 from training.sources import load_archive
 
@@ -73,28 +75,20 @@ def _event_line(user: str, item: str, ts: str, kind: str = "view") -> dict[str, 
 
 
 def test_unload_files_are_read_as_archive_files(tmp_path: Path) -> None:
-    """UNLOAD's files are not named `*.jsonl*` (here as `<query id>_<id>.gz`); the entry script shows them
-    to the archive reader anyway."""
+    """UNLOAD's files are not named `*.jsonl*` (here `<query id>_<id>.gz`, one of them an empty writer's);
+    the archive reader takes them as they are."""
     events = tmp_path / "events"
     events.mkdir()
     lines = [_event_line("u1", "10", "2026-11-27T10:00:00Z"), _event_line("u1", "11", "2026-11-27T10:01:00Z")]
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     (events / "20261203_095501_00007_abcde_5d1c.gz").write_bytes(gzip.compress(body))
-    (events / "20261203_095501_00007_abcde_77aa.gz").write_bytes(gzip.compress(b""))  # an empty writer
-    assert load_archive(str(events)).interactions.user.size == 0  # unread without the view
-    view = sagemaker_entry.jsonl_view(events, tmp_path)
-    assert view != events and sorted(p.name.endswith(".jsonl.gz") for p in view.iterdir()) == [True, True]
-    assert load_archive(str(view)).interactions.user.size == 2
-    # A folder already named the archive's way is used as it is.
-    assert sagemaker_entry.jsonl_view(view, tmp_path) == view
+    (events / "20261203_095501_00007_abcde_77aa.gz").write_bytes(gzip.compress(b""))
+    assert load_archive(str(events)).interactions.user.size == 2
 
 
-def test_gate_arguments_point_at_the_view(tmp_path: Path) -> None:
-    events = tmp_path / "events"
-    events.mkdir()
-    (events / "x_1.gz").write_bytes(gzip.compress(b"{}\n"))
-    args = sagemaker_entry._events_viewed(["--events", str(events), "--cutoff", "5"], tmp_path)
-    assert args[0] == "--events" and args[1] != str(events) and args[2:] == ["--cutoff", "5"]
-    assert [p.name for p in Path(args[1]).iterdir()] == ["000000-x_1.jsonl.gz"]
-    # An s3:// location is the gate's to read.
-    assert sagemaker_entry._events_viewed(["--events", "s3://b/p/"], tmp_path) == ["--events", "s3://b/p/"]
+def test_the_entry_script_hands_gate_to_training_retrain(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sagemaker_entry.main(["gate", "--help"])
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    assert "--challenger" in usage and "--pointer-parameter" in usage
