@@ -183,6 +183,10 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     assert features.ok and features.response == {"batchItemFailures": []}
     feedback = pipeline.invoke("FeedbackFunction", load_event("kinesis-feedback.json"))
     assert feedback.ok and feedback.response == {"batchItemFailures": []}
+    # The catalog function encodes with the tiny encoder (tests/integration/stacks.py).
+    catalog = pipeline.invoke("CatalogFunction", load_event("kinesis-catalog.json"))
+    assert catalog.ok and catalog.response == {"batchItemFailures": []}
+    assert {"1683", "1684", "1500"} <= {row["item_id"] for row in scan(pipeline, "CatalogTableName")}
     sweep = pipeline.invoke("DecideFunction", load_event("schedule-due-sweep.json"))
     assert sweep.ok and sweep.response == {"decided": 0, "reconciled": 0, "deferred": 0}
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
