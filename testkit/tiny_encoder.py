@@ -19,10 +19,35 @@ from shared.adapters.text_encoder import INPUT_IDS, INPUT_MASK, INPUT_TYPES, OUT
 
 DIM = 8
 MODEL_FILE = "model.int8.onnx"
-WORDS = (
-    "the a of and in to new lighthouse keeper storm returns film story city night harbour map "
-    "smugglers port rain documentary space war love comedy drama family"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "in",
+    "to",
+    "new",
+    "lighthouse",
+    "keeper",
+    "storm",
+    "returns",
+    "film",
+    "story",
+    "city",
+    "night",
+    "harbour",
+    "map",
+    "smugglers",
+    "port",
+    "rain",
+    "documentary",
+    "space",
+    "war",
+    "love",
+    "comedy",
+    "drama",
+    "family",
+]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS]
 
 
