@@ -181,7 +181,7 @@ build: $(SAM_VENV)/bin/sam
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --template template.yaml
 	# Bytecode for the runtime's Python 3.12 (pip ran with --no-compile): halves every cold start.
 	PYTHON312="$(PYTHON312)" layers/bytecode/compile.sh .aws-sam/build/DependenciesLayer/python .aws-sam/build/SharedLayer/python \
-		.aws-sam/build/*Function
+		.aws-sam/build/EncoderLayer/python .aws-sam/build/*Function
 	$(SAM_VENV)/bin/python bench/package_size.py .aws-sam/build --limit-mb 250
 
 deploy-test: build $(STAMP)
