@@ -7,7 +7,7 @@ which build several "containers" in one process.
 boto3, the services and the model are imported inside the factories, so each function pays
 only for what its own factory builds at cold start: ingest, features and feedback never load
 numpy or onnxruntime (bench/cold_start.py measures it), and only the catalog function loads the
-sentence encoder (``text_encoder``; decide never does, tests/unit/test_catalog_function.py checks it).
+sentence encoder (``text_encoder``; decide never does, tests/unit/test_catalog.py checks it).
 """
 
 from __future__ import annotations
