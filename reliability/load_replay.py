@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.pipeline import LocalPipeline
-from shared.domain.contract import AnyEvent, ProfileEvent
+from shared.domain.contract import AnyEvent, ProfileEvent, UserEvent
 from shared.domain.user_state import UserState
 from testkit import traffic
 from testkit.audit import Snapshot, audit_pushes, audit_user_state, folded_fields, same_fold
@@ -32,7 +32,7 @@ STEP_S = 6 * 24 * 3600
 MAX_PER_PUT = 5000
 
 
-def movielens_events(data: MovieLens, limit: int | None = None) -> list[AnyEvent]:
+def movielens_events(data: MovieLens, limit: int | None = None) -> list[UserEvent]:
     """Ratings in time order (the first ``limit``), each user's profile a second before their first."""
     return traffic.with_profiles(list(traffic.rating_events(data.interactions))[:limit], data.users)
 

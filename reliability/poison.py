@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain.catalog import CatalogItem
-from shared.domain.contract import AnyEvent, QuarantineReason
+from shared.domain.contract import QuarantineReason, UserEvent
 from testkit import traffic
 from testkit.audit import audit_ingest, audit_user_state
 from testkit.scenario import Progress, Scenario, ScenarioRun, StackSpec, Step, Timeline, run
@@ -37,9 +37,9 @@ def users(prefix: str) -> list[str]:
     return [f"{prefix}u{n}" for n in range(USERS_PER_CLASS)]
 
 
-def valid_events(prefix: str = "", t0: datetime = T0) -> list[AnyEvent]:
+def valid_events(prefix: str = "", t0: datetime = T0) -> list[UserEvent]:
     """10 users, each a profile then 9 behaviour events a minute apart: 100 events."""
-    events: list[AnyEvent] = []
+    events: list[UserEvent] = []
     for n, user in enumerate(users(prefix)):
         attributes = {"plan": "pro", "beta": True, "score": 7.5}
         events.append(traffic.profile(user, t0, timezone="Europe/Berlin", attributes=attributes))
@@ -176,7 +176,7 @@ def run_isolation(
 @dataclass
 class _Planned:
     kind: str
-    events: list[AnyEvent]
+    events: list[UserEvent]
     records: list[traffic.Record]
     poison: traffic.Record
 

@@ -20,7 +20,7 @@ from runner.pipeline import LocalPipeline
 from shared.adapters.dynamo_codec import from_dynamo
 from shared.adapters.object_archive import ObjectArchive
 from shared.adapters.user_state_codec import DELIVERY_FIELDS, FEEDBACK_FIELDS, PLACEMENT_FIELDS, states_of
-from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, ProfileEvent
+from shared.domain.contract import AnyEvent, BehaviourEvent, CatalogEvent, FeedbackEvent, ProfileEvent
 from shared.domain.fold import apply_event
 from shared.domain.user_state import UserState
 from testkit.queues import receive_json
@@ -253,7 +253,7 @@ def _features_events_per_user(events: Sequence[AnyEvent]) -> dict[str, list[Beha
     per_user: dict[str, list[BehaviourEvent | ProfileEvent]] = defaultdict(list)
     seen: set[str] = set()
     for event in events:
-        if isinstance(event, FeedbackEvent) or event.event_id in seen:
+        if isinstance(event, FeedbackEvent | CatalogEvent) or event.event_id in seen:
             continue
         seen.add(event.event_id)
         per_user[event.user_id].append(event)

@@ -83,6 +83,52 @@ def rate(event_id: str, user: str, item: str, value: float, offset: float) -> by
     return payload(event_id=event_id, type="rate", user_id=user, item_id=item, value=value, timestamp=_iso(offset))
 
 
+def catalog_payloads() -> list[tuple[str, bytes]]:
+    """(item id, record data) of the sample catalog events."""
+    import math
+
+    # A deterministic unit vector standing in for a producer's image model output.
+    raw = [math.sin(1.0 + 0.37 * i) for i in range(512)]
+    norm = math.sqrt(sum(x * x for x in raw))
+    image = [round(x / norm, 5) for x in raw]
+    return [
+        (
+            "1683",
+            payload(
+                event_id="e-cat-1683-1",
+                type="catalog",
+                action="upsert",
+                item_id="1683",
+                title="The Lighthouse Keeper",
+                description="A keeper returns to the lighthouse of his childhood as a storm closes the harbour.",
+                categories=["Drama", "Thriller"],
+                attributes={"year": "2026", "language": "en"},
+                available_from=_iso(-3600),
+                available_until=_iso(90 * 24 * 3600),
+                image_embedding=image,
+                timestamp=_iso(-300),
+            ),
+        ),
+        (
+            "1684",
+            payload(
+                event_id="e-cat-1684-1",
+                type="catalog",
+                action="upsert",
+                item_id="1684",
+                title="Neon Harbour",
+                description="Two smugglers fall out over a stolen map in a rain-soaked port city.",
+                categories=["Crime"],
+                timestamp=_iso(-240),
+            ),
+        ),
+        (
+            "1500",
+            payload(event_id="e-cat-1500-2", type="catalog", action="retire", item_id="1500", timestamp=_iso(-180)),
+        ),
+    ]
+
+
 def kinesis_event(datas: Sequence[bytes | str], partition_key: str = "u-196") -> dict[str, Any]:
     return {"Records": [kinesis_record(d, i + 1, partition_key) for i, d in enumerate(datas)]}
 
@@ -167,6 +213,11 @@ def build() -> dict[str, dict[str, Any]]:
                 payload(event_id="x", type="nope", timestamp=_iso(0)),
             ]
         ),
+    }
+    # CatalogFunction's input (issue 12): two upserts (one with an image embedding of the default
+    # ImageEmbeddingDim, 512) and a retire; each record keyed by its item id, as the contract asks.
+    events["kinesis-catalog.json"] = {
+        "Records": [kinesis_record(data, i + 1, item) for i, (item, data) in enumerate(catalog_payloads())]
     }
     events["dynamodb-user-state-changed.json"] = {
         "Records": [

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.domain.catalog import CatalogItem
-from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, Platform, ProfileEvent
+from shared.domain.contract import AnyEvent, BehaviourEvent, FeedbackEvent, Platform, ProfileEvent, UserEvent
 from training.movielens import Interactions, Item, User
 
 VIEW_RATE = ("view", "rate")
@@ -95,12 +95,12 @@ SESSION_KINDS = ("view", "view", "view", "click", "click", "rate", "add_to_cart"
 
 def app_sessions(
     users: int, days: int, per_day: int, items: Sequence[str], t0: datetime, seed: int = 7
-) -> list[AnyEvent]:
+) -> list[UserEvent]:
     """A profile per user at ``t0``, then each day one or two sessions at a local daytime hour:
     ``per_day`` events 20-90 s apart, 70 % over the user's 40 favourite items. UUID event ids,
     as producers send them. In time order."""
     rng = random.Random(seed)
-    events: list[AnyEvent] = []
+    events: list[UserEvent] = []
     for u in range(users):
         uid, zone = f"u{u}", SESSION_TIMEZONES[u % len(SESSION_TIMEZONES)]
         events.append(profile(uid, t0, timezone=zone))
@@ -180,12 +180,12 @@ def rating_events(ratings: Interactions) -> Iterator[BehaviourEvent]:
         )
 
 
-def with_profiles(events: Iterable[BehaviourEvent], users: Iterable[User]) -> list[AnyEvent]:
+def with_profiles(events: Iterable[BehaviourEvent], users: Iterable[User]) -> list[UserEvent]:
     """The app reports consent, time zone and token when the user opens it: each user's profile a
     second before their first event (not all at the start, which would push to users who are not
     around). In time order; a user without a profile in ``users`` gets none."""
     by_id = {u.user_id: u for u in users}
-    out: list[AnyEvent] = []
+    out: list[UserEvent] = []
     seen: set[str] = set()
     for event in events:
         if event.user_id not in seen and event.user_id in by_id:
@@ -218,7 +218,7 @@ def wire(event: AnyEvent) -> dict[str, Any]:
 
 def records_of(events: Iterable[AnyEvent]) -> list[Record]:
     return [
-        Record(e.epoch_seconds, wire(e), e.user_id, e, "feedback" if isinstance(e, FeedbackEvent) else "event")
+        Record(e.epoch_seconds, wire(e), e.partition_key, e, "feedback" if isinstance(e, FeedbackEvent) else "event")
         for e in events
     ]
 

@@ -34,7 +34,7 @@ def commit(parsed: Sequence[Parsed[Item, KinesisStreamRecord]]) -> list[CommitFa
 
 consume = StreamConsumer(
     EventType.KinesisDataStreams,
-    valid_event_reader(bootstrap.pseudonymizer),
+    valid_event_reader(bootstrap.pseudonymizer, bootstrap.image_embedding_dim),
     commit,
     logger,
     metrics,

@@ -21,7 +21,7 @@ snapstart.register(bootstrap.ingest_service)
 
 
 def check(record: KinesisStreamRecord) -> Checked:
-    return check_record(stream_record_of(record), bootstrap.pseudonymizer())
+    return check_record(stream_record_of(record), bootstrap.pseudonymizer(), bootstrap.image_embedding_dim())
 
 
 def commit(

@@ -1,14 +1,17 @@
-"""The item catalog (titles, genres, availability), cached per container."""
+"""The item catalog (titles, genres, availability), cached per container, and its writer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from boto3.dynamodb.types import Binary
+
 from shared.adapters.aws_errors import translated
 from shared.adapters.dynamo_batch import batch_get
 from shared.adapters.dynamo_codec import to_dynamo
-from shared.domain.catalog import CatalogItem
+from shared.domain.catalog import CatalogItem, CatalogUpdate
+from shared.domain.errors import VersionConflict
 
 
 class Catalog:
@@ -51,3 +54,58 @@ class Catalog:
             CatalogItem.model_validate(raw) for raw in batch_get(self._dynamodb, self._table_name, "item_id", item_ids)
         )
         return {item.item_id: item for item in items}
+
+
+class CatalogItemWriter:
+    """The catalog function's writes: one conditional UpdateItem per catalog event (issue 12).
+
+    The condition is the version order (shared/domain/catalog.py, CatalogUpdate): the item is written
+    when it has no catalog version (new, or loaded by the demo's ``put_many``) or an older one. A failed
+    condition is not an error: the event is stale (a replay, a duplicate, a late arrival).
+    """
+
+    _CONDITION = "attribute_not_exists(catalog_version) OR catalog_version < :version"
+
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._table = dynamodb.Table(table_name)
+
+    def apply(self, update: CatalogUpdate) -> bool:
+        sets = {
+            "catalog_version": update.version,
+            "catalog_event_id": update.event_id,
+            "retired": update.action == "retire",
+            "available": update.action != "retire",
+        }
+        removes: list[str] = []
+        if update.action == "upsert":
+            sets |= {
+                "title": update.title,
+                "genres": list(update.genres),
+                "attributes": dict(update.attributes),
+                "encoder": update.encoder,
+            }
+            optional = {
+                "available_from": update.available_from,
+                "available_until": update.available_until,
+                "text_vector": Binary(update.text_vector) if update.text_vector is not None else None,
+                "image_vector": Binary(update.image_vector) if update.image_vector is not None else None,
+            }
+            sets |= {k: v for k, v in optional.items() if v is not None}
+            removes = [k for k, v in optional.items() if v is None]
+        names = {f"#{k}": k for k in [*sets, *removes]}
+        expression = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#{k}" for k in removes)
+        values = {f":{k}": to_dynamo(v) for k, v in sets.items()} | {":version": update.version}
+        try:
+            with translated("catalog.apply"):
+                self._table.update_item(
+                    Key={"item_id": update.item_id},
+                    UpdateExpression=expression,
+                    ConditionExpression=self._CONDITION,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except VersionConflict:
+            return False
+        return True

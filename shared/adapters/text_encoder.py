@@ -155,3 +155,9 @@ class OnnxTextEncoder:
         if not texts:
             raise ValueError("nothing to encode")
         return self.encode_tokens(*self.tokenize(texts))
+
+    def vector_bytes(self, text: str) -> bytes:
+        """One text encoded alone (no batch-mates to pad against), as float32 little-endian bytes: what the
+        catalog function stores (shared/services/catalog.py)."""
+        vector: NDArray[np.float32] = self.encode([text])[0]
+        return bytes(vector.astype("<f4").tobytes())

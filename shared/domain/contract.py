@@ -1,9 +1,11 @@
 """The event contract: what producers may put on the stream, version 1.
 
-Every event carries an ``event_id`` (deduplication), a ``user_id`` (also the Kinesis
-partition key, so one user's events stay ordered), an aware ``timestamp`` and a
-``schema_version``. ``decode_event`` is the single gate every consumer uses, so ingest, features and feedback
-always agree on which records are valid. It is total: whatever bytes a producer sends, it
+Every event carries an ``event_id`` (deduplication), an aware ``timestamp`` and a ``schema_version``.
+User events (behaviour, profile, feedback) carry a ``user_id`` (also the Kinesis partition key, so one
+user's events stay ordered); a ``catalog`` event (an item upserted or retired, issue 12) carries no user:
+its partition key is its ``item_id``, so one item's announcements stay ordered. ``decode_event`` is the
+single gate every consumer uses, so ingest, features, feedback and catalog always agree on which records
+are valid. It is total: whatever bytes a producer sends, it
 returns an event or raises ContractViolation with a reason, and an event it returns can be
 stored as it is (every string, number and boolean fits DynamoDB, S3 JSON Lines and the model).
 """
@@ -33,12 +35,24 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 10 * 1024
+# A catalog event may carry an image embedding (512 floats of a CLIP-like model are 5 to 10 KB of JSON),
+# so it alone may be larger; anything else over MAX_EVENT_BYTES stays too large. Kinesis takes 1 MB.
+MAX_CATALOG_EVENT_BYTES = 64 * 1024
+# The dimension of a catalog event's image_embedding when none is configured (template parameter
+# ImageEmbeddingDim, IMAGE_EMBEDDING_DIM in every function's environment): CLIP ViT-B/32's.
+DEFAULT_IMAGE_EMBEDDING_DIM = 512
+MAX_IMAGE_EMBEDDING_DIM = 2048
+MAX_TITLE_CHARS = 256
+MAX_DESCRIPTION_CHARS = 4000
+MAX_CATEGORIES = 32
+MAX_CATEGORY_CHARS = 64
 # Producers' clocks drift; an event more than this ahead of its arrival is a bug upstream.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 # Older events would rewrite history that decisions were already made on.
@@ -78,6 +92,7 @@ AttributeValue = (
 BEHAVIOUR_TYPES = ("view", "click", "add_to_cart", "purchase", "rate")
 PROFILE_TYPES = ("profile",)
 FEEDBACK_TYPES = ("delivered", "opened", "dismissed", "converted")
+CATALOG_TYPES = ("catalog",)
 
 
 class QuarantineReason(StrEnum):
@@ -98,6 +113,8 @@ class QuarantineReason(StrEnum):
     # The same event id again: with the same body (a producer retry), or with another body (first wins).
     DUPLICATE = "duplicate_event_id"
     EVENT_ID_CONFLICT = "event_id_conflict"
+    # A catalog event's image_embedding whose length is not the deployment's IMAGE_EMBEDDING_DIM.
+    EMBEDDING_DIMENSION = "embedding_dimension"
 
 
 class ContractViolation(Exception):
@@ -109,17 +126,27 @@ class ContractViolation(Exception):
         self.detail = detail
 
 
-class _Event(BaseModel):
+class _Stamped(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1]
     event_id: Identifier
-    user_id: Identifier
     timestamp: Timestamp
 
     @property
     def epoch_seconds(self) -> int:
         return int(self.timestamp.timestamp())
+
+
+class _Event(_Stamped):
+    """An event about one user."""
+
+    user_id: Identifier
+
+    @property
+    def partition_key(self) -> str:
+        """What the contract asks producers to use as the Kinesis partition key."""
+        return self.user_id
 
 
 class BehaviourEvent(_Event):
@@ -176,9 +203,66 @@ class FeedbackEvent(_Event):
     item_id: Identifier | None = None
 
 
-Event = Annotated[BehaviourEvent | ProfileEvent | FeedbackEvent, Field(discriminator="type")]
-_EVENT_ADAPTER: TypeAdapter[BehaviourEvent | ProfileEvent | FeedbackEvent] = TypeAdapter(Event)
-_KNOWN_TYPES = frozenset(BEHAVIOUR_TYPES + PROFILE_TYPES + FEEDBACK_TYPES)
+Category = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_CATEGORY_CHARS)]
+EmbeddingValue = Annotated[float, Strict()]
+
+
+class CatalogEvent(_Stamped):
+    """An item announced by the product: upserted (created or changed) or retired (issue 12).
+
+    No user: the partition key is the item id. ``title`` is required for an upsert (it is what the
+    encoder reads, with the description); a retire needs only the item id. ``image_embedding`` is a
+    vector from the producer's own image model; its length must be the deployment's IMAGE_EMBEDDING_DIM
+    (checked by ``decode_event``, reason ``embedding_dimension``), since the model projecting it expects
+    exactly that many inputs. The event's timestamp is the item's version: the catalog function never
+    lets an older announcement overwrite a newer one (shared/services/catalog.py).
+    """
+
+    type: Literal["catalog"]
+    action: Literal["upsert", "retire"]
+    item_id: Identifier
+    # validate_default: a missing title still reaches the validator, which knows the action by then.
+    title: Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_TITLE_CHARS)] | None = Field(
+        default=None, validate_default=True
+    )
+    description: Annotated[StrictStr, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] = ""
+    categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES)
+    attributes: dict[Identifier, Annotated[StrictStr, StringConstraints(max_length=MAX_ATTRIBUTE_CHARS)]] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES
+    )
+    available_from: Timestamp | None = None
+    available_until: Timestamp | None = None
+    image_embedding: list[EmbeddingValue] | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_EMBEDDING_DIM)
+
+    @field_validator("title")
+    @classmethod
+    def _upsert_has_title(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("action") == "upsert":
+            raise ValueError("an upsert needs a title")
+        return value
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> CatalogEvent:
+        if self.available_from and self.available_until and self.available_until <= self.available_from:
+            raise ValueError("available_until must be after available_from")
+        return self
+
+    @property
+    def partition_key(self) -> str:
+        return self.item_id
+
+    @property
+    def text(self) -> str:
+        """What the sentence encoder reads: the title, then the description (as in docs/model.md's timing)."""
+        title = self.title or ""
+        return f"{title}. {self.description}" if self.description else title
+
+
+UserEvent = BehaviourEvent | ProfileEvent | FeedbackEvent
+AnyEvent = BehaviourEvent | ProfileEvent | FeedbackEvent | CatalogEvent
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
+_KNOWN_TYPES = frozenset(BEHAVIOUR_TYPES + PROFILE_TYPES + FEEDBACK_TYPES + CATALOG_TYPES)
 
 
 class _Refused(Exception):
@@ -250,19 +334,42 @@ def parse_json_strictly(text: str) -> Any:
         raise ContractViolation(QuarantineReason.NOT_JSON, type(exc).__name__) from exc
 
 
-def decode_event(raw: bytes, received_at: datetime) -> BehaviourEvent | ProfileEvent | FeedbackEvent:
+def _too_large(raw: bytes, limit: int) -> ContractViolation:
+    return ContractViolation(QuarantineReason.TOO_LARGE, f"{len(raw)} bytes > {limit}")
+
+
+def _parse(raw: bytes) -> Any:
+    """The record's JSON; a record over MAX_EVENT_BYTES is parsed only to see whether it is a catalog
+    event (the one type allowed up to MAX_CATALOG_EVENT_BYTES): any other verdict on it is too_large."""
+    if len(raw) > MAX_CATALOG_EVENT_BYTES:
+        raise _too_large(raw, MAX_EVENT_BYTES)
+    oversized = len(raw) > MAX_EVENT_BYTES
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if oversized:
+            raise _too_large(raw, MAX_EVENT_BYTES) from None
+        raise ContractViolation(QuarantineReason.BAD_ENCODING, "not UTF-8") from exc
+    try:
+        payload = parse_json_strictly(text)
+    except ContractViolation:
+        if oversized:
+            raise _too_large(raw, MAX_EVENT_BYTES) from None
+        raise
+    if oversized and not (isinstance(payload, dict) and payload.get("type") in CATALOG_TYPES):
+        raise _too_large(raw, MAX_EVENT_BYTES)
+    return payload
+
+
+def decode_event(raw: bytes, received_at: datetime, image_embedding_dim: int = DEFAULT_IMAGE_EMBEDDING_DIM) -> AnyEvent:
     """Turn one record's bytes into a valid event, or raise ContractViolation with the reason.
 
     ``received_at`` is when the stream accepted the record; timestamps are judged against it,
     never against the consumer's clock, so a retried or replayed batch gets the same verdict.
+    ``image_embedding_dim`` is the deployment's IMAGE_EMBEDDING_DIM: every consumer passes the same one
+    (shared/plumbing/config.py, ContractSettings), so they agree on which catalog events are valid.
     """
-    if len(raw) > MAX_EVENT_BYTES:
-        raise ContractViolation(QuarantineReason.TOO_LARGE, f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ContractViolation(QuarantineReason.BAD_ENCODING, "not UTF-8") from exc
-    payload = parse_json_strictly(text)
+    payload = _parse(raw)
     if not isinstance(payload, dict):
         raise ContractViolation(QuarantineReason.NOT_AN_OBJECT, type(payload).__name__)
     version = payload.get("schema_version")
@@ -284,18 +391,21 @@ def decode_event(raw: bytes, received_at: datetime) -> BehaviourEvent | ProfileE
         raise ContractViolation(QuarantineReason.TIMESTAMP_IN_FUTURE, event.timestamp.isoformat())
     if event.timestamp < received_at - MAX_EVENT_AGE:
         raise ContractViolation(QuarantineReason.TIMESTAMP_TOO_OLD, event.timestamp.isoformat())
+    embedding = event.image_embedding if isinstance(event, CatalogEvent) else None
+    if embedding is not None and len(embedding) != image_embedding_dim:
+        raise ContractViolation(
+            QuarantineReason.EMBEDDING_DIMENSION,
+            f"image_embedding has {len(embedding)} values, this deployment takes {image_embedding_dim}",
+        )
     return event
 
 
-def encode_event(event: BehaviourEvent | ProfileEvent | FeedbackEvent) -> bytes:
+def encode_event(event: AnyEvent) -> bytes:
     """The canonical wire form producers (and the demo) put on the stream."""
     return event.model_dump_json(exclude_none=True).encode("utf-8")
 
 
-def event_digest(event: BehaviourEvent | ProfileEvent | FeedbackEvent) -> str:
+def event_digest(event: AnyEvent) -> str:
     """A fingerprint of the event's content (canonical form): two records with one event id are the
     same event when their digests agree, whatever their key order or spacing."""
     return hashlib.blake2b(encode_event(event), digest_size=16).hexdigest()
-
-
-AnyEvent = BehaviourEvent | ProfileEvent | FeedbackEvent

@@ -6,7 +6,8 @@ which build several "containers" in one process.
 
 boto3, the services and the model are imported inside the factories, so each function pays
 only for what its own factory builds at cold start: ingest, features and feedback never load
-numpy or onnxruntime (bench/cold_start.py measures it).
+numpy or onnxruntime (bench/cold_start.py measures it), and only the catalog function loads the
+sentence encoder (``text_encoder``; decide never does, tests/unit/test_catalog.py checks it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.plumbing.config import (
+    CatalogSettings,
+    ContractSettings,
     DecideSettings,
     EraseSettings,
     FeaturesSettings,
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from shared.domain.recommendation import ServedModel
     from shared.model import Recommender
     from shared.plumbing.stream_batch import Quarantine
+    from shared.services.catalog import CatalogService, TextEncoder
     from shared.services.decide import DecideService
     from shared.services.erasure import EraseService
     from shared.services.features import FeaturesService
@@ -90,6 +94,13 @@ def pseudonymizer() -> Pseudonymizer | None:
     return Pseudonymizer(read_pseudonym_key(client("ssm"), name))
 
 
+@cache
+def image_embedding_dim() -> int:
+    """The deployment's catalog image-embedding length (template parameter ImageEmbeddingDim), which every
+    stream consumer passes to the contract so that all of them judge a catalog event alike."""
+    return ContractSettings().image_embedding_dim
+
+
 def _registry(table_name: str) -> EventIdRegistry:
     from shared.adapters.event_ids import DynamoEventIdRegistry
     from shared.domain.admission import CLAIM_TTL_SECONDS
@@ -129,6 +140,16 @@ def feedback_quarantine() -> Quarantine:
 
 
 @cache
+def catalog_quarantine() -> Quarantine:
+    settings = catalog_settings()
+    # Catalog records name items, not users: nothing to pseudonymize in their quarantine lines.
+    from shared.adapters.object_archive import ObjectArchive
+    from shared.plumbing.stream_batch import Quarantine
+
+    return Quarantine(ObjectArchive(client("s3"), settings.archive_bucket), settings.quarantine_prefix, "catalog", None)
+
+
+@cache
 def ingest_service() -> IngestService:
     from shared.adapters.object_archive import ObjectArchive
     from shared.services.ingest import IngestService
@@ -156,6 +177,55 @@ def features_service() -> FeaturesService:
         _registry(settings.event_ids_table),
         max_write_attempts=settings.max_write_attempts,
         decision_interval_seconds=settings.decision_interval_seconds,
+    )
+
+
+@cache
+def catalog_settings() -> CatalogSettings:
+    return CatalogSettings()
+
+
+ENCODER_TOKENIZER_FILE = "tokenizer.json"
+
+
+def encoder_files(settings: CatalogSettings) -> tuple[Path, Path]:
+    """The encoder layer's graph and tokenizer; raises TextEncoderError naming what is missing.
+
+    The catalog function calls it at import (cold start), so a deployment built without `make encoder`'s
+    output fails its first invocation loudly instead of writing items without vectors.
+    """
+    folder = Path(settings.encoder_dir)
+    files = (folder / settings.encoder_model_file, folder / ENCODER_TOKENIZER_FILE)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        from shared.adapters.text_encoder import TextEncoderError
+
+        raise TextEncoderError(
+            f"encoder files missing: {', '.join(missing)} (the EncoderLayer is built from `make encoder`'s output)"
+        )
+    return files
+
+
+@cache
+def text_encoder() -> TextEncoder:
+    """The int8 sentence encoder, loaded once per container (only the catalog function calls this)."""
+    from shared.adapters.text_encoder import OnnxTextEncoder
+
+    model, tokenizer = encoder_files(catalog_settings())
+    return OnnxTextEncoder.from_files(model, tokenizer)
+
+
+@cache
+def catalog_service() -> CatalogService:
+    from shared.adapters.catalog import CatalogItemWriter
+    from shared.services.catalog import CatalogService
+
+    settings = catalog_settings()
+    return CatalogService(
+        CatalogItemWriter(dynamodb(), settings.catalog_table),
+        text_encoder(),
+        _registry(settings.event_ids_table),
+        encoder_name=f"all-MiniLM-L6-v2/{settings.encoder_model_file}",
     )
 
 
@@ -449,7 +519,9 @@ def _connected() -> tuple[Any, ...]:
         decide_service,
         feedback_service,
         erase_service,
+        catalog_service,
         ingest_quarantine,
+        catalog_quarantine,
         features_quarantine,
         decide_quarantine,
         feedback_quarantine,
@@ -462,6 +534,9 @@ def reset() -> None:
     for factory in (
         *_connected(),
         decide_settings,
+        catalog_settings,
+        text_encoder,
+        image_embedding_dim,
         idempotency_config,
         default_model,
         recommender,

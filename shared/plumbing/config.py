@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.contract import DEFAULT_IMAGE_EMBEDDING_DIM, MAX_IMAGE_EMBEDDING_DIM
+
 
 class _Settings(BaseSettings):
     # defer_build: a function validates only its own model (and PseudonymSettings), so the others'
@@ -24,6 +26,16 @@ class PseudonymSettings(_Settings):
 
     # Name of an SSM SecureString holding the HMAC key; empty keeps raw user ids.
     pseudonym_key_parameter: str = Field(default="", pattern=r"^(|/[A-Za-z0-9_./-]+)$")
+
+
+class ContractSettings(_Settings):
+    """Read by every function that decodes events: the deployment's choices inside the contract (issue 12).
+
+    IMAGE_EMBEDDING_DIM comes from the template parameter ImageEmbeddingDim through Globals, so ingest,
+    features, feedback and catalog all judge a catalog event's image_embedding by the same length.
+    """
+
+    image_embedding_dim: int = Field(default=DEFAULT_IMAGE_EMBEDDING_DIM, ge=1, le=MAX_IMAGE_EMBEDDING_DIM)
 
 
 class _StreamConsumerSettings(_Settings):
@@ -47,6 +59,17 @@ class FeaturesSettings(_StreamConsumerSettings):
     # A user's behaviour asks decide for a decision at most once per this many seconds of event time
     # (high-intent events and profile changes always ask); 0 asks on every change.
     decision_interval_seconds: int = Field(default=300, ge=0, le=86400)
+
+
+class CatalogSettings(_StreamConsumerSettings):
+    """The catalog function (issue 12): catalog events -> catalog items with their content vectors."""
+
+    catalog_table: str = Field(min_length=3)
+    # The encoder layer's folder (layers/encoder, from `make encoder`): the int8 graph and tokenizer.json.
+    encoder_dir: str = "/opt/encoder"
+    encoder_model_file: str = Field(default="model.int8.onnx", pattern=r"^[A-Za-z0-9_.-]+\.onnx$")
+    # Conditional-write attempts per item before its record is reported failed (throttling aside).
+    max_write_attempts: int = Field(default=3, ge=1, le=20)
 
 
 class DecideSettings(_Settings):

@@ -239,13 +239,14 @@ def stream_record_of(record: KinesisStreamRecord) -> StreamRecord:
 
 def valid_event_reader(
     pseudonymizer: Callable[[], Pseudonymize | None],
+    image_embedding_dim: Callable[[], int],
 ) -> Callable[[KinesisStreamRecord], Delivered[KinesisStreamRecord] | None]:
     """The record handler of a stage downstream of ingest: the record's event as ingest admitted it, or
     None when it breaks the contract (ingest quarantined it already, so this stage just passes it by)."""
 
     def read(record: KinesisStreamRecord) -> Delivered[KinesisStreamRecord] | None:
         stream_record = stream_record_of(record)
-        event = check_record(stream_record, pseudonymizer()).event
+        event = check_record(stream_record, pseudonymizer(), image_embedding_dim()).event
         return None if event is None else Delivered(event, stream_record.position, record)
 
     return read

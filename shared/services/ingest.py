@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.domain.admission import Delivered, EventIdRegistry, StreamPosition, admit_delivered
-from shared.domain.contract import AnyEvent, ContractViolation, QuarantineReason, decode_event
+from shared.domain.contract import (
+    DEFAULT_IMAGE_EMBEDDING_DIM,
+    AnyEvent,
+    CatalogEvent,
+    ContractViolation,
+    QuarantineReason,
+    decode_event,
+)
 from shared.domain.ports import LineWriter
 
 Pseudonymize = Callable[[str], str]
@@ -35,8 +42,9 @@ class Checked:
     record: StreamRecord
     event: AnyEvent | None = None
     violation: ContractViolation | None = None
-    # The contract makes the user id the partition key (one user's events stay ordered in one shard);
-    # a record keyed otherwise is accepted, and counted, because its ordering is not guaranteed.
+    # The contract makes the user id the partition key (one user's events stay ordered in one shard), the
+    # item id for a catalog event; a record keyed otherwise is accepted, and counted, because its ordering
+    # is not guaranteed.
     partition_key_matches: bool = True
 
 
@@ -49,22 +57,27 @@ class IngestResult:
     quarantine_key: str | None = None
 
 
-def check_record(record: StreamRecord, pseudonymize: Pseudonymize | None = None) -> Checked:
+def check_record(
+    record: StreamRecord,
+    pseudonymize: Pseudonymize | None = None,
+    image_embedding_dim: int = DEFAULT_IMAGE_EMBEDDING_DIM,
+) -> Checked:
     """Decode and validate one record; never raises for bad input (it is data, not an error).
 
     With ``pseudonymize`` (shared/domain/pseudonym.py) the event's user id is replaced here, the one
-    place every stream consumer decodes events, so nothing downstream sees the raw id.
+    place every stream consumer decodes events, so nothing downstream sees the raw id (a catalog event
+    names no user and is left as it is). ``image_embedding_dim`` is the deployment's (see decode_event).
     """
     try:
         raw = base64.b64decode(record.data_b64, validate=True)
     except (binascii.Error, ValueError):
         return Checked(record, violation=ContractViolation(QuarantineReason.BAD_ENCODING, "not base64"))
     try:
-        event = decode_event(raw, record.arrived_at)
+        event = decode_event(raw, record.arrived_at, image_embedding_dim)
     except ContractViolation as violation:
         return Checked(record, violation=violation)
-    matches = record.partition_key == event.user_id
-    if pseudonymize is not None:
+    matches = record.partition_key == event.partition_key
+    if pseudonymize is not None and not isinstance(event, CatalogEvent):
         event = event.model_copy(update={"user_id": pseudonymize(event.user_id)})
     return Checked(record, event=event, partition_key_matches=matches)
 

@@ -230,7 +230,7 @@ def test_data_at_rest_is_under_the_stacks_rotating_key(deployed: dict[str, Any])
     key_arn = next(k["KeyArn"] for k in kms.list_keys()["Keys"] if k["KeyId"] == key_id)
     sqs = boto3.client("sqs", region_name=REGION)
     queues = [lid for lid in physical if lid and lid.endswith("DeadLetterQueue")]
-    assert len(queues) == 5
+    assert len(queues) == 6  # ingest, features, decide, feedback, catalog, erase
     for lid in queues:
         attributes = sqs.get_queue_attributes(QueueUrl=physical[lid], AttributeNames=["KmsMasterKeyId"])["Attributes"]
         assert attributes["KmsMasterKeyId"] == key_id, lid

@@ -65,7 +65,7 @@ def test_near_valid_events_are_valid_or_refused_with_a_reason(field: str, value:
     result = verdict(json.dumps(mutated).encode())
     if result == "valid":
         event = decode_event(json.dumps(mutated).encode(), NOW)
-        assert event.event_id and event.user_id
+        assert event.event_id and event.partition_key
 
 
 def test_every_nasty_input_is_refused_with_a_documented_reason() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.clock import SimulatedClock
 from runner.pipeline import LocalPipeline
+from testkit.tiny_encoder import build_tiny_encoder
 from testkit.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,13 +22,18 @@ def tiny_model_pipeline(
     vocab: Sequence[str],
     parameters: Mapping[str, Any] | None = None,
 ) -> LocalPipeline:
-    """Not started: use it as a context manager. Decide serves a tiny model over ``vocab``; logs go to tmp_path."""
+    """Not started: use it as a context manager. Decide serves a tiny model over ``vocab``, the catalog
+    function encodes with a tiny encoder (testkit/tiny_encoder.py); logs go to tmp_path."""
     model_dir = build_tiny_model(tmp_path / "model", vocab=list(vocab))
+    encoder_dir = build_tiny_encoder(tmp_path / "encoder")
     return LocalPipeline(
         ROOT / "template.yaml",
         stack_name=stack_name,
         clock=SimulatedClock(start),
-        env_overrides={"DecideFunction": {"MODEL_DIR": str(model_dir)}},
+        env_overrides={
+            "DecideFunction": {"MODEL_DIR": str(model_dir)},
+            "CatalogFunction": {"ENCODER_DIR": str(encoder_dir)},
+        },
         parameter_overrides=parameters or {},
         log_dir=tmp_path / "logs",
     )

@@ -183,6 +183,10 @@ def test_sample_events_invoke_each_handler_like_sam_local(pipeline: LocalPipelin
     assert features.ok and features.response == {"batchItemFailures": []}
     feedback = pipeline.invoke("FeedbackFunction", load_event("kinesis-feedback.json"))
     assert feedback.ok and feedback.response == {"batchItemFailures": []}
+    # The catalog function encodes with the tiny encoder (tests/integration/stacks.py).
+    catalog = pipeline.invoke("CatalogFunction", load_event("kinesis-catalog.json"))
+    assert catalog.ok and catalog.response == {"batchItemFailures": []}
+    assert {"1683", "1684", "1500"} <= {row["item_id"] for row in scan(pipeline, "CatalogTableName")}
     sweep = pipeline.invoke("DecideFunction", load_event("schedule-due-sweep.json"))
     assert sweep.ok and sweep.response == {"decided": 0, "reconciled": 0, "deferred": 0}
     change = pipeline.invoke("DecideFunction", load_event("dynamodb-user-state-changed.json"))
@@ -216,6 +220,10 @@ def test_logs_at_info_carry_no_user_ids_tokens_or_push_contents(pipeline: LocalP
         item_id=pushes[0]["item_id"],
     )
     pipeline.put_events([json.loads(opened.model_dump_json(exclude_none=True))], partition_key="user_id")
+    # A catalog event too, so that the catalog function's log is read as well.
+    announced = {"schema_version": 1, "event_id": "cat-leak", "type": "catalog", "action": "upsert", "item_id": "9"}
+    announced |= {"title": "A new film", "timestamp": (T0 + timedelta(minutes=30)).isoformat()}
+    pipeline.put_events([announced], partition_key="item_id")
     assert pipeline.pump().quiescent
     assert pipeline.invoke("EraseFunction", {"user_ids": users[:1]}).ok
     assert pipeline.log_dir is not None

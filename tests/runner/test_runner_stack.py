@@ -20,7 +20,11 @@ REAL_FUNCTIONS = {
     "FeaturesFunction": "functions/features",
     "DecideFunction": "functions/decide",
     "FeedbackFunction": "functions/feedback",
+    "CatalogFunction": "functions/catalog",
 }
+# Seconds each stream consumer waits to fill a batch: the push path (features, decide) 1 s, archive and
+# feedback 30 s (docs/cost.md), catalog 5 s (new items are not on the push path, but soon wanted).
+BATCHING_WINDOW_S = {"IngestFunction": 30.0, "FeedbackFunction": 30.0, "CatalogFunction": 5.0}
 MODEL_LAYER = REPO_ROOT / "layers" / "model"
 
 
@@ -61,14 +65,17 @@ def test_real_template_functions_and_event_sources_as_deployed() -> None:
             assert streams, f"{fid} has no stream event source"
             for event in streams:
                 assert event.batch_size == 100
-                # The push path (features, decide) waits 1 s; archive and feedback batch for 30 s (docs/cost.md).
-                assert event.batching_window_s == (30.0 if fid in ("IngestFunction", "FeedbackFunction") else 1.0)
+                assert event.batching_window_s == BATCHING_WINDOW_S.get(fid, 1.0)
                 assert (event.starting_position, event.bisect_on_error, event.max_retries) == ("TRIM_HORIZON", True, 5)
                 assert event.reports_item_failures
                 dlq = p.resources[fid.removesuffix("Function") + "DeadLetterQueue"]
                 assert event.on_failure_arn == dlq.arn
         assert (p.functions["DecideFunction"].memory_mb, p.functions["IngestFunction"].memory_mb) == (1024, 512)
         assert p.functions["DecideFunction"].layer_dirs[-1] == MODEL_LAYER
+        # The encoder layer is the catalog function's alone (decide never loads the encoder).
+        encoder = REPO_ROOT / "layers" / "encoder"
+        assert [fid for fid, spec in p.functions.items() if encoder in spec.layer_dirs] == ["CatalogFunction"]
+        assert p.functions["CatalogFunction"].layer_dirs[-1] == encoder
 
         ingest = p.stream_mappings["IngestFunction.Stream"].spec
         assert (ingest.kind, ingest.source_arn, ingest.max_record_age_s) == (
@@ -76,11 +83,13 @@ def test_real_template_functions_and_event_sources_as_deployed() -> None:
             p.resources["EventsStream"].arn,
             86400,
         )
-        # Every stream consumer reads every record (each claims every event id); decide filters.
+        # Every stream consumer reads every record (each claims every event id); decide filters, and the
+        # catalog function reads catalog events only.
         assert all(
             p.stream_mappings[f"{f}.Stream"].spec.filter_patterns == ()
             for f in ("IngestFunction", "FeaturesFunction", "FeedbackFunction")
         )
+        assert p.stream_mappings["CatalogFunction.Stream"].spec.filter_patterns == ('{"data": {"type": ["catalog"]}}',)
         decide = p.stream_mappings["DecideFunction.UserStateChanged"].spec
         assert decide.kind == "dynamodb" and decide.max_record_age_s == 3600
         assert decide.source_arn == p.resources["UserStateTable"].attributes["StreamArn"]

@@ -124,7 +124,7 @@ def test_sample_good_events_are_valid(name: str) -> None:
     for record in load_event(name)["Records"]:
         raw = base64.b64decode(record["kinesis"]["data"])
         arrived = datetime.fromtimestamp(record["kinesis"]["approximateArrivalTimestamp"], UTC)
-        assert decode_event(raw, arrived).user_id == "u-196"
+        assert decode_event(raw, arrived).partition_key == "u-196"
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ STDLIB_NEEDING = {"zoneinfo": "tzdata"}
 # gets: module -> the only files allowed to import it. tokenizers (and huggingface-hub, its declared
 # dependency) is for the catalog function's encoder layer (issue 12); Decide never loads the encoder.
 OWN_LAYER_IMPORTS = {"tokenizers": {"shared/adapters/text_encoder.py"}}
+OWN_LAYER_REQUIREMENTS = {"tokenizers": ROOT / "layers" / "encoder" / "requirements.txt"}
 
 
 def _top_level_imports(path: Path) -> set[str]:
@@ -91,6 +92,15 @@ def test_every_third_party_import_is_in_the_layer() -> None:
         elif not distributions & closure:
             missing[module] = f"from {sorted(distributions)}, not in the layer (imported by {sorted(files)})"
     assert not missing, missing
+
+
+def test_own_layer_packages_are_in_their_layer_with_the_developers_pin() -> None:
+    """The encoder layer (CatalogFunction's) installs tokenizers at the version the tests run with."""
+    developer = {Requirement(r).name: r for r in _requirements_of(ROOT / "requirements" / "dev.txt")}
+    for module, requirements in OWN_LAYER_REQUIREMENTS.items():
+        layer = {Requirement(r).name: r for r in _requirements_of(requirements)}
+        assert module in layer and layer[module] == developer[module]
+        assert canonicalize_name(module) not in _closure(_layer_requirements())
 
 
 def test_the_check_sees_a_missing_package() -> None:

@@ -48,7 +48,7 @@ def test_check_record_replaces_the_user_id_and_quarantine_hashes_the_partition_k
         "item_id": "7",
     }
     checked = check_record(record(json.dumps(event).encode()), pseudonymize)
-    assert checked.event is not None and checked.event.user_id == pseudonymize("u1")
+    assert checked.event is not None and checked.event.partition_key == pseudonymize("u1")
     assert check_record(record(json.dumps(event).encode())).event.user_id == "u1"  # type: ignore[union-attr]
 
     written: dict[str, list[dict[str, object]]] = {}

@@ -21,6 +21,7 @@ import pytest
 from runner.deploy import load_yaml, package_stubs, transform
 from runner.stack import deploy_local
 from shared.plumbing import bootstrap, snapstart
+from testkit.tiny_encoder import build_tiny_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -30,7 +31,9 @@ FACTORIES = {
     "decide": "decide_service",
     "feedback": "feedback_service",
     "erase": "erase_service",
+    "catalog": "catalog_service",
 }
+FUNCTIONS = len(FACTORIES)
 Hook = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -74,7 +77,17 @@ def test_outside_lambda_nothing_is_registered(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_each_handler_registers_both_hooks_with_its_own_service(name: str, runtime: FakeRuntime) -> None:
+def test_each_handler_registers_both_hooks_with_its_own_service(
+    name: str, runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if name == "catalog":  # its import checks that the encoder layer's files are there
+        for key, value in {
+            "CATALOG_TABLE": "catalog",
+            "EVENT_IDS_TABLE": "event-ids",
+            "ARCHIVE_BUCKET": "archive",
+        }.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("ENCODER_DIR", str(build_tiny_encoder(tmp_path / "encoder")))
     import_handler(name)
     assert runtime.before == [(snapstart.before_snapshot, (getattr(bootstrap, FACTORIES[name]),), {})]
     assert runtime.after == [(snapstart.after_restore, (), {})]
@@ -140,7 +153,7 @@ def test_the_translated_template_carries_snapstart_on_every_function_and_invokes
     assert parameter["Default"] == "None" and set(parameter["AllowedValues"]) == {"None", "PublishedVersions"}
     expanded = _expanded("PublishedVersions")
     functions = _of_type(expanded, "AWS::Lambda::Function")
-    assert len(functions) == 5
+    assert len(functions) == FUNCTIONS
     for spec in functions.values():
         assert spec["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
     # A replaced version goes, and with it its snapshot's caching charge.
@@ -160,7 +173,7 @@ def test_a_new_shared_layer_publishes_a_new_version_of_every_function() -> None:
     before = set(_of_type(_expanded("PublishedVersions"), "AWS::Lambda::Version"))
     moved = _expanded("PublishedVersions", SharedLayer="s3://elsewhere/shared.zip")
     after = set(_of_type(moved, "AWS::Lambda::Version"))
-    assert len(before) == 5 and before.isdisjoint(after)
+    assert len(before) == FUNCTIONS and before.isdisjoint(after)
 
 
 def test_the_template_with_snapstart_deploys_in_moto_cloudformation(aws: None) -> None:
@@ -172,7 +185,7 @@ def test_the_template_with_snapstart_deploys_in_moto_cloudformation(aws: None) -
         "us-east-1",
     )
     assert stack.parameters["SnapStart"] == "PublishedVersions"
-    assert len(stack.of_type("AWS::Lambda::Function")) == 5
+    assert len(stack.of_type("AWS::Lambda::Function")) == FUNCTIONS
     mappings = boto3.client("lambda", region_name="us-east-1").list_event_source_mappings()["EventSourceMappings"]
     functions = {r.arn for r in stack.of_type("AWS::Lambda::Function").values()}
     assert mappings and {m["FunctionArn"] for m in mappings} <= functions
