@@ -94,23 +94,31 @@ class SchedulerSchedule(CloudFormationModel):
         return True
 
 
-class GlueDatabase(CloudFormationModel):
+class _Emulated:
+    """What the models below share: no attributes for Fn::GetAtt, a generated name, created at once.
+    A mixin, not a base class: moto finds models as *direct* subclasses of CloudFormationModel."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    def is_created(self) -> bool:
+        return True
+
+
+class GlueDatabase(_Emulated, CloudFormationModel):
     """AWS::Glue::Database in moto's Glue backend (Ref: the database name)."""
 
     def __init__(self, name: str) -> None:
         self.physical_resource_id = name
 
     @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
     def cloudformation_type() -> str:
         return "AWS::Glue::Database"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @classmethod
     def create_from_cloudformation_json(
@@ -127,11 +135,8 @@ class GlueDatabase(CloudFormationModel):
     ) -> None:
         glue_backends[account_id][region_name].delete_database(resource_name)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class GlueTable(CloudFormationModel):
+class GlueTable(_Emulated, CloudFormationModel):
     """AWS::Glue::Table in moto's Glue backend (Ref: the table name)."""
 
     def __init__(self, database: str, name: str) -> None:
@@ -139,16 +144,8 @@ class GlueTable(CloudFormationModel):
         self.physical_resource_id = name
 
     @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
     def cloudformation_type() -> str:
         return "AWS::Glue::Table"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @classmethod
     def create_from_cloudformation_json(
@@ -167,11 +164,8 @@ class GlueTable(CloudFormationModel):
         database = str(cloudformation_json["Properties"]["DatabaseName"]).lower()
         glue_backends[account_id][region_name].delete_table(database, resource_name)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class AthenaWorkGroup(CloudFormationModel):
+class AthenaWorkGroup(_Emulated, CloudFormationModel):
     """AWS::Athena::WorkGroup in moto's Athena backend (Ref: the work group's name)."""
 
     def __init__(self, name: str) -> None:
@@ -184,10 +178,6 @@ class AthenaWorkGroup(CloudFormationModel):
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::Athena::WorkGroup"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @classmethod
     def create_from_cloudformation_json(
@@ -207,9 +197,6 @@ class AthenaWorkGroup(CloudFormationModel):
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         athena_backends[account_id][region_name].delete_work_group(resource_name)
-
-    def is_created(self) -> bool:
-        return True
 
 
 class SubstitutedStateMachine(CloudFormationModel):
