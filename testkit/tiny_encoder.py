@@ -9,7 +9,9 @@ WordPiece ``tokenizer.json`` shaped like MiniLM's (lower case, ``[CLS] ... [SEP]
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -76,17 +78,22 @@ def _graph() -> onnx.ModelProto:
 
 def build_tiny_encoder(folder: Path) -> Path:
     """Write ``model.int8.onnx`` and ``tokenizer.json`` into ``folder``; returns it (an ENCODER_DIR)."""
-    import tokenizers
-
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(_graph(), str(folder / MODEL_FILE))
+    wordpiece_tokenizer(VOCAB).save(str(folder / TOKENIZER_FILE))
+    return folder
+
+
+def wordpiece_tokenizer(vocab: Sequence[str]) -> Any:
+    """A BERT-style WordPiece tokenizer over ``vocab`` ([PAD], [UNK], [CLS], [SEP] first), as MiniLM's is built."""
+    import tokenizers
+
     tokenizer = tokenizers.Tokenizer(
-        tokenizers.models.WordPiece({token: i for i, token in enumerate(VOCAB)}, unk_token="[UNK]")
+        tokenizers.models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]")
     )
     tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
-    tokenizer.save(str(folder / TOKENIZER_FILE))
-    return folder
+    return tokenizer

@@ -165,15 +165,9 @@ def test_missing_files_are_reported(tmp_path: Path) -> None:
 
 def _bert_like_tokenizer_file(path: Path) -> None:
     """A WordPiece tokenizer.json shaped like all-MiniLM-L6-v2's, fixed padding and truncation at 128 included."""
-    tokenizers = pytest.importorskip("tokenizers")
-    tokenizer = tokenizers.Tokenizer(
-        tokenizers.models.WordPiece({token: i for i, token in enumerate(VOCAB)}, unk_token="[UNK]")
-    )
-    tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
+    from testkit.tiny_encoder import wordpiece_tokenizer
+
+    tokenizer = wordpiece_tokenizer(VOCAB)
     tokenizer.enable_truncation(max_length=128)
     tokenizer.enable_padding(length=128, pad_id=0, pad_token="[PAD]")
     tokenizer.save(str(path))
