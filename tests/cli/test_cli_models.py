@@ -44,7 +44,8 @@ def test_promote_and_rollback_reach_decide_within_the_ttl(tmp_path: Path, capsys
         ROOT / "template.yaml",
         stack_name="nudge-models",
         functions=["IngestFunction", "FeaturesFunction", "DecideFunction"],
-        parameter_overrides={"ModelPointerTtlSeconds": TTL_SECONDS},
+        # No quiet hours: decide's clock is the wall clock, which is inside them from 21:00 to 08:00 UTC.
+        parameter_overrides={"ModelPointerTtlSeconds": TTL_SECONDS, "QuietHoursStart": 0, "QuietHoursEnd": 0},
     ) as pipe:
         ready = tmp_path / "ready.json"
         ready.write_text(json.dumps(pipe.describe()))

@@ -66,7 +66,8 @@ def test_explain_and_user_show_what_the_pipeline_recorded(tmp_path: Path, capsys
         ROOT / "template.yaml",
         stack_name="nudge-cli-users",
         functions=["IngestFunction", "FeaturesFunction", "DecideFunction", "FeedbackFunction"],
-        parameter_overrides={"PseudonymKeyParameter": KEY_PARAMETER},
+        # No quiet hours: decide's clock is the wall clock, which is inside them from 21:00 to 08:00 UTC.
+        parameter_overrides={"PseudonymKeyParameter": KEY_PARAMETER, "QuietHoursStart": 0, "QuietHoursEnd": 0},
     ) as pipe:
         pipe.client("ssm").put_parameter(Name=KEY_PARAMETER, Value=KEY, Type="SecureString")
         dynamodb = boto3.resource("dynamodb", region_name=pipe.region)
