@@ -28,7 +28,7 @@ ARTIFACTS ?= layers/model/sasrec/int8 layers/model/sasrec layers/model
 .PHONY: help venv test test-all demo demo-full retrain model evaluate train retrain-bundle bench bench-train ope encoder encoder-layer lint format build deploy-test coldstart cost events security reliability clean
 
 help:
-	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies (~3 min)"
+	@echo "make demo                   replay MovieLens-100k users 1-100 through the whole pipeline, two policies, one retrain mid-replay (~3-5 min)"
 	@echo "make demo-full              all 301 active users, four policies (~20 min on 2 cores)"
 	@echo "make test                   the test suite (moto only, no network)"
 	@echo "make retrain                retrain on the demo's archive: extract, train, gate, promote -> out/retrain/report.json"
