@@ -12,12 +12,19 @@ history event's, as decide asks) in three scorings of the same weights:
 - ``fused``: + the co-occurrence term, its weight picked on validation, as ``make train`` ships it.
   A cold item has no neighbours and no count, so the term gives it ``weight x log(0.001)``;
 - ``fused_prior``: the same, but each cold item's co-occurrence popularity prior (the only per-item
-  number of the term) is predicted from content (ridge on the warm items' log prior).
+  number of the term) is predicted from content (ridge on the warm items' log prior);
+- ``fused_twins``: a cold item's co-occurrence term is the mean of its ``TWINS`` content-nearest warm
+  items' terms, per user.
 
 For each: all users' test NDCG@10 / HR@10, the users whose target is warm, and the users whose
-target is cold (HR@10, HR@20, MRR, and the ranks of their targets). The MiniLM text vectors
-("title. Genres: a, b.") are computed once with ``out/encoder/model.onnx`` (``make encoder``) and
-cached in ``out/cold/``.
+target is cold (HR@10, HR@20, MRR, and the ranks of their targets). For transformer, fused and
+fused_twins also (``offset_scan``): a constant added to every cold item's score, scanned, the one
+chosen on validation (warm-target NDCG@10 within ``WARM_TOLERANCE``), and ``slot``: each user's
+best-scored cold item at position ``SLOT``, the warm items around it. The MiniLM text vectors
+("Title (year). Genres: a, b.") are computed once with ``out/encoder/model.onnx`` (``make encoder``)
+and cached in ``out/cold/item_text_minilm.npz`` (``item_ids``, ``vectors``: what
+``train_sasrec --content-text-vectors`` reads). Weights are kept in ``out/cold/NAME.pt``;
+``--rescore`` scores them again without training.
 """
 
 from __future__ import annotations
