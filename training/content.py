@@ -74,3 +74,21 @@ def content_matrix(vocab: Sequence[str], catalog: dict[str, CatalogItem], genres
             if norm > 0:
                 out[row, start:stop] /= norm
     return out
+
+
+def year_matrix(vocab: Sequence[str], catalog: dict[str, CatalogItem], recent: int = 8) -> NDArray[np.float32]:
+    """[V, recent] one-hot release year for the catalogue's ``recent`` newest years (older: all zero).
+
+    The decade of ``content_matrix`` cannot tell a new release from a film three years old, and new
+    releases are what people rate (on ML-100k, 1997 films are a third of the last ratings).
+    """
+    years = [item.year for item in catalog.values() if item.year is not None]
+    out = np.zeros((len(vocab), recent), dtype=np.float32)
+    if not years:
+        return out
+    first = max(years) - recent + 1
+    for row, item_id in enumerate(vocab):
+        item = catalog.get(item_id)
+        if row and item is not None and item.year is not None and item.year >= first:
+            out[row, item.year - first] = 1.0
+    return out

@@ -67,6 +67,12 @@ class SasrecConfig:
     eval_every: int = 5
     patience: int = 4  # evaluations without a validation gain before stopping
     cold_fill: bool = False  # after training, give items without training data a content-predicted id vector
+    # > 0: a second softmax term, this weight, where each target competes with its content vector alone
+    # against the full (id + content) vectors of every other item: what a cold item faces when served.
+    cold_loss: float = 0.0
+    # With cold_loss: every warm item's content vector alone is a competitor too (the other cold items a
+    # new item meets when served); without them, content-only vectors are only ever pushed up.
+    cold_negatives: bool = True
     future: int = 0  # > 0: the next this many items within ``future_horizon_s`` are positives too
     future_horizon_s: int = 3600
     future_weight: float = 0.0  # weight of their own loss terms (0: only left out of the negatives)
@@ -262,7 +268,26 @@ class SASRec(nn.Module):
             logits.scatter_(1, tgt[:, None], own_logit)
         if self.cfg.future > 0 and "future" in batch:
             return self._multi_positive_loss(logits, tgt, batch["future"][keep])
-        return F.cross_entropy(logits, tgt)
+        loss = F.cross_entropy(logits, tgt)
+        if self.cfg.cold_loss > 0 and self.content_mlp is not None:
+            loss = loss + self.cfg.cold_loss * self._cold_target_loss(logits, h, tgt)
+        return loss
+
+    def _cold_target_loss(self, logits: Tensor, h: Tensor, tgt: Tensor) -> Tensor:
+        """Cross-entropy with the target scored by its content vector only (its id vector dropped), the
+        other items as they are. The content path learns to place a never-seen item where its warm
+        twin would be, popularity included, without dropping ids from the inputs (which costs warm
+        items); the main loss is unchanged. With ``cold_negatives`` every warm item's content vector
+        alone competes too, which keeps content-only scores on the scale of the full ones."""
+        assert self.content_mlp is not None
+        content = self.content_mlp() * self.nonpad
+        own = (h * content[tgt]).sum(dim=1, keepdim=True)
+        mixed = logits.scatter(1, tgt[:, None], own)
+        if self.cfg.cold_negatives:
+            # [N, V] more columns: each warm item as if it were new; the target's own twin sits out.
+            alone = (h @ content.T).masked_fill_(self.has_id.T * self.nonpad.T == 0, NEG)
+            mixed = torch.cat([mixed, alone.scatter_(1, tgt[:, None], NEG)], dim=1)
+        return F.cross_entropy(mixed, tgt)
 
     def _multi_positive_loss(self, logits: Tensor, tgt: Tensor, future: Tensor) -> Tensor:
         """Next item plus the user's next few items (``Windows.future``) as positives against one shared

@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.model import OnnxRecommender
-from training.content import content_matrix, genre_list
+from training.content import content_matrix, genre_list, year_matrix
 from training.cooccurrence import CoocConfig, build_cooccurrence
 from training.onnx_export import ModelArrays
 from training.recipe import TIME_BUDGET_S, DataShape, auto_config, describe
@@ -83,11 +83,20 @@ class Prepared:
     window: dict[str, datetime]
 
 
-def prepare(dataset: Dataset, quantile: float | None = None, cold_holdout: float = 0.0) -> Prepared:
+def prepare(
+    dataset: Dataset,
+    quantile: float | None = None,
+    cold_holdout: float = 0.0,
+    years: bool = False,
+    text_vectors: Path | None = None,
+) -> Prepared:
     """Vocabulary (whole catalogue), content, training sequences and the split.
 
     ``cold_holdout`` > 0 removes that share of items (random, fixed seed) from the training part
     only, so their test targets measure what content alone recommends for a brand-new item.
+    ``years`` adds the one-hot release year of recent years to the content (``content.year_matrix``);
+    ``text_vectors`` (an ``.npz`` of ``item_ids`` and ``vectors``, e.g. MiniLM sentence vectors of each
+    item's text, ``bench.cold_items``) adds each item's vector (zero for items it does not list).
     """
     vocab, lookup = vocab_for(dataset.item_ids, np.arange(1, len(dataset.item_ids)))
     interactions = dataset.interactions
@@ -113,9 +122,26 @@ def prepare(dataset: Dataset, quantile: float | None = None, cold_holdout: float
         "end": datetime.fromtimestamp(int(stamps.max()), UTC),
     }
     content = content_matrix(vocab, dataset.catalog, genre_list(list(dataset.catalog.values())))
+    if years:
+        content = np.concatenate([content, year_matrix(vocab, dataset.catalog)], axis=1)
+    if text_vectors is not None:
+        content = np.concatenate([content, vectors_by_item(vocab, text_vectors)], axis=1)
     # Columns no item uses (title buckets of an untitled catalogue) or all items share carry nothing.
     varies = content[1:].max(axis=0) > content[1:].min(axis=0)
     return Prepared(dataset, vocab, np.ascontiguousarray(content[:, varies]), has_id, split, train, window)
+
+
+def vectors_by_item(vocab: Sequence[str], path: Path) -> NDArray[np.float32]:
+    """[V, D] rows of an ``.npz`` (``item_ids``, ``vectors``) in vocabulary order; unlisted items are zero."""
+    with np.load(path) as stored:
+        ids = [str(i) for i in stored["item_ids"]]
+        vectors = np.asarray(stored["vectors"], dtype=np.float32)
+    row = {item: n for n, item in enumerate(ids)}
+    out = np.zeros((len(vocab), vectors.shape[1]), dtype=np.float32)
+    for index, item in enumerate(vocab):
+        if index and item in row:
+            out[index] = vectors[row[item]]
+    return out
 
 
 def cold_users(prep: Prepared, target: str = "test") -> list[int]:
@@ -252,6 +278,8 @@ def configure(args: argparse.Namespace, prep: Prepared) -> tuple[Any, Windows, D
         mask_seen=args.mask_seen,
         mask_history=args.mask_history,
         cold_fill=args.cold_fill,
+        cold_loss=args.cold_loss,
+        cold_negatives=args.cold_negatives,
         request=args.request,
         stride=min(args.max_len, args.stride) if args.stride else max(1, args.max_len // 2),
         future=args.future,
@@ -333,7 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dataset = load_source(args.source, args.data)
     if args.before is not None:
         dataset = dataset.before(args.before)
-    prep = prepare(dataset, args.split_quantile, args.cold_holdout)
+    prep = prepare(dataset, args.split_quantile, args.cold_holdout, args.content_years, args.content_text_vectors)
     base, windows, shape = configure(args, prep)
     _log_recipe(dataset, shape, base)
     budget = args.time_budget if args.time_budget is not None else TIME_BUDGET_S
@@ -666,6 +694,27 @@ def parser() -> argparse.ArgumentParser:
         help="training request time: the target's, the newest input's (decide on the stream), or drawn between",
     )
     p.add_argument("--cold-fill", action=on_off, default=False, help="ridge-predict id vectors of items without data")
+    p.add_argument(
+        "--content-years", action=on_off, default=False, help="one-hot release year of recent years in the content"
+    )
+    p.add_argument(
+        "--content-text-vectors",
+        type=Path,
+        default=None,
+        help="npz (item_ids, vectors) of item text vectors added to the content (python -m bench.cold_items)",
+    )
+    p.add_argument(
+        "--cold-negatives",
+        action=on_off,
+        default=True,
+        help="with --cold-loss: warm items' content-only vectors compete too",
+    )
+    p.add_argument(
+        "--cold-loss",
+        type=float,
+        default=0.0,
+        help="weight of a second loss term scoring each target by its content vector alone (cold items)",
+    )
     return p
 
 
