@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from cli.stack import CliError, open_stack, output
 from shared.adapters.ledger import Ledger
@@ -42,9 +41,8 @@ class StackRegistry:
 def stack_registry(session: Any, outputs: Mapping[str, str]) -> StackRegistry:
     if POINTER_OUTPUT not in outputs or REGISTRY_OUTPUT not in outputs:
         raise ModelsError(f"the stack has no model registry (outputs {POINTER_OUTPUT}, {REGISTRY_OUTPUT}): update it")
-    uri = urlparse(outputs[REGISTRY_OUTPUT])
     return StackRegistry(
-        S3ModelRegistry(session.client("s3"), uri.netloc, uri.path.lstrip("/")),
+        S3ModelRegistry.at(session.client("s3"), outputs[REGISTRY_OUTPUT]),
         SsmModelPointer(session.client("ssm"), outputs[POINTER_OUTPUT]),
     )
 

@@ -336,9 +336,8 @@ def _timed(into: dict[str, float], step: str) -> Iterator[None]:
 
 
 def registry_of(session: Any, registry_uri: str, pointer_parameter: str, bootstrap_model: Path) -> GateStack:
-    uri = urlparse(registry_uri)
     return GateStack(
-        S3ModelRegistry(session.client("s3"), uri.netloc, uri.path.lstrip("/")),
+        S3ModelRegistry.at(session.client("s3"), registry_uri),
         SsmModelPointer(session.client("ssm"), pointer_parameter),
         bootstrap_model,
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -89,6 +90,12 @@ class S3ModelRegistry:
         self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    @classmethod
+    def at(cls, s3: Any, uri: str) -> S3ModelRegistry:
+        """The registry at ``s3://bucket/prefix/`` (a stack's ModelRegistryUri output)."""
+        parsed = urlparse(uri)
+        return cls(s3, parsed.netloc, parsed.path.lstrip("/"))
 
     @property
     def uri(self) -> str:

@@ -18,10 +18,11 @@ import boto3
 import pytest
 
 from cli.__main__ import main
+from demo.retrain import stack_of
 from runner.pipeline import LocalPipeline
 from shared.model import read_manifest
 from testkit.tiny_model import build_tiny_model
-from training.retrain import DAY_S, GateSettings, GateStack, gate, registry_of
+from training.retrain import DAY_S, GateSettings, gate
 
 pytestmark = pytest.mark.slow(seconds=40)
 
@@ -69,12 +70,6 @@ def knows_the_chain(path: Path) -> Path:
 def knows_nothing(path: Path) -> Path:
     flat = dict.fromkeys(VOCAB, 0.0)
     return build_tiny_model(path, VOCAB, neighbours={}, popularity={**flat, "i11": 1.0})
-
-
-def stack_of(pipe: LocalPipeline, bootstrap: Path) -> GateStack:
-    session = boto3.session.Session(region_name=pipe.region)
-    outputs = pipe.outputs
-    return registry_of(session, outputs["ModelRegistryUri"], outputs["ModelPointerParameterName"], bootstrap)
 
 
 def test_a_challenger_that_wins_forward_is_calibrated_published_and_promoted(
